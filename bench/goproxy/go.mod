@@ -1,0 +1,3 @@
+module ringway.bench/goproxy
+
+go 1.19
