@@ -1,1 +1,65 @@
-//! placeholder
+//! # ringway-core
+//!
+//! The sans-IO heart of Ringway, an HTTP/1.1 forward proxy: request parsing, routing
+//! decisions, body framing and tunnel byte accounting as pure state transitions. Bytes and
+//! events go in (with `now` passed as a value), [`Output`]s come out. There are no sockets,
+//! clocks, threads or async here, so any runtime (monoio, tokio, a blocking loop, a fuzzer, a
+//! WebAssembly host) drives the same code.
+//!
+//! ## Key components
+//! - [`Connection`]: one client connection, from the first request head to close.
+//! - [`request`] / [`response`]: strict head parsing (httparse plus line-ending and framing
+//!   checks) and the rewrites between client and upstream.
+//! - [`route::decide`]: forward, tunnel or reject, from the head and the [`Policy`].
+//! - [`body`]: Content-Length and chunked framing, tracked without buffering bodies.
+//! - [`tunnel::TunnelMeter`]: byte counts and half-close for CONNECT tunnels.
+//! - [`AccessRecord`]: the access-log line for each request and tunnel.
+//!
+//! ## Error handling
+//! A misbehaving peer never yields an `Err` to the runtime: it becomes a [`Problem`] with an
+//! exact status (400, 403, 408, 431, 502, 504, 505, 508), a canned response when no response
+//! had begun, then [`Output::Close`]. The runtime's own failures come back in as inputs
+//! ([`Connection::handle_dial`] with a [`DialError`], `handle_*_error`).
+//!
+//! ## The run loop
+//! Every runtime follows the same steps (`examples/blocking_proxy.rs` does it over blocking
+//! `std::net` sockets in a few dozen lines):
+//!
+//! 1. Accept a client; create `Connection::new(config, peer, now)`.
+//! 2. Drain: call [`Connection::poll_output`] until `None`, carrying out each [`Output`] in
+//!    order (write bytes, dial and report the result with `handle_dial`, release or close the
+//!    upstream, write the log record, close).
+//! 3. Wait for whichever comes first: client bytes (if [`Connection::wants_client_read`]),
+//!    upstream bytes (if [`Connection::wants_upstream_read`]), or the deadline from
+//!    [`Connection::poll_timeout`]. Feed what happened to the matching `handle_*` method:
+//!    data, EOF, error, or `handle_timeout`.
+//! 4. After [`Output::StartTunnel`], copy bytes between the two sockets yourself and report
+//!    progress with [`Connection::handle_relayed`], EOFs with `handle_client_eof` /
+//!    `handle_upstream_eof`.
+//! 5. Go to 2 until [`Output::Close`].
+#![cfg_attr(not(test), no_std)]
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+extern crate alloc;
+
+pub mod body;
+mod config;
+mod connection;
+mod head;
+mod log;
+mod policy;
+mod problem;
+pub mod request;
+pub mod response;
+pub mod route;
+pub mod target;
+mod time;
+pub mod tunnel;
+
+pub use config::{Config, MAX_HEADER_SLOTS};
+pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
+pub use log::AccessRecord;
+pub use policy::{Cidr, Policy, PortRule};
+pub use problem::{reason_phrase, Problem};
+pub use time::Instant;

@@ -1,0 +1,53 @@
+//! Limits, timeouts and policy: everything a deployment tunes, as one plain value.
+//!
+//! The runtime builds one [`Config`] at start-up (from its flags) and shares it, behind an
+//! `Arc`, with every [`Connection`](crate::Connection). Defaults are the ones a user gets from
+//! `ringway` with no flags.
+
+use core::time::Duration;
+
+use crate::policy::Policy;
+
+/// Everything that shapes a connection's behaviour.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// Largest request or response head accepted, in bytes (default 64 KiB). A larger request
+    /// head is answered with 431; a larger response head with 502.
+    pub max_head_bytes: usize,
+    /// Most header fields accepted in one head (default 100, at most [`MAX_HEADER_SLOTS`]).
+    pub max_headers: usize,
+    /// How long a client may take to send a complete request head once the connection is open
+    /// or the first byte of a head arrived (default 30 s): the slowloris bound.
+    pub header_timeout: Duration,
+    /// How long an idle keep-alive client connection stays open between requests (default 60 s).
+    pub idle_timeout: Duration,
+    /// How long a CONNECT tunnel may go without a byte in either direction (default 5 min).
+    pub tunnel_idle_timeout: Duration,
+    /// How long a dial may take before the client gets 504 (default 10 s).
+    pub connect_timeout: Duration,
+    /// How long a forwarded exchange may go without a byte from either side (default 5 min).
+    pub exchange_idle_timeout: Duration,
+    /// Who may use the proxy and where CONNECT may go.
+    pub policy: Policy,
+    /// The name in our `Via` entries, and the one whose presence means a forwarding loop.
+    pub via_pseudonym: &'static str,
+}
+
+/// Hard ceiling for [`Config::max_headers`]: the parser's header table lives on the stack.
+pub const MAX_HEADER_SLOTS: usize = 256;
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_head_bytes: 64 * 1024,
+            max_headers: 100,
+            header_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            tunnel_idle_timeout: Duration::from_secs(300),
+            connect_timeout: Duration::from_secs(10),
+            exchange_idle_timeout: Duration::from_secs(300),
+            policy: Policy::default(),
+            via_pseudonym: "ringway",
+        }
+    }
+}

@@ -1,0 +1,942 @@
+//! The per-client-connection state machine: everything that affects state transitions lives here.
+//!
+//! A [`Connection`] is fed by `handle_*` calls (bytes, EOFs, dial results, relayed counts,
+//! timeouts; each takes `now`) and answers through [`Connection::poll_output`] with
+//! [`Output`]s for the runtime to carry out in order. The drain rule, the only rule:
+//!
+//! > After every `handle_*` call, call `poll_output` until it returns `None`, carrying out each
+//! > output in order; then sleep until [`Connection::poll_timeout`] (or until IO), and call
+//! > [`Connection::handle_timeout`] when it passes. A wake that is early or late is harmless.
+//!
+//! Phases: `ReadingHead` → (`Dialing` → `Forwarding` | `Dialing` → `Tunnel`) → `ReadingHead`
+//! again for keep-alive, or `Closed`. Bytes the client sends ahead (pipelining) wait in the
+//! connection's input until their turn; how much can wait is bounded because the runtime reads
+//! from the client only while [`Connection::wants_client_read`] says so.
+//!
+//! Failures: a peer's misbehaviour never surfaces as an `Err`. Before a response began, the
+//! client gets a canned answer for the [`Problem`], then the connection closes; after, the
+//! connection closes without completing the response, so a truncated body is never presented
+//! as complete. Caller misuse (input in a phase that cannot take it) is ignored, with a
+//! `debug_assert!` where it signals a runtime bug.
+
+use alloc::collections::VecDeque;
+use alloc::sync::Arc;
+use bytes::{Buf, Bytes, BytesMut};
+use core::net::SocketAddr;
+
+use crate::body::{BodyDecoder, BodyKind};
+use crate::config::Config;
+use crate::head::HeadScanner;
+use crate::log::AccessRecord;
+use crate::problem::Problem;
+use crate::request;
+use crate::response::{self, ClientFraming};
+use crate::route::{self, Decision};
+use crate::target::Authority;
+use crate::time::Instant;
+use crate::tunnel::{Direction, TunnelMeter, TunnelStep};
+
+/// The answer to a successful CONNECT.
+pub const CONNECT_ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+
+/// Something the runtime must do. Carry out outputs in the order they come.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// Write these bytes to the client.
+    ToClient(Bytes),
+    /// Write these bytes to the upstream connection (only ever after a successful dial).
+    ToUpstream(Bytes),
+    /// Obtain a connection to `authority` and report with [`Connection::handle_dial`]. With
+    /// `allow_pooled`, an idle pooled connection to the same authority may be used.
+    Dial {
+        /// Where to connect.
+        authority: Authority,
+        /// Whether an idle pooled connection may serve.
+        allow_pooled: bool,
+    },
+    /// The upstream connection ended cleanly: put it in the idle pool for `authority` reuse.
+    ReleaseUpstream,
+    /// Close the upstream connection (it may not be reused).
+    CloseUpstream,
+    /// Shut down the write side towards the client (tunnel half-close).
+    ShutdownClientWrite,
+    /// Shut down the write side towards the upstream (tunnel half-close).
+    ShutdownUpstreamWrite,
+    /// From now on relay bytes between the two sockets yourself: first write `to_upstream` to
+    /// the upstream and `to_client` to the client (bytes that arrived with the heads; already
+    /// counted), then report with [`Connection::handle_relayed`] and the EOF/error handlers.
+    StartTunnel {
+        /// Client bytes that followed the CONNECT head (e.g. a TLS ClientHello).
+        to_upstream: Bytes,
+        /// Upstream bytes that followed a `101` head.
+        to_client: Bytes,
+    },
+    /// Write this access-log record.
+    Log(AccessRecord),
+    /// Close the client connection and any upstream connection still held. Always last.
+    Close,
+}
+
+/// Why a dial failed, as the runtime saw it.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DialError {
+    /// Name resolution failed or returned no address.
+    Dns,
+    /// Every address refused or was unreachable.
+    Refused,
+    /// The runtime's own timer expired first.
+    Timeout,
+}
+
+impl DialError {
+    fn problem(self) -> Problem {
+        match self {
+            DialError::Dns => Problem::DnsFailed,
+            DialError::Refused => Problem::DialFailed,
+            DialError::Timeout => Problem::DialTimeout,
+        }
+    }
+}
+
+/// A successful dial.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Dialed {
+    /// Whether the connection came from the idle pool (it may turn out to be stale).
+    pub reused: bool,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Waiting for (the rest of) a request head.
+    ReadingHead,
+    /// A dial is out; `deadline` is when it counts as timed out.
+    Dialing { deadline: Instant },
+    /// Request going up, response coming down.
+    Forwarding,
+    /// Bytes relayed by the runtime.
+    Tunnel(TunnelMeter),
+    /// Done; every input is ignored.
+    Closed,
+}
+
+#[derive(Debug)]
+enum ResponseState {
+    AwaitingHead,
+    Body {
+        decoder: BodyDecoder,
+        framing: ClientFraming,
+    },
+    Done,
+}
+
+/// One request from head to end.
+#[derive(Debug)]
+struct Exchange {
+    started: Instant,
+    method: Bytes,
+    target: Bytes,
+    authority: Option<Authority>,
+    tunnel: bool,
+    /// The head to send upstream (kept for one retry on a stale pooled connection).
+    forward_head: Bytes,
+    head_request: bool,
+    client_minor: u8,
+    keep_alive: bool,
+    upgrade: bool,
+    /// Idempotent, bodiless, not yet retried.
+    retry_ok: bool,
+    reused: bool,
+    request: BodyDecoder,
+    response: ResponseState,
+    status: u16,
+    rx: u64,
+    tx: u64,
+    upstream_seen: bool,
+    upstream_reusable: bool,
+    last_activity: Instant,
+}
+
+/// The sans-IO state of one client connection (see the module docs for the drain rule).
+#[derive(Debug)]
+pub struct Connection {
+    config: Arc<Config>,
+    client: SocketAddr,
+    phase: Phase,
+    client_in: Bytes,
+    upstream_in: Bytes,
+    client_scan: HeadScanner,
+    upstream_scan: HeadScanner,
+    out: VecDeque<Output>,
+    /// When the wait for the current head began (accept, or end of the previous exchange).
+    waiting_since: Instant,
+    /// When the first byte of the current head arrived.
+    head_started: Option<Instant>,
+    /// Client bytes consumed before the current head (blank lines between requests).
+    pending_rx: u64,
+    first_request: bool,
+    /// The client shut its write side after a complete request.
+    client_eof: bool,
+    upstream_connected: bool,
+    exchange: Option<Exchange>,
+}
+
+impl Connection {
+    // ----- construction and getters -----
+
+    /// A connection from `client`, accepted at `now`.
+    pub fn new(config: Arc<Config>, client: SocketAddr, now: Instant) -> Connection {
+        Connection {
+            config,
+            client,
+            phase: Phase::ReadingHead,
+            client_in: Bytes::new(),
+            upstream_in: Bytes::new(),
+            client_scan: HeadScanner::default(),
+            upstream_scan: HeadScanner::default(),
+            out: VecDeque::with_capacity(8),
+            waiting_since: now,
+            head_started: None,
+            pending_rx: 0,
+            first_request: true,
+            client_eof: false,
+            upstream_connected: false,
+            exchange: None,
+        }
+    }
+
+    /// The client's address.
+    pub fn client(&self) -> SocketAddr {
+        self.client
+    }
+
+    /// Whether the runtime should read from the client now. False while a complete request
+    /// waits for its response, which bounds how much pipelined input can pile up.
+    pub fn wants_client_read(&self) -> bool {
+        match &self.phase {
+            Phase::ReadingHead => true,
+            Phase::Forwarding => {
+                !self.client_eof && self.exchange.as_ref().is_some_and(|e| !e.request.is_done())
+            }
+            Phase::Dialing { .. } | Phase::Tunnel(_) | Phase::Closed => false,
+        }
+    }
+
+    /// Whether the runtime should read from the upstream now.
+    pub fn wants_upstream_read(&self) -> bool {
+        matches!(self.phase, Phase::Forwarding)
+            && self
+                .exchange
+                .as_ref()
+                .is_some_and(|e| !matches!(e.response, ResponseState::Done))
+    }
+
+    /// Whether the connection is in tunnel mode (the runtime relays bytes itself).
+    pub fn is_tunnel(&self) -> bool {
+        matches!(self.phase, Phase::Tunnel(_))
+    }
+
+    /// Whether the connection is finished ([`Output::Close`] was produced).
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// The tunnel's meter, while in tunnel mode.
+    pub fn tunnel(&self) -> Option<&TunnelMeter> {
+        match &self.phase {
+            Phase::Tunnel(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    // ----- output -----
+
+    /// The next thing for the runtime to do, in order; `None` when there is nothing until the
+    /// next input or deadline.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Connection::handle_timeout`] should be called next, if ever. Never in the past
+    /// relative to the last input's `now` unless that deadline already passed.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let c = &self.config;
+        match &self.phase {
+            Phase::ReadingHead => Some(match self.head_started {
+                Some(t) => t + c.header_timeout,
+                None if self.first_request => self.waiting_since + c.header_timeout,
+                None => self.waiting_since + c.idle_timeout,
+            }),
+            Phase::Dialing { deadline } => Some(*deadline),
+            Phase::Forwarding => self
+                .exchange
+                .as_ref()
+                .map(|e| e.last_activity + c.exchange_idle_timeout),
+            Phase::Tunnel(m) => Some(m.idle_deadline(c.tunnel_idle_timeout)),
+            Phase::Closed => None,
+        }
+    }
+
+    // ----- input -----
+
+    /// Bytes arrived from the client.
+    pub fn handle_client_data(&mut self, now: Instant, data: Bytes) {
+        if data.is_empty() {
+            return;
+        }
+        match self.phase {
+            Phase::Closed => return,
+            Phase::Tunnel(_) => {
+                debug_assert!(
+                    false,
+                    "tunnel bytes are relayed by the runtime, not fed to the core"
+                );
+                return;
+            }
+            _ => {}
+        }
+        if self.head_started.is_none() && matches!(self.phase, Phase::ReadingHead) {
+            self.head_started = Some(now);
+        }
+        if let Some(e) = &mut self.exchange {
+            e.last_activity = now.max(e.last_activity);
+        }
+        append(&mut self.client_in, data);
+        self.advance(now);
+    }
+
+    /// The client shut down its write side (read returned 0).
+    pub fn handle_client_eof(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Closed => {}
+            Phase::Tunnel(_) => self.tunnel_end(now, Direction::ClientToUpstream),
+            Phase::ReadingHead => self.close_silently(),
+            Phase::Dialing { .. } | Phase::Forwarding => {
+                let body_done = self.exchange.as_ref().is_some_and(|e| e.request.is_done());
+                if body_done {
+                    // A half-close after a complete request: answer it, then close.
+                    self.client_eof = true;
+                } else {
+                    self.abort(now, "client_closed");
+                }
+            }
+        }
+    }
+
+    /// Reading from or writing to the client failed (reset, broken pipe).
+    pub fn handle_client_error(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Closed => {}
+            Phase::ReadingHead => self.close_silently(),
+            _ => self.abort(now, "client_error"),
+        }
+    }
+
+    /// The dial asked for by [`Output::Dial`] finished. A result arriving after the dial
+    /// timed out (or after close) is ignored.
+    pub fn handle_dial(&mut self, now: Instant, result: Result<Dialed, DialError>) {
+        if !matches!(self.phase, Phase::Dialing { .. }) {
+            return;
+        }
+        let dialed = match result {
+            Ok(d) => d,
+            Err(e) => return self.fail(now, e.problem()),
+        };
+        self.upstream_connected = true;
+        let Some(e) = &mut self.exchange else {
+            return self.fail(now, Problem::DialFailed);
+        };
+        e.last_activity = now;
+        e.reused = dialed.reused;
+        if e.tunnel {
+            e.status = 200;
+            self.out
+                .push_back(Output::ToClient(Bytes::from_static(CONNECT_ESTABLISHED)));
+            let to_upstream = core::mem::take(&mut self.client_in);
+            self.start_tunnel(now, to_upstream, Bytes::new());
+        } else {
+            self.out
+                .push_back(Output::ToUpstream(e.forward_head.clone()));
+            self.phase = Phase::Forwarding;
+            self.advance(now);
+        }
+    }
+
+    /// Bytes arrived from the upstream.
+    pub fn handle_upstream_data(&mut self, now: Instant, data: Bytes) {
+        if data.is_empty() || !matches!(self.phase, Phase::Forwarding) {
+            debug_assert!(
+                !matches!(self.phase, Phase::Tunnel(_)),
+                "tunnel bytes are relayed by the runtime"
+            );
+            return;
+        }
+        if let Some(e) = &mut self.exchange {
+            e.upstream_seen = true;
+            e.last_activity = now.max(e.last_activity);
+        }
+        append(&mut self.upstream_in, data);
+        self.pump_response(now);
+    }
+
+    /// The upstream shut down its write side (read returned 0).
+    pub fn handle_upstream_eof(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Tunnel(_) => self.tunnel_end(now, Direction::UpstreamToClient),
+            Phase::Forwarding => self.upstream_gone(now, true),
+            _ => {}
+        }
+    }
+
+    /// Reading from or writing to the upstream failed (reset, broken pipe).
+    pub fn handle_upstream_error(&mut self, now: Instant) {
+        match self.phase {
+            Phase::Tunnel(_) => self.abort(now, "upstream_error"),
+            Phase::Forwarding => self.upstream_gone(now, false),
+            _ => {}
+        }
+    }
+
+    /// In tunnel mode: the runtime moved `n` more bytes in `direction`.
+    pub fn handle_relayed(&mut self, now: Instant, direction: Direction, n: u64) {
+        if let Phase::Tunnel(m) = &mut self.phase {
+            let counted = m.record(now, direction, n);
+            debug_assert!(counted, "bytes relayed after that direction ended");
+        }
+    }
+
+    /// A deadline from [`Connection::poll_timeout`] may have passed. Spurious calls are no-ops.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        let Some(deadline) = self.poll_timeout() else {
+            return;
+        };
+        if now < deadline {
+            return;
+        }
+        match &self.phase {
+            Phase::ReadingHead if self.head_started.is_some() => {
+                self.begin_exchange(now, Bytes::new(), Bytes::new());
+                self.fail(now, Problem::HeaderTimeout);
+            }
+            Phase::ReadingHead => self.close_silently(),
+            Phase::Dialing { .. } => self.fail(now, Problem::DialTimeout),
+            Phase::Forwarding => self.fail(now, Problem::UpstreamTimeout),
+            Phase::Tunnel(_) => self.abort(now, "tunnel_idle"),
+            Phase::Closed => {}
+        }
+    }
+
+    // ----- request side -----
+
+    /// Makes whatever progress the buffered client bytes allow.
+    fn advance(&mut self, now: Instant) {
+        loop {
+            match self.phase {
+                Phase::ReadingHead => {
+                    if !self.read_head(now) {
+                        return;
+                    }
+                }
+                Phase::Forwarding => {
+                    self.pump_request_body(now);
+                    return;
+                }
+                _ => return,
+            }
+        }
+    }
+
+    /// Tries to take a complete head from the client input. Returns whether the phase moved on.
+    fn read_head(&mut self, now: Instant) -> bool {
+        // Blank lines before a request line are ignored (RFC 9112 §2.2).
+        while self.client_in.starts_with(b"\r\n") {
+            self.client_in.advance(2);
+            self.pending_rx += 2;
+        }
+        if self.client_in.is_empty() || self.client_in == b"\r"[..] {
+            return false;
+        }
+        let max = self.config.max_head_bytes;
+        let len = match self.client_scan.scan(&self.client_in) {
+            Err(problem) => return self.reject_head(now, problem),
+            Ok(None) if self.client_in.len() > max => {
+                return self.reject_head(now, Problem::HeadTooLarge)
+            }
+            Ok(None) => return false,
+            Ok(Some(len)) if len > max => return self.reject_head(now, Problem::HeadTooLarge),
+            Ok(Some(len)) => len,
+        };
+        let head = self.client_in.split_to(len);
+        self.route_head(now, head);
+        true
+    }
+
+    fn reject_head(&mut self, now: Instant, problem: Problem) -> bool {
+        let rx = self.client_in.len() as u64;
+        self.begin_exchange(now, Bytes::new(), Bytes::new());
+        if let Some(e) = &mut self.exchange {
+            e.rx += rx;
+        }
+        self.fail(now, problem);
+        true
+    }
+
+    fn route_head(&mut self, now: Instant, head: Bytes) {
+        let config = Arc::clone(&self.config);
+        let mut slots = request::header_slots();
+        let req = match request::parse(&head, &mut slots, config.max_headers, config.via_pseudonym)
+        {
+            Ok(r) => r,
+            Err(problem) => {
+                self.begin_exchange(now, Bytes::new(), Bytes::new());
+                self.add_rx(head.len());
+                return self.fail(now, problem);
+            }
+        };
+        let method = head.slice_ref(req.method.as_bytes());
+        let target = head.slice_ref(req.target);
+        self.begin_exchange(now, method, target);
+        self.add_rx(head.len());
+        let decision = route::decide(&req, self.client.ip(), &config.policy);
+        let Some(e) = &mut self.exchange else { return };
+        e.head_request = req.is_head();
+        e.client_minor = req.minor_version;
+        e.keep_alive = req.keep_alive;
+        match decision {
+            Decision::Reject(problem) => self.fail(now, problem),
+            Decision::Tunnel(authority) => {
+                e.tunnel = true;
+                e.keep_alive = false;
+                self.dial(now, authority, false);
+            }
+            Decision::Forward(target) => {
+                let mut out = BytesMut::new();
+                req.write_forward_head(&target, config.via_pseudonym, &mut out);
+                e.forward_head = out.freeze();
+                e.upgrade = req.upgrade;
+                e.request = BodyDecoder::new(req.body);
+                e.retry_ok = req.is_idempotent() && req.body == BodyKind::None && !req.upgrade;
+                self.dial(now, target.authority, true);
+            }
+        }
+    }
+
+    fn begin_exchange(&mut self, now: Instant, method: Bytes, target: Bytes) {
+        let started = self.head_started.unwrap_or(now);
+        self.exchange = Some(Exchange {
+            started,
+            method,
+            target,
+            authority: None,
+            tunnel: false,
+            forward_head: Bytes::new(),
+            head_request: false,
+            client_minor: 1,
+            keep_alive: false,
+            upgrade: false,
+            retry_ok: false,
+            reused: false,
+            request: BodyDecoder::new(BodyKind::None),
+            response: ResponseState::AwaitingHead,
+            status: 0,
+            rx: core::mem::take(&mut self.pending_rx),
+            tx: 0,
+            upstream_seen: false,
+            upstream_reusable: false,
+            last_activity: now,
+        });
+        self.first_request = false;
+    }
+
+    fn add_rx(&mut self, n: usize) {
+        if let Some(e) = &mut self.exchange {
+            e.rx += n as u64;
+        }
+    }
+
+    fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool) {
+        if let Some(e) = &mut self.exchange {
+            e.authority = Some(authority.clone());
+        }
+        self.phase = Phase::Dialing {
+            deadline: now + self.config.connect_timeout,
+        };
+        self.out.push_back(Output::Dial {
+            authority,
+            allow_pooled,
+        });
+    }
+
+    /// Forwards buffered request body bytes upstream.
+    fn pump_request_body(&mut self, now: Instant) {
+        let Some(e) = &mut self.exchange else { return };
+        if e.request.is_done() || self.client_in.is_empty() {
+            return;
+        }
+        let mut consumed = 0;
+        let mut failed = false;
+        while consumed < self.client_in.len() {
+            match e.request.decode(&self.client_in[consumed..]) {
+                Ok(step) => {
+                    consumed += step.consumed;
+                    if step.done || step.consumed == 0 {
+                        break;
+                    }
+                }
+                Err(_) => {
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if consumed > 0 {
+            e.rx += consumed as u64;
+            let chunk = self.client_in.split_to(consumed);
+            self.out.push_back(Output::ToUpstream(chunk));
+        }
+        if failed {
+            return self.fail(now, Problem::BadChunk);
+        }
+        self.try_finish(now);
+    }
+
+    // ----- response side -----
+
+    fn pump_response(&mut self, now: Instant) {
+        loop {
+            let Some(e) = &mut self.exchange else { return };
+            match &mut e.response {
+                ResponseState::AwaitingHead => {
+                    let max = self.config.max_head_bytes;
+                    let len = match self.upstream_scan.scan(&self.upstream_in) {
+                        Ok(Some(len)) if len <= max => len,
+                        Ok(None) if self.upstream_in.len() <= max => return,
+                        _ => return self.fail(now, Problem::BadResponse),
+                    };
+                    let head = self.upstream_in.split_to(len);
+                    if !self.response_head(now, head) {
+                        return;
+                    }
+                }
+                ResponseState::Body { decoder, framing } => {
+                    if self.upstream_in.is_empty() {
+                        return;
+                    }
+                    let framing = *framing;
+                    let mut consumed = 0;
+                    let mut done = false;
+                    while consumed < self.upstream_in.len() {
+                        let step = match decoder.decode(&self.upstream_in[consumed..]) {
+                            Ok(step) => step,
+                            Err(_) => return self.abort(now, "bad_response_body"),
+                        };
+                        if framing == ClientFraming::Dechunk && !step.payload.is_empty() {
+                            let r = step.payload;
+                            let piece =
+                                self.upstream_in.slice(consumed + r.start..consumed + r.end);
+                            e.tx += piece.len() as u64;
+                            self.out.push_back(Output::ToClient(piece));
+                        }
+                        consumed += step.consumed;
+                        if step.done || step.consumed == 0 {
+                            done = step.done;
+                            break;
+                        }
+                    }
+                    let chunk = self.upstream_in.split_to(consumed);
+                    if framing == ClientFraming::Passthrough && !chunk.is_empty() {
+                        e.tx += chunk.len() as u64;
+                        self.out.push_back(Output::ToClient(chunk));
+                    }
+                    if done {
+                        self.response_done(now);
+                    }
+                    return;
+                }
+                ResponseState::Done => {
+                    // Bytes beyond the response: the connection is not clean any more.
+                    e.upstream_reusable = false;
+                    self.upstream_in.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Handles one complete response head. Returns whether to keep pumping.
+    fn response_head(&mut self, now: Instant, head: Bytes) -> bool {
+        let config = Arc::clone(&self.config);
+        let Some(e) = &mut self.exchange else {
+            return false;
+        };
+        let mut slots = request::header_slots();
+        let res = match response::parse(&head, &mut slots, config.max_headers, e.head_request) {
+            Ok(r) => r,
+            Err(problem) => {
+                self.fail(now, problem);
+                return false;
+            }
+        };
+        let mut out = BytesMut::new();
+        if res.status == 101 {
+            if !e.upgrade {
+                self.fail(now, Problem::BadResponse);
+                return false;
+            }
+            res.write_client_head(
+                ClientFraming::Passthrough,
+                Some("upgrade"),
+                config.via_pseudonym,
+                &mut out,
+            );
+            e.status = 101;
+            e.tx += out.len() as u64;
+            self.out.push_back(Output::ToClient(out.freeze()));
+            let to_upstream = core::mem::take(&mut self.client_in);
+            let to_client = core::mem::take(&mut self.upstream_in);
+            self.start_tunnel(now, to_upstream, to_client);
+            return false;
+        }
+        if res.is_interim() {
+            // 1xx (100 Continue, 103 Early Hints) go to HTTP/1.1 clients before the final answer.
+            if e.client_minor == 1 {
+                res.write_client_head(
+                    ClientFraming::Passthrough,
+                    None,
+                    config.via_pseudonym,
+                    &mut out,
+                );
+                e.tx += out.len() as u64;
+                self.out.push_back(Output::ToClient(out.freeze()));
+            }
+            return true;
+        }
+        let framing = res.client_framing(e.client_minor);
+        let close_after = !e.keep_alive
+            || self.client_eof
+            || res.body == BodyKind::CloseDelimited
+            || framing == ClientFraming::Dechunk;
+        let connection = if close_after {
+            Some("close")
+        } else if e.client_minor == 0 {
+            Some("keep-alive")
+        } else {
+            None
+        };
+        res.write_client_head(framing, connection, config.via_pseudonym, &mut out);
+        e.keep_alive = !close_after;
+        e.status = res.status;
+        e.upstream_reusable = res.reusable;
+        e.tx += out.len() as u64;
+        self.out.push_back(Output::ToClient(out.freeze()));
+        let decoder = BodyDecoder::new(res.body);
+        if decoder.is_done() {
+            e.response = ResponseState::Done;
+            self.response_done(now);
+            return false;
+        }
+        e.response = ResponseState::Body { decoder, framing };
+        true
+    }
+
+    fn response_done(&mut self, now: Instant) {
+        if let Some(e) = &mut self.exchange {
+            e.response = ResponseState::Done;
+            if !self.upstream_in.is_empty() {
+                e.upstream_reusable = false;
+                self.upstream_in.clear();
+            }
+        }
+        self.try_finish(now);
+    }
+
+    /// The upstream ended (EOF when `clean`, else an error) during forwarding.
+    fn upstream_gone(&mut self, now: Instant, clean: bool) {
+        let Some(e) = &mut self.exchange else { return };
+        match &e.response {
+            ResponseState::AwaitingHead if !e.upstream_seen && e.reused && e.retry_ok => {
+                // A stale pooled connection: send the request again on a fresh one.
+                e.retry_ok = false;
+                self.upstream_connected = false;
+                self.upstream_scan.reset();
+                self.out.push_back(Output::CloseUpstream);
+                let authority = e.authority.clone();
+                if let Some(a) = authority {
+                    self.dial(now, a, false);
+                }
+            }
+            ResponseState::AwaitingHead => {
+                let problem = if e.upstream_seen {
+                    Problem::BadResponse
+                } else {
+                    Problem::UpstreamClosed
+                };
+                self.fail(now, problem)
+            }
+            ResponseState::Body { decoder, .. } if clean && decoder.is_close_delimited() => {
+                e.upstream_reusable = false;
+                self.response_done(now);
+            }
+            ResponseState::Body { .. } => self.abort(now, "upstream_truncated"),
+            ResponseState::Done => {}
+        }
+    }
+
+    /// Ends the exchange if both directions are complete.
+    fn try_finish(&mut self, now: Instant) {
+        let Some(e) = &self.exchange else { return };
+        if !matches!(e.response, ResponseState::Done) {
+            return;
+        }
+        if !e.request.is_done() {
+            // The upstream answered before the request body ended: the rest of the body cannot
+            // be delimited from the next request, so neither connection can continue.
+            return self.abort(now, "response_before_request_end");
+        }
+        let reusable = e.upstream_reusable;
+        let close_client = !e.keep_alive || self.client_eof;
+        self.upstream_connected = false;
+        self.out.push_back(if reusable {
+            Output::ReleaseUpstream
+        } else {
+            Output::CloseUpstream
+        });
+        self.log(now, None);
+        if close_client {
+            self.close();
+        } else {
+            self.phase = Phase::ReadingHead;
+            self.waiting_since = now;
+            self.head_started = None;
+            self.client_scan.reset();
+            self.upstream_scan.reset();
+            if !self.client_in.is_empty() {
+                self.head_started = Some(now);
+                self.advance(now);
+            }
+        }
+    }
+
+    // ----- tunnel -----
+
+    fn start_tunnel(&mut self, now: Instant, to_upstream: Bytes, to_client: Bytes) {
+        let mut meter = TunnelMeter::new(now);
+        meter.record(now, Direction::ClientToUpstream, to_upstream.len() as u64);
+        meter.record(now, Direction::UpstreamToClient, to_client.len() as u64);
+        if let Some(e) = &mut self.exchange {
+            // Tunnel byte counts are payload only; the heads were counted in rx/tx already
+            // for an upgrade, and are not counted for CONNECT (see AccessRecord).
+            if e.tunnel {
+                e.rx = 0;
+                e.tx = 0;
+            }
+        }
+        self.phase = Phase::Tunnel(meter);
+        self.out.push_back(Output::StartTunnel {
+            to_upstream,
+            to_client,
+        });
+    }
+
+    fn tunnel_end(&mut self, now: Instant, direction: Direction) {
+        let Phase::Tunnel(m) = &mut self.phase else {
+            return;
+        };
+        match m.end(now, direction) {
+            TunnelStep::ShutdownWrite(Direction::ClientToUpstream) => {
+                self.out.push_back(Output::ShutdownUpstreamWrite)
+            }
+            TunnelStep::ShutdownWrite(Direction::UpstreamToClient) => {
+                self.out.push_back(Output::ShutdownClientWrite)
+            }
+            TunnelStep::Close => {
+                self.log(now, None);
+                self.close();
+            }
+            TunnelStep::Nothing => {}
+        }
+    }
+
+    // ----- endings -----
+
+    /// Answers with the problem's canned response if no response began, then closes.
+    fn fail(&mut self, now: Instant, problem: Problem) {
+        let Some(e) = &mut self.exchange else {
+            self.begin_exchange(now, Bytes::new(), Bytes::new());
+            return self.fail(now, problem);
+        };
+        if e.status == 0 {
+            let answer = problem.response(e.head_request);
+            e.status = problem.status();
+            e.tx += answer.len() as u64;
+            self.out.push_back(Output::ToClient(answer));
+        }
+        self.abort(now, problem.log_word());
+    }
+
+    /// Ends everything now: the upstream (if any) is closed, the exchange logged, the client closed.
+    fn abort(&mut self, now: Instant, reason: &'static str) {
+        if matches!(self.phase, Phase::Closed) {
+            return;
+        }
+        if self.upstream_connected {
+            self.upstream_connected = false;
+            self.out.push_back(Output::CloseUpstream);
+        }
+        self.log(now, Some(reason));
+        self.close();
+    }
+
+    fn log(&mut self, now: Instant, reason: Option<&'static str>) {
+        let Some(e) = self.exchange.take() else {
+            return;
+        };
+        let (rx, tx) = match &self.phase {
+            Phase::Tunnel(m) if e.tunnel => (
+                m.bytes(Direction::ClientToUpstream),
+                m.bytes(Direction::UpstreamToClient),
+            ),
+            Phase::Tunnel(m) => (
+                e.rx + m.bytes(Direction::ClientToUpstream),
+                e.tx + m.bytes(Direction::UpstreamToClient),
+            ),
+            _ => (e.rx, e.tx),
+        };
+        self.out.push_back(Output::Log(AccessRecord {
+            client: self.client,
+            method: e.method,
+            target: e.target,
+            status: e.status,
+            rx,
+            tx,
+            duration: now.saturating_since(e.started),
+            reason,
+        }));
+    }
+
+    fn close_silently(&mut self) {
+        self.exchange = None;
+        self.close();
+    }
+
+    fn close(&mut self) {
+        if let Phase::Tunnel(m) = &mut self.phase {
+            m.close();
+        }
+        self.phase = Phase::Closed;
+        self.client_in = Bytes::new();
+        self.upstream_in = Bytes::new();
+        self.out.push_back(Output::Close);
+    }
+}
+
+/// Appends `data` to `buf` without copying when `buf` is empty (the common case).
+fn append(buf: &mut Bytes, data: Bytes) {
+    if buf.is_empty() {
+        *buf = data;
+    } else {
+        let mut joined = BytesMut::with_capacity(buf.len() + data.len());
+        joined.extend_from_slice(buf);
+        joined.extend_from_slice(&data);
+        *buf = joined.freeze();
+    }
+}

@@ -1,0 +1,117 @@
+//! The access-log record: one per request and one per tunnel.
+//!
+//! The core fills it in (it knows the status, the byte counts and the timing); the runtime
+//! only writes it out. Its `Display` is the log line, with the method and target escaped so
+//! that a hostile request cannot forge log lines.
+
+use bytes::Bytes;
+use core::fmt;
+use core::net::SocketAddr;
+use core::time::Duration;
+
+/// What happened to one request or tunnel.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccessRecord {
+    /// The client's address.
+    pub client: SocketAddr,
+    /// The request method as received, empty if the request line never parsed.
+    pub method: Bytes,
+    /// The request target as received, empty if the request line never parsed.
+    pub target: Bytes,
+    /// The status sent to the client; 0 if none was sent.
+    pub status: u16,
+    /// Bytes received from the client: head and body, or for a tunnel the payload sent upstream.
+    pub rx: u64,
+    /// Bytes sent to the client: heads and body, or for a tunnel the payload from upstream.
+    pub tx: u64,
+    /// From the first byte of the request head to the end of the exchange.
+    pub duration: Duration,
+    /// Why the exchange ended abnormally, if it did.
+    pub reason: Option<&'static str>,
+}
+
+/// Writes bytes as log-safe ASCII: printable ASCII as is, everything else as `\xNN`.
+struct Escaped<'a>(&'a [u8]);
+
+impl fmt::Display for Escaped<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.0.is_empty() {
+            return f.write_str("-");
+        }
+        for chunk in self.0.utf8_chunks() {
+            for c in chunk.valid().chars() {
+                if c.is_ascii_graphic() {
+                    fmt::Write::write_char(f, c)?;
+                } else {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        write!(f, "\\x{b:02x}")?;
+                    }
+                }
+            }
+            for b in chunk.invalid() {
+                write!(f, "\\x{b:02x}")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl fmt::Display for AccessRecord {
+    /// `CLIENT METHOD TARGET STATUS RX TX DURATION[ reason=WORD]`, e.g.
+    /// `127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.duration.as_micros();
+        write!(
+            f,
+            "{} {} {} {} {} {} {}.{:03}ms",
+            self.client,
+            Escaped(&self.method),
+            Escaped(&self.target),
+            self.status,
+            self.rx,
+            self.tx,
+            micros / 1000,
+            micros % 1000
+        )?;
+        if let Some(reason) = self.reason {
+            write!(f, " reason={reason}")?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::string::ToString;
+
+    #[test]
+    fn line_format_and_escaping() {
+        let r = AccessRecord {
+            client: "127.0.0.1:50312".parse().unwrap(),
+            method: Bytes::from_static(b"GET"),
+            target: Bytes::from_static(b"http://127.0.0.1:8080/a"),
+            status: 200,
+            rx: 78,
+            tx: 1234,
+            duration: Duration::from_micros(532),
+            reason: None,
+        };
+        assert_eq!(
+            r.to_string(),
+            "127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms"
+        );
+        let evil = AccessRecord {
+            target: Bytes::from_static(b"http://h/\xe9\n"),
+            method: Bytes::new(),
+            reason: Some("bad_target"),
+            duration: Duration::from_millis(12_100),
+            ..r
+        };
+        assert_eq!(
+            evil.to_string(),
+            "127.0.0.1:50312 - http://h/\\xe9\\x0a 200 78 1234 12100.000ms reason=bad_target"
+        );
+    }
+}

@@ -1,0 +1,198 @@
+//! Who may use the proxy, and where it may go.
+//!
+//! Policy is data, consulted by [`route::decide`](crate::route::decide): the client admission
+//! list (CIDR blocks; loopback only by default so Ringway is never an open proxy) and the
+//! ports CONNECT may reach (443 only by default, as tunnels to arbitrary ports turn a proxy into
+//! a relay for any protocol). Authentication and destination rules slot in here later.
+
+use alloc::vec::Vec;
+use core::net::IpAddr;
+use core::str::FromStr;
+
+/// Which ports CONNECT may reach.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PortRule {
+    /// Any port from 1 to 65535.
+    Any,
+    /// Only the listed ports.
+    List(Vec<u16>),
+}
+
+impl PortRule {
+    /// Whether `port` is allowed.
+    pub fn allows(&self, port: u16) -> bool {
+        match self {
+            PortRule::Any => true,
+            PortRule::List(ports) => ports.contains(&port),
+        }
+    }
+}
+
+impl FromStr for PortRule {
+    type Err = &'static str;
+    /// Parses `any` or a comma-separated list such as `443,8443`.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.eq_ignore_ascii_case("any") {
+            return Ok(PortRule::Any);
+        }
+        let mut ports = Vec::new();
+        for part in s.split(',') {
+            let port: u16 = part
+                .trim()
+                .parse()
+                .map_err(|_| "expected `any` or a comma-separated list of ports 1-65535")?;
+            if port == 0 {
+                return Err("port 0 is not a valid CONNECT port");
+            }
+            ports.push(port);
+        }
+        Ok(PortRule::List(ports))
+    }
+}
+
+/// An IP network in CIDR notation (`10.0.0.0/8`, `::1/128`, or a bare address).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Cidr {
+    network: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// A network; bits of `network` beyond `prefix` are ignored.
+    pub fn new(network: IpAddr, prefix: u8) -> Option<Cidr> {
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        (prefix <= max).then_some(Cidr { network, prefix })
+    }
+
+    /// Whether `addr` lies in this network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
+    /// what a dual-stack socket reports) matches IPv4 networks.
+    pub fn contains(&self, addr: IpAddr) -> bool {
+        let addr = match addr {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(addr, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.network, addr) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => prefix_match(
+                u128::from(u32::from(net)) << 96,
+                u128::from(u32::from(a)) << 96,
+                self.prefix,
+            ),
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                prefix_match(u128::from(net), u128::from(a), self.prefix)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn prefix_match(net: u128, addr: u128, prefix: u8) -> bool {
+    if prefix == 0 {
+        return true;
+    }
+    let mask = u128::MAX << (128 - u32::from(prefix));
+    net & mask == addr & mask
+}
+
+impl FromStr for Cidr {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        const BAD: &str = "expected an address or CIDR block such as 10.0.0.0/8 or ::1/128";
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let network: IpAddr = addr.parse().map_err(|_| BAD)?;
+        let max = if network.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().map_err(|_| BAD)?,
+            None => max,
+        };
+        Cidr::new(network, prefix).ok_or("CIDR prefix is longer than the address")
+    }
+}
+
+/// The proxy's access policy.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Policy {
+    /// Networks whose clients may use the proxy.
+    pub allowed_clients: Vec<Cidr>,
+    /// Ports CONNECT may reach.
+    pub connect_ports: PortRule,
+}
+
+impl Policy {
+    /// Whether a client at `addr` may use the proxy.
+    pub fn admits(&self, addr: IpAddr) -> bool {
+        self.allowed_clients.iter().any(|c| c.contains(addr))
+    }
+
+    /// The loopback networks: the default admission list.
+    pub fn loopback() -> Vec<Cidr> {
+        alloc::vec![
+            Cidr::new(IpAddr::V4(core::net::Ipv4Addr::new(127, 0, 0, 0)), 8).expect("valid"),
+            Cidr::new(IpAddr::V6(core::net::Ipv6Addr::LOCALHOST), 128).expect("valid"),
+        ]
+    }
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy {
+            allowed_clients: Policy::loopback(),
+            connect_ports: PortRule::List(alloc::vec![443]),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn default_policy_admits_loopback_only() {
+        let p = Policy::default();
+        assert!(p.admits(ip("127.0.0.1")));
+        assert!(p.admits(ip("127.9.8.7")));
+        assert!(p.admits(ip("::1")));
+        assert!(p.admits(ip("::ffff:127.0.0.1")));
+        assert!(!p.admits(ip("10.0.0.1")));
+        assert!(!p.admits(ip("::2")));
+        assert!(!p.admits(ip("128.0.0.1")));
+        assert!(p.connect_ports.allows(443));
+        assert!(!p.connect_ports.allows(80));
+    }
+
+    #[test]
+    fn cidr_parsing_and_matching() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains(ip("10.255.0.1")));
+        assert!(!c.contains(ip("11.0.0.1")));
+        assert!(!c.contains(ip("::1")));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains(ip("203.0.113.9")));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains(ip("2001:db8:1::5")));
+        assert!(!v6.contains(ip("2001:db9::5")));
+        let host: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(host.contains(ip("192.0.2.7")) && !host.contains(ip("192.0.2.8")));
+        assert!("10.0.0.0/33".parse::<Cidr>().is_err());
+        assert!("10.0.0.0/x".parse::<Cidr>().is_err());
+        assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn port_rules() {
+        assert_eq!("any".parse::<PortRule>(), Ok(PortRule::Any));
+        assert_eq!(
+            "443, 8443".parse::<PortRule>(),
+            Ok(PortRule::List(alloc::vec![443, 8443]))
+        );
+        assert!("0".parse::<PortRule>().is_err());
+        assert!("65536".parse::<PortRule>().is_err());
+        assert!("".parse::<PortRule>().is_err());
+    }
+}

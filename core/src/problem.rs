@@ -1,0 +1,292 @@
+//! Why an exchange failed, and what the client is told.
+//!
+//! Following h11, misbehaviour of a *peer* is never an `Err` handed to the runtime: it becomes a
+//! [`Problem`], which carries the status code of the canned answer, a one-line explanation for
+//! the response body and a short word for the access log. The variants are `Copy` so they cost
+//! nothing to pass around and can be matched exhaustively in tests.
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// Everything that can go wrong in a request, each with an exact status.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Problem {
+    /// The request line or a header line is not valid HTTP/1.1 syntax.
+    MalformedHead,
+    /// A line ended in a bare LF, or a CR was not followed by LF.
+    BareLineEnding,
+    /// The request target was origin-form (`GET /path`): we are a proxy, not an origin.
+    OriginFormTarget,
+    /// The absolute-form URI could not be parsed (bad host, bad port, userinfo, fragment).
+    BadTarget,
+    /// An absolute-form target with a scheme other than `http`.
+    UnsupportedScheme,
+    /// CONNECT whose target is not `host:port`.
+    BadConnectTarget,
+    /// The head exceeded the configured size.
+    HeadTooLarge,
+    /// The head had more header fields than configured.
+    TooManyHeaders,
+    /// A version other than HTTP/1.0 and HTTP/1.1.
+    UnsupportedVersion,
+    /// Both Content-Length and Transfer-Encoding: the classic smuggling vector.
+    ContentLengthWithTransferEncoding,
+    /// More than one Content-Length field.
+    DuplicateContentLength,
+    /// A Content-Length that is not a plain decimal number.
+    InvalidContentLength,
+    /// A Transfer-Encoding whose final coding is not exactly `chunked`.
+    BadTransferEncoding,
+    /// Transfer-Encoding in an HTTP/1.0 request, which has no chunked framing.
+    TransferEncodingInHttp10,
+    /// More than one Host field.
+    DuplicateHost,
+    /// HTTP/1.1 request without a Host field.
+    MissingHost,
+    /// A CONNECT or other request carried a body we refuse to frame.
+    UnexpectedBody,
+    /// The chunked request body had a malformed chunk size or framing.
+    BadChunk,
+    /// Our own pseudonym is already in `Via`: forwarding would loop.
+    ForwardingLoop,
+    /// The client address is not allowed to use this proxy.
+    ClientDenied,
+    /// CONNECT to a port the policy does not allow.
+    ConnectPortDenied,
+    /// The head did not arrive in full within the header timeout.
+    HeaderTimeout,
+    /// Name resolution of the upstream host failed.
+    DnsFailed,
+    /// The upstream refused or was unreachable.
+    DialFailed,
+    /// The upstream did not accept the connection within the connect timeout.
+    DialTimeout,
+    /// The upstream sent something that is not a valid HTTP/1.1 response head.
+    BadResponse,
+    /// The upstream closed or reset before sending a complete response head.
+    UpstreamClosed,
+    /// The upstream went silent for longer than the exchange timeout.
+    UpstreamTimeout,
+}
+
+impl Problem {
+    /// The status code of the canned answer.
+    pub const fn status(self) -> u16 {
+        use Problem::*;
+        match self {
+            MalformedHead
+            | BareLineEnding
+            | OriginFormTarget
+            | BadTarget
+            | UnsupportedScheme
+            | BadConnectTarget
+            | ContentLengthWithTransferEncoding
+            | DuplicateContentLength
+            | InvalidContentLength
+            | BadTransferEncoding
+            | TransferEncodingInHttp10
+            | DuplicateHost
+            | MissingHost
+            | UnexpectedBody
+            | BadChunk => 400,
+            ClientDenied | ConnectPortDenied => 403,
+            HeaderTimeout => 408,
+            HeadTooLarge | TooManyHeaders => 431,
+            ForwardingLoop => 508,
+            DnsFailed | DialFailed | BadResponse | UpstreamClosed => 502,
+            DialTimeout | UpstreamTimeout => 504,
+            UnsupportedVersion => 505,
+        }
+    }
+
+    /// One sentence for the response body, saying what a user can do about it.
+    pub const fn message(self) -> &'static str {
+        use Problem::*;
+        match self {
+            MalformedHead => "The request head is not valid HTTP/1.1.",
+            BareLineEnding => "Lines of the request head must end in CRLF.",
+            OriginFormTarget => {
+                "This is a forward proxy: send an absolute URI (GET http://host/path) or CONNECT."
+            }
+            BadTarget => "The request URI is not a valid http:// URI.",
+            UnsupportedScheme => "Only http:// URIs are forwarded; use CONNECT for https.",
+            BadConnectTarget => "CONNECT needs a host:port target with a port from 1 to 65535.",
+            HeadTooLarge => "The request head is too large.",
+            TooManyHeaders => "The request has too many header fields.",
+            UnsupportedVersion => "Only HTTP/1.0 and HTTP/1.1 are supported.",
+            ContentLengthWithTransferEncoding => {
+                "Content-Length and Transfer-Encoding must not both be present."
+            }
+            DuplicateContentLength => "Content-Length must appear at most once.",
+            InvalidContentLength => "Content-Length must be a decimal number.",
+            BadTransferEncoding => "Transfer-Encoding must be exactly chunked.",
+            TransferEncodingInHttp10 => "HTTP/1.0 requests cannot use Transfer-Encoding.",
+            DuplicateHost => "Host must appear exactly once.",
+            MissingHost => "HTTP/1.1 requests need a Host header.",
+            UnexpectedBody => "This request must not carry a body.",
+            BadChunk => "The chunked request body is malformed.",
+            ForwardingLoop => "The request already passed through this proxy.",
+            ClientDenied => "Your address is not allowed to use this proxy.",
+            ConnectPortDenied => "CONNECT to this port is not allowed.",
+            HeaderTimeout => "The request head did not arrive in time.",
+            DnsFailed => "The upstream host name could not be resolved.",
+            DialFailed => "The upstream server could not be reached.",
+            DialTimeout => "The upstream server did not answer the connection in time.",
+            BadResponse => "The upstream server sent an invalid response.",
+            UpstreamClosed => "The upstream server closed the connection without a response.",
+            UpstreamTimeout => "The upstream server did not respond in time.",
+        }
+    }
+
+    /// A short word for the access log's `reason=` field.
+    pub const fn log_word(self) -> &'static str {
+        use Problem::*;
+        match self {
+            MalformedHead => "malformed_head",
+            BareLineEnding => "bare_line_ending",
+            OriginFormTarget => "origin_form",
+            BadTarget => "bad_target",
+            UnsupportedScheme => "unsupported_scheme",
+            BadConnectTarget => "bad_connect_target",
+            HeadTooLarge => "head_too_large",
+            TooManyHeaders => "too_many_headers",
+            UnsupportedVersion => "unsupported_version",
+            ContentLengthWithTransferEncoding => "cl_and_te",
+            DuplicateContentLength => "duplicate_content_length",
+            InvalidContentLength => "invalid_content_length",
+            BadTransferEncoding => "bad_transfer_encoding",
+            TransferEncodingInHttp10 => "te_in_http10",
+            DuplicateHost => "duplicate_host",
+            MissingHost => "missing_host",
+            UnexpectedBody => "unexpected_body",
+            BadChunk => "bad_chunk",
+            ForwardingLoop => "forwarding_loop",
+            ClientDenied => "client_denied",
+            ConnectPortDenied => "connect_port_denied",
+            HeaderTimeout => "header_timeout",
+            DnsFailed => "dns_failed",
+            DialFailed => "dial_failed",
+            DialTimeout => "dial_timeout",
+            BadResponse => "bad_response",
+            UpstreamClosed => "upstream_closed",
+            UpstreamTimeout => "upstream_timeout",
+        }
+    }
+
+    /// The complete canned response: status line, `Content-Type`, exact `Content-Length`,
+    /// `Connection: close`, then the message. With `head_only` (answering a HEAD request)
+    /// the body is left out but the length still describes it, as RFC 9110 §9.3.2 asks.
+    pub fn response(self, head_only: bool) -> Bytes {
+        let message = self.message();
+        let mut out = BytesMut::with_capacity(160 + message.len());
+        out.put_slice(b"HTTP/1.1 ");
+        put_decimal(&mut out, u64::from(self.status()));
+        out.put_u8(b' ');
+        out.put_slice(reason_phrase(self.status()).as_bytes());
+        out.put_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
+        put_decimal(&mut out, message.len() as u64 + 1);
+        out.put_slice(b"\r\nConnection: close\r\n\r\n");
+        if !head_only {
+            out.put_slice(message.as_bytes());
+            out.put_u8(b'\n');
+        }
+        out.freeze()
+    }
+}
+
+/// The standard reason phrase for the statuses the proxy itself produces.
+pub const fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        403 => "Forbidden",
+        408 => "Request Timeout",
+        431 => "Request Header Fields Too Large",
+        502 => "Bad Gateway",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        508 => "Loop Detected",
+        _ => "Error",
+    }
+}
+
+/// Appends `n` in decimal without going through `core::fmt` (cheap, allocation-free).
+pub(crate) fn put_decimal(out: &mut BytesMut, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.put_slice(&digits[i..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canned_response_is_exact() {
+        let r = Problem::DialFailed.response(false);
+        assert_eq!(
+            &r[..],
+            &b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\nThe upstream server could not be reached.\n"[..]
+        );
+        let h = Problem::DialFailed.response(true);
+        assert!(h.ends_with(b"Connection: close\r\n\r\n"));
+    }
+
+    #[test]
+    fn content_length_matches_body_for_every_problem() {
+        use Problem::*;
+        for p in [
+            MalformedHead,
+            BareLineEnding,
+            OriginFormTarget,
+            BadTarget,
+            UnsupportedScheme,
+            BadConnectTarget,
+            HeadTooLarge,
+            TooManyHeaders,
+            UnsupportedVersion,
+            ContentLengthWithTransferEncoding,
+            DuplicateContentLength,
+            InvalidContentLength,
+            BadTransferEncoding,
+            TransferEncodingInHttp10,
+            DuplicateHost,
+            MissingHost,
+            UnexpectedBody,
+            BadChunk,
+            ForwardingLoop,
+            ClientDenied,
+            ConnectPortDenied,
+            HeaderTimeout,
+            DnsFailed,
+            DialFailed,
+            DialTimeout,
+            BadResponse,
+            UpstreamClosed,
+            UpstreamTimeout,
+        ] {
+            let r = p.response(false);
+            let text = core::str::from_utf8(&r).unwrap();
+            let (head, body) = text.split_once("\r\n\r\n").unwrap();
+            assert!(head.starts_with(&alloc::format!("HTTP/1.1 {} ", p.status())));
+            assert!(head.contains(&alloc::format!("Content-Length: {}", body.len())));
+            assert!(!p.log_word().contains(' '));
+        }
+    }
+
+    #[test]
+    fn decimal() {
+        let mut b = BytesMut::new();
+        put_decimal(&mut b, 0);
+        b.put_u8(b' ');
+        put_decimal(&mut b, u64::MAX);
+        assert_eq!(&b[..], b"0 18446744073709551615");
+    }
+}
