@@ -280,7 +280,7 @@ impl Proxy {
     /// Like [`Proxy::start`], but returns a description of the failure instead of panicking.
     pub fn try_start(driver: Driver, args: &[&str]) -> Result<Proxy, String> {
         let mut full: Vec<&str> = vec!["--driver", driver.flag()];
-        let has = |flag: &str| args.iter().any(|a| *a == flag);
+        let has = |flag: &str| args.contains(&flag);
         if !has("--listen") {
             full.extend(["--listen", "127.0.0.1:0"]);
         }

@@ -1,0 +1,126 @@
+//! The command line: --help, bad flag values (exit 2, flag named), the exact first stdout
+//! line, access-log destinations, and a clear failure when the port is already taken.
+
+use ringway_e2e::*;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+const RUN: Duration = Duration::from_secs(10);
+
+e2e! {
+    fn help_exits_zero(d) {
+        let out = run_ringway(&["--driver", d.flag(), "--help"], RUN);
+        assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        for flag in ["--listen", "--driver", "--connect-ports", "--allow-client", "--access-log", "--connect-timeout", "--header-timeout"] {
+            assert!(text.contains(flag), "--help does not mention {flag}:\n{text}");
+        }
+    }
+
+    /// Each bad value: exit status 2 and a one-line error on stderr naming the flag.
+    fn bad_flag_values_exit_2(d) {
+        let cases: &[(&str, &str)] = &[
+            ("--threads", "abc"),
+            ("--listen", "not-an-address"),
+            ("--driver", "kqueue"),
+            ("--connect-ports", "https"),
+            ("--allow-client", "10.0.0.0/99"),
+            ("--connect-timeout", "soon"),
+            ("--header-timeout", "-1s"),
+            ("--idle-timeout", "1 parsec"),
+            ("--tunnel-idle-timeout", "x"),
+            ("--max-connections", "-5"),
+        ];
+        let mut problems = Vec::new();
+        for (flag, value) in cases {
+            let mut args = vec!["--listen", "127.0.0.1:0"];
+            if *flag != "--driver" {
+                args.extend(["--driver", d.flag()]);
+            }
+            if *flag == "--listen" {
+                args.clear();
+                args.extend(["--driver", d.flag()]);
+            }
+            args.extend([*flag, *value]);
+            let out = run_ringway(&args, RUN);
+            let err = String::from_utf8_lossy(&out.stderr);
+            let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+            if out.status.code() != Some(2) || lines.len() != 1 || !lines[0].contains(flag) {
+                problems.push(format!("{flag} {value:?}: status {:?}, stderr {err:?}", out.status.code()));
+            }
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "{flag} {value:?} started anyway");
+        }
+        assert!(problems.is_empty(), "bad flag values must exit 2 with one stderr line naming the flag:\n{}", problems.join("\n"));
+    }
+
+    /// The first stdout line, exactly, for one and for two threads.
+    fn banner_exact(d) {
+        let p = Proxy::start(d, &[]);
+        assert_eq!(p.banner, format!("ringway listening on {} ({}, 1 thread)", p.addr(), d.banner_name()));
+        assert!(p.addr().ip().is_loopback() && p.addr().port() != 0);
+        let p2 = Proxy::start(d, &["--threads", "2"]);
+        assert_eq!(p2.banner, format!("ringway listening on {} ({}, 2 threads)", p2.addr(), d.banner_name()));
+    }
+
+    /// --access-log PATH writes the line to that file.
+    fn access_log_to_file(d) {
+        let dir = std::env::temp_dir().join(format!("ringway-e2e-log-{}-{}", std::process::id(), d.flag()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("access.log");
+        let _ = std::fs::remove_file(&path);
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let p = Proxy::start(d, &["--access-log", path.to_str().unwrap()]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/f HTTP/1.1"), &format!("Host: {a}")]));
+        c.read_response("GET");
+        let want_client = c.local_addr().to_string();
+        let deadline = Instant::now() + WAIT;
+        let line = loop {
+            let text = std::fs::read_to_string(&path).unwrap_or_default();
+            if let Some(l) = text.lines().filter_map(AccessLine::parse).find(|l| l.client == want_client) {
+                break l;
+            }
+            assert!(Instant::now() < deadline, "no access-log line in {} within {WAIT:?}: {text:?}", path.display());
+            std::thread::sleep(Duration::from_millis(20)); // polling a file: no signal exists
+        };
+        assert_eq!((line.method.as_str(), line.target.as_str(), line.status), ("GET", format!("http://{a}/f").as_str(), 200));
+        drop(p);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A port held by another socket (no SO_REUSEPORT): start-up fails with a clear error.
+    fn port_in_use_by_other_socket(d) {
+        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = holder.local_addr().unwrap().to_string();
+        let out = run_ringway(&["--driver", d.flag(), "--listen", &addr], RUN);
+        assert_bind_failure(&out, &addr);
+    }
+
+    /// A port held by another ringway: the second instance must fail too, not silently share
+    /// the port through SO_REUSEPORT.
+    fn port_in_use_by_other_ringway(d) {
+        let first = Proxy::start(d, &[]);
+        let addr = first.addr().to_string();
+        let out = run_ringway(&["--driver", d.flag(), "--listen", &addr, "--threads", "1"], RUN);
+        assert_bind_failure(&out, &addr);
+    }
+}
+
+fn assert_bind_failure(out: &std::process::Output, addr: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success(),
+        "second bind of {addr} succeeded; stdout: {stdout}"
+    );
+    assert!(
+        !stdout.contains("listening"),
+        "printed a listening line although {addr} is taken: {stdout}"
+    );
+    let port = addr.rsplit(':').next().unwrap();
+    assert!(
+        err.contains(port) && err.to_lowercase().contains("in use"),
+        "error should name the address and say it is in use; stderr: {err:?}"
+    );
+}

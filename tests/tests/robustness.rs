@@ -1,0 +1,251 @@
+//! Robustness: bounded memory on a 200 MiB download, slowloris cut by --header-timeout while
+//! others are served, 1000 concurrent clients, and SIGTERM draining an in-flight request.
+
+use ringway_e2e::*;
+use std::io::{ErrorKind, Read, Write};
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::sync::{Arc, Barrier, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Repeating 251-byte pattern (prime length, so chunk boundaries never line up with it).
+fn pattern_buf(len: usize) -> Vec<u8> {
+    (0..len + 251).map(|i| (i % 251) as u8).collect()
+}
+
+/// Path of a request head's start line.
+fn path_of(req: &[u8]) -> String {
+    Head::parse(req)
+        .start
+        .split(' ')
+        .nth(1)
+        .unwrap_or("")
+        .to_string()
+}
+
+e2e! {
+    /// 200 MiB through the proxy, counted and compared exactly, while the proxy's RSS stays
+    /// under 64 MiB. The client pauses early on so an unbounded buffer would show.
+    fn download_200mib_bounded_memory(d) {
+        const TOTAL: usize = 200 << 20;
+        const BLOCK: usize = 1 << 20;
+        let origin = Origin::start(|c| {
+            if c.read_request().is_none() {
+                return;
+            }
+            let pat = pattern_buf(BLOCK);
+            if !c.write(&head(&["HTTP/1.1 200 OK", &format!("Content-Length: {TOTAL}"), "Content-Type: application/octet-stream"])) {
+                return;
+            }
+            let mut off = 0;
+            while off < TOTAL {
+                let n = BLOCK.min(TOTAL - off);
+                let s = off % 251;
+                if !c.write(&pat[s..s + n]) {
+                    return;
+                }
+                off += n;
+            }
+        });
+        let mut p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/big HTTP/1.1"), &format!("Host: {a}")]));
+        let h = c.read_head();
+        assert_bytes(
+            &h,
+            &head(&["HTTP/1.1 200 OK", &format!("Content-Length: {TOTAL}"), "Content-Type: application/octet-stream", "Via: 1.1 ringway"]),
+            "response head",
+        );
+        let pat = pattern_buf(64 * 1024);
+        let mut got = 0usize;
+        let mut max_rss = p.rss_kib();
+        let mut next_sample = 0usize;
+        let mut paused = false;
+        let mut leftover = c.buffered().to_vec();
+        let mut buf = vec![0u8; 64 * 1024];
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while got < TOTAL {
+            assert!(Instant::now() < deadline, "download too slow: {got} of {TOTAL} bytes after 120 s");
+            let n = if !leftover.is_empty() {
+                let n = leftover.len().min(buf.len());
+                buf[..n].copy_from_slice(&leftover[..n]);
+                leftover.drain(..n);
+                n
+            } else {
+                match c.stream.read(&mut buf) {
+                    Ok(0) => panic!("EOF after {got} of {TOTAL} body bytes"),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                    Err(e) => panic!("read after {got} of {TOTAL} body bytes: {e}"),
+                }
+            };
+            let n = n.min(TOTAL - got);
+            let s = got % 251;
+            assert!(buf[..n] == pat[s..s + n], "body bytes differ from the pattern at offset {got}..{}", got + n);
+            got += n;
+            if got >= next_sample {
+                max_rss = max_rss.max(p.rss_kib());
+                next_sample += 4 << 20;
+            }
+            if !paused && got >= 4 << 20 {
+                // Pacing, not synchronisation: a stalled reader lets the origin run ahead, so a
+                // proxy that buffers without bound would grow now.
+                paused = true;
+                thread::sleep(Duration::from_millis(500));
+                max_rss = max_rss.max(p.rss_kib());
+            }
+        }
+        assert_eq!(got, TOTAL);
+        assert!(max_rss < 64 * 1024, "proxy RSS reached {max_rss} KiB during a 200 MiB download (limit 64 MiB)");
+        let line = p.wait_access(c.local_addr(), "GET");
+        assert_eq!((line.status, line.tx), (200, (h.len() + TOTAL) as u64), "{line:?}");
+    }
+
+    /// Slowloris: one header byte per second is cut at --header-timeout 2s (408 or close),
+    /// while another client is served normally meanwhile.
+    fn slowloris_cut_by_header_timeout(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let p = Proxy::start(d, &["--header-timeout", "2s"]);
+        let a = origin.authority();
+        let addr = p.addr();
+        let slow_req = head(&[&format!("GET http://{a}/slow HTTP/1.1"), &format!("Host: {a}"), "User-Agent: a-very-slow-client"]);
+        let (started_tx, started) = mpsc::channel();
+        let slow = thread::spawn(move || {
+            let mut c = Conn::connect(addr);
+            // The read timeout paces the writes and at once notices the proxy answering or closing.
+            c.set_read_timeout(Duration::from_secs(1));
+            let start = Instant::now();
+            let mut got = Vec::new();
+            // Never send the whole head: the proxy must not get a complete request.
+            for (i, b) in slow_req[..slow_req.len() - 1].iter().enumerate() {
+                assert!(start.elapsed() < Duration::from_secs(15), "slow client not cut after {:?}", start.elapsed());
+                if c.stream.write_all(&[*b]).is_err() {
+                    break; // the proxy closed
+                }
+                if i == 0 {
+                    started_tx.send(()).unwrap();
+                }
+                let mut buf = [0u8; 4096];
+                match c.stream.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        got.extend_from_slice(&buf[..n]);
+                        break;
+                    }
+                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => continue,
+                    Err(_) => break, // reset: cut
+                }
+            }
+            let cut_after = start.elapsed();
+            c.set_read_timeout(IO_TIMEOUT);
+            if !got.is_empty() {
+                got.extend_from_slice(&c.read_to_eof());
+            }
+            (cut_after, got)
+        });
+        started.recv_timeout(WAIT).expect("slow client started");
+        // Meanwhile a normal client is served at once.
+        let t = Instant::now();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/fast HTTP/1.1"), &format!("Host: {a}")]));
+        let resp = c.read_response("GET");
+        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "normal client during slowloris");
+        assert!(t.elapsed() < Duration::from_millis(1500), "normal client took {:?} during slowloris", t.elapsed());
+        let (cut_after, got) = slow.join().unwrap();
+        assert!(
+            cut_after >= Duration::from_millis(1500) && cut_after < Duration::from_secs(6),
+            "slow client cut after {cut_after:?}; expected about 2 s"
+        );
+        if !got.is_empty() {
+            assert_canned(&got, 408);
+        }
+        assert_eq!(origin.log().requests.iter().filter(|r| path_of(r) == "/slow").count(), 0);
+    }
+
+    /// 1000 clients at once, each doing one request; every answer is the right one.
+    fn thousand_concurrent_clients(d) {
+        const THREADS: usize = 4;
+        const PER: usize = 250;
+        let origin = Origin::reply_with(|req| {
+            let path = path_of(req);
+            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
+        });
+        let p = Proxy::start(d, &["--access-log", "off"]);
+        let addr: SocketAddr = p.addr();
+        let a = origin.authority();
+        let barrier = Arc::new(Barrier::new(THREADS));
+        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+        let workers: Vec<_> = (0..THREADS)
+            .map(|t| {
+                let (a, barrier, failures) = (a.clone(), barrier.clone(), failures.clone());
+                thread::spawn(move || {
+                    let mut conns: Vec<Conn> = (0..PER).map(|_| Conn::connect(addr)).collect();
+                    barrier.wait(); // all 1000 connections are open
+                    for (i, c) in conns.iter_mut().enumerate() {
+                        c.write(&head(&[&format!("GET http://{a}/t{t}-{i} HTTP/1.1"), &format!("Host: {a}")]));
+                    }
+                    for (i, c) in conns.iter_mut().enumerate() {
+                        let want_body = format!("/t{t}-{i}");
+                        let want = message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", want_body.len()), "Via: 1.1 ringway"], want_body.as_bytes());
+                        let got = c.read_response("GET");
+                        if got != want {
+                            failures.lock().unwrap().push(format!("{want_body}: {}", show(&got)));
+                        }
+                    }
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("client thread panicked");
+        }
+        let f = failures.lock().unwrap();
+        assert!(f.is_empty(), "{} of 1000 answers wrong, first: {:?}", f.len(), f.first());
+        assert_eq!(origin.log().requests.len(), THREADS * PER);
+    }
+
+    /// SIGTERM while a request is in flight: the slow answer still reaches the client, then
+    /// the process exits 0.
+    fn sigterm_drains_in_flight_request(d) {
+        let (got_tx, got_rx) = mpsc::channel::<()>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        let got_tx = Mutex::new(got_tx);
+        let go_rx = Mutex::new(go_rx);
+        let origin = Origin::start(move |c| {
+            if c.read_request().is_none() {
+                return;
+            }
+            let _ = got_tx.lock().unwrap().send(());
+            if go_rx.lock().unwrap().recv_timeout(WAIT).is_err() {
+                return;
+            }
+            // The slow part of "an origin that answers slowly".
+            thread::sleep(Duration::from_millis(500));
+            c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"late"));
+        });
+        let mut p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/slow HTTP/1.1"), &format!("Host: {a}")]));
+        got_rx.recv_timeout(WAIT).expect("request reached the origin");
+        p.sigterm();
+        go_tx.send(()).unwrap();
+        let resp = c.read_response("GET");
+        let (h, body) = split_message(&resp);
+        let h = Head::parse(h);
+        assert_eq!(h.start, "HTTP/1.1 200 OK", "{}", show(&resp));
+        assert_eq!(body, b"late");
+        c.expect_eof();
+        let status = p.wait_exit(WAIT).expect("ringway still running 10 s after SIGTERM and drain");
+        assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status:?}; stderr: {}", p.stderr());
+    }
+
+    /// After SIGTERM with nothing in flight the process exits 0 promptly.
+    fn sigterm_idle_exits_zero(d) {
+        let mut p = Proxy::start(d, &[]);
+        p.sigterm();
+        let status = p.wait_exit(WAIT).expect("ringway still running 10 s after SIGTERM");
+        assert_eq!(status.code(), Some(0), "{status:?}; stderr: {}", p.stderr());
+    }
+}

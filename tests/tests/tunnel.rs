@@ -1,0 +1,121 @@
+//! CONNECT tunnels: the exact 200 head, payload both ways, half-close in each direction,
+//! bytes pipelined after the CONNECT head, bulk transfer, TLS through curl, access-log counts.
+
+use ringway_e2e::*;
+use std::thread;
+
+const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+
+fn connect_head(target: &str) -> Vec<u8> {
+    head(&[
+        &format!("CONNECT {target} HTTP/1.1"),
+        &format!("Host: {target}"),
+    ])
+}
+
+/// Opens a tunnel to `target` and checks the exact success head.
+fn open_tunnel(p: &Proxy, target: &str) -> Conn {
+    let mut c = p.connect();
+    c.write(&connect_head(target));
+    let got = c.read_exact(ESTABLISHED.len());
+    assert_bytes(&got, ESTABLISHED, "CONNECT answer");
+    c
+}
+
+/// Deterministic payload of `n` bytes.
+fn pattern(n: usize, seed: u8) -> Vec<u8> {
+    (0..n).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+e2e! {
+    /// Client shuts down writing first: the echo server sees EOF, sends what is left, closes;
+    /// the client reads everything, then EOF.
+    fn client_half_close(d) {
+        let echo = EchoServer::start(EchoMode::Echo);
+        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+        let target = echo.addr.to_string();
+        let mut c = open_tunnel(&p, &target);
+        c.write(b"ping");
+        assert_eq!(c.read_exact(4), b"ping");
+        c.write(b"last words");
+        c.shutdown_write();
+        let log = echo.wait(WAIT, "EOF at the echo server", |l| l.eof.first() == Some(&true));
+        assert_eq!(log.received[0], b"pinglast words");
+        let rest = c.read_to_eof();
+        assert_bytes(&rest, b"last words", "bytes after the client's FIN");
+        let line = p.wait_access(c.local_addr(), "CONNECT");
+        assert_eq!((line.target.as_str(), line.status, line.rx, line.tx), (target.as_str(), 200, 14, 14), "{line:?}");
+    }
+
+    /// Upstream shuts down writing first: the client reads the greeting then EOF, and can
+    /// still send; the upstream receives it and then EOF.
+    fn upstream_half_close(d) {
+        let sink = EchoServer::start(EchoMode::GreetThenSink(b"greetings".to_vec()));
+        let p = Proxy::start(d, &["--connect-ports", "any"]);
+        let mut c = open_tunnel(&p, &sink.addr.to_string());
+        let got = c.read_to_eof();
+        assert_bytes(&got, b"greetings", "upstream bytes then EOF");
+        c.write(b"still talking");
+        c.shutdown_write();
+        let log = sink.wait(WAIT, "EOF at the sink", |l| l.eof.first() == Some(&true));
+        assert_eq!(log.received[0], b"still talking");
+    }
+
+    /// Bytes sent in the same write as the CONNECT head are tunnel payload.
+    fn pipelined_payload_after_connect_head(d) {
+        let echo = EchoServer::start(EchoMode::Echo);
+        let p = Proxy::start(d, &["--connect-ports", "any"]);
+        let mut c = p.connect();
+        let mut bytes = connect_head(&echo.addr.to_string());
+        bytes.extend_from_slice(b"\x16\x03\x01early-hello");
+        c.write(&bytes);
+        let got = c.read_exact(ESTABLISHED.len() + 16);
+        let mut want = ESTABLISHED.to_vec();
+        want.extend_from_slice(b"\x16\x03\x01early-hello");
+        assert_bytes(&got, &want, "CONNECT answer then echoed early bytes");
+        c.shutdown_write();
+        c.expect_eof();
+        assert_eq!(echo.log().received[0], b"\x16\x03\x01early-hello");
+    }
+
+    /// 8 MiB each way at once, counted and compared; the access log counts payload only.
+    fn bulk_both_ways(d) {
+        const N: usize = 8 << 20;
+        let echo = EchoServer::start(EchoMode::Echo);
+        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+        let target = echo.addr.to_string();
+        let mut c = open_tunnel(&p, &target);
+        let mut w = c.stream.try_clone().unwrap();
+        let data = pattern(N, 0x5a);
+        let sent = data.clone();
+        let writer = thread::spawn(move || {
+            use std::io::Write;
+            w.write_all(&sent).expect("write payload");
+            w.shutdown(std::net::Shutdown::Write).unwrap();
+        });
+        let got = c.read_to_eof();
+        writer.join().unwrap();
+        assert_eq!(got.len(), N, "echoed byte count");
+        assert!(got == data, "echoed bytes differ");
+        let line = p.wait_access(c.local_addr(), "CONNECT");
+        assert_eq!((line.status, line.rx, line.tx), (200, N as u64, N as u64), "{line:?}");
+    }
+
+    /// HTTPS through the tunnel with curl against openssl s_server; --connect-ports lists the port.
+    fn tls_through_curl(d) {
+        let tls = TlsOrigin::start();
+        let port = tls.port.to_string();
+        let mut p = Proxy::start(d, &["--connect-ports", &format!("443,{port}")]);
+        let out = curl(&["-k", "-i", "-x", &p.url(), &format!("https://127.0.0.1:{port}/")]);
+        assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("HTTP/1.1 200 Connection Established"), "{text}");
+        assert!(text.contains("HTTP/1.0 200 ok"), "{text}");
+        assert!(text.contains("s_server"), "{text}");
+        let target = format!("127.0.0.1:{port}");
+        let line = p.wait_line(WAIT, |l| AccessLine::parse(l).is_some_and(|a| a.method == "CONNECT" && a.target == target));
+        let line = AccessLine::parse(&line).unwrap();
+        assert_eq!(line.status, 200);
+        assert!(line.rx > 0 && line.tx > 0, "{line:?}");
+    }
+}
