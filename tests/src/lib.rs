@@ -712,6 +712,18 @@ impl Conn {
     }
 
     fn die(&self, what: &str, e: io::Error) -> ! {
+        let e = match e.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                let t = self
+                    .stream
+                    .read_timeout()
+                    .ok()
+                    .flatten()
+                    .unwrap_or(IO_TIMEOUT);
+                format!("timed out after {t:?}")
+            }
+            _ => e.to_string(),
+        };
         panic!("{what}: {e}; unconsumed bytes so far: {}", show(&self.buf))
     }
 

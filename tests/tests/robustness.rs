@@ -198,7 +198,9 @@ e2e! {
             })
             .collect();
         for w in workers {
-            w.join().expect("client thread panicked");
+            if let Err(panic) = w.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
         let f = failures.lock().unwrap();
         assert!(f.is_empty(), "{} of 1000 answers wrong, first: {:?}", f.len(), f.first());
