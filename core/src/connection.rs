@@ -456,13 +456,17 @@ impl Connection {
             return false;
         }
         let max = self.config.max_head_bytes;
+        // On rejection, rx counts the bytes up to the point of failure, whatever else arrived,
+        // so the log does not depend on how the input was split.
         let len = match self.client_scan.scan(&self.client_in) {
-            Err(problem) => return self.reject_head(now, problem),
+            Err(problem) => return self.reject_head(now, problem, self.client_scan.error_end()),
             Ok(None) if self.client_in.len() > max => {
-                return self.reject_head(now, Problem::HeadTooLarge)
+                return self.reject_head(now, Problem::HeadTooLarge, max + 1)
             }
             Ok(None) => return false,
-            Ok(Some(len)) if len > max => return self.reject_head(now, Problem::HeadTooLarge),
+            Ok(Some(len)) if len > max => {
+                return self.reject_head(now, Problem::HeadTooLarge, max + 1)
+            }
             Ok(Some(len)) => len,
         };
         let head = self.client_in.split_to(len);
@@ -470,12 +474,9 @@ impl Connection {
         true
     }
 
-    fn reject_head(&mut self, now: Instant, problem: Problem) -> bool {
-        let rx = self.client_in.len() as u64;
+    fn reject_head(&mut self, now: Instant, problem: Problem, rx: usize) -> bool {
         self.begin_exchange(now, Bytes::new(), Bytes::new());
-        if let Some(e) = &mut self.exchange {
-            e.rx += rx;
-        }
+        self.add_rx(rx);
         self.fail(now, problem);
         true
     }

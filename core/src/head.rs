@@ -38,15 +38,26 @@ impl HeadScanner {
                         self.line_start = at + 2;
                         i = at + 2;
                     }
-                    Some(_) => return Err(Problem::BareLineEnding),
+                    Some(_) => {
+                        self.scanned = at + 2;
+                        return Err(Problem::BareLineEnding);
+                    }
                 }
             } else {
                 // An LF not preceded by CR (a preceding CR is consumed with its LF above).
+                self.scanned = at + 1;
                 return Err(Problem::BareLineEnding);
             }
         }
         self.scanned = buf.len();
         Ok(None)
+    }
+
+    /// After an error: how many bytes up to and including the offending one. Counting exactly
+    /// these (not whatever else happened to arrive) keeps the access log independent of how
+    /// the input was split.
+    pub(crate) fn error_end(&self) -> usize {
+        self.scanned
     }
 
     /// Forgets all progress, for the next head.

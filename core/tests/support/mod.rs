@@ -1,0 +1,282 @@
+//! A scripted runtime for conversation tests: feeds a `Connection` inputs with a virtual clock
+//! and records what it asks for, so a test reads as "client sends X → proxy dials Y → ...".
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringway_core::tunnel::Direction;
+use ringway_core::{Config, Connection, DialError, Dialed, Instant, Output, PortRule};
+
+/// Everything but the data writes, which are collected per direction.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    Dial(String, bool),
+    Release,
+    CloseUpstream,
+    ShutdownClientWrite,
+    ShutdownUpstreamWrite,
+    StartTunnel(Vec<u8>, Vec<u8>),
+    Log(String),
+    Close,
+}
+
+pub struct Script {
+    pub conn: Connection,
+    pub now: Instant,
+    pub to_client: Vec<u8>,
+    pub to_upstream: Vec<u8>,
+    pub events: Vec<Event>,
+    /// Every output, in order, with data writes kept as separate items.
+    pub trace: Vec<Output>,
+    dial_outstanding: bool,
+    upstream_connected: bool,
+    closed: bool,
+}
+
+pub fn config() -> Config {
+    let mut c = Config::default();
+    c.policy.connect_ports = PortRule::List(vec![443, 8443]);
+    c
+}
+
+impl Script {
+    pub fn new() -> Script {
+        Script::with_config(config())
+    }
+
+    pub fn with_config(config: Config) -> Script {
+        Script::from(config, "127.0.0.1:50000")
+    }
+
+    pub fn from(config: Config, client: &str) -> Script {
+        let now = Instant::from_elapsed(Duration::from_secs(1000));
+        let mut s = Script {
+            conn: Connection::new(Arc::new(config), client.parse().unwrap(), now),
+            now,
+            to_client: Vec::new(),
+            to_upstream: Vec::new(),
+            events: Vec::new(),
+            trace: Vec::new(),
+            dial_outstanding: false,
+            upstream_connected: false,
+            closed: false,
+        };
+        s.drain();
+        s
+    }
+
+    /// Carries out outputs like a runtime would, checking the core's promises as it goes.
+    pub fn drain(&mut self) {
+        for _ in 0..10_000 {
+            let Some(out) = self.conn.poll_output() else {
+                if let Some(deadline) = self.conn.poll_timeout() {
+                    assert!(!self.closed, "a closed connection has no deadline");
+                    let _ = deadline;
+                }
+                return;
+            };
+            assert!(!self.closed, "nothing may follow Close: {out:?}");
+            self.trace.push(out.clone());
+            match out {
+                Output::ToClient(b) => self.to_client.extend_from_slice(&b),
+                Output::ToUpstream(b) => {
+                    assert!(
+                        self.upstream_connected,
+                        "write upstream before the dial succeeded"
+                    );
+                    self.to_upstream.extend_from_slice(&b)
+                }
+                Output::Dial {
+                    authority,
+                    allow_pooled,
+                } => {
+                    assert!(!self.dial_outstanding, "two dials at once");
+                    self.dial_outstanding = true;
+                    self.events
+                        .push(Event::Dial(authority.to_string(), allow_pooled))
+                }
+                Output::ReleaseUpstream => {
+                    self.upstream_connected = false;
+                    self.events.push(Event::Release)
+                }
+                Output::CloseUpstream => {
+                    self.upstream_connected = false;
+                    self.events.push(Event::CloseUpstream)
+                }
+                Output::ShutdownClientWrite => self.events.push(Event::ShutdownClientWrite),
+                Output::ShutdownUpstreamWrite => self.events.push(Event::ShutdownUpstreamWrite),
+                Output::StartTunnel {
+                    to_upstream,
+                    to_client,
+                } => self
+                    .events
+                    .push(Event::StartTunnel(to_upstream.to_vec(), to_client.to_vec())),
+                Output::Log(r) => self.events.push(Event::Log(r.to_string())),
+                Output::Close => {
+                    self.closed = true;
+                    self.events.push(Event::Close)
+                }
+            }
+        }
+        panic!("livelock: more than 10000 outputs in one drain");
+    }
+
+    pub fn client(&mut self, bytes: &[u8]) -> &mut Self {
+        self.conn
+            .handle_client_data(self.now, Bytes::copy_from_slice(bytes));
+        self.drain();
+        self
+    }
+
+    /// Sends `bytes` one byte per call.
+    pub fn client_bytewise(&mut self, bytes: &[u8]) -> &mut Self {
+        for b in bytes {
+            self.client(std::slice::from_ref(b));
+        }
+        self
+    }
+
+    pub fn client_eof(&mut self) -> &mut Self {
+        self.conn.handle_client_eof(self.now);
+        self.drain();
+        self
+    }
+
+    /// Forgets the recorded `Dial` event the result answers (tests assert dials explicitly
+    /// with `take_events` before answering when they care).
+    fn answer_dial(&mut self) {
+        assert!(self.dial_outstanding, "no dial was asked for");
+        self.dial_outstanding = false;
+        if let Some(pos) = self
+            .events
+            .iter()
+            .rposition(|e| matches!(e, Event::Dial(..)))
+        {
+            self.events.remove(pos);
+        }
+    }
+
+    pub fn dial_ok(&mut self, reused: bool) -> &mut Self {
+        self.answer_dial();
+        self.upstream_connected = true;
+        self.conn.handle_dial(self.now, Ok(Dialed { reused }));
+        self.drain();
+        self
+    }
+
+    pub fn dial_err(&mut self, e: DialError) -> &mut Self {
+        self.answer_dial();
+        self.conn.handle_dial(self.now, Err(e));
+        self.drain();
+        self
+    }
+
+    pub fn upstream(&mut self, bytes: &[u8]) -> &mut Self {
+        self.conn
+            .handle_upstream_data(self.now, Bytes::copy_from_slice(bytes));
+        self.drain();
+        self
+    }
+
+    pub fn upstream_eof(&mut self) -> &mut Self {
+        self.conn.handle_upstream_eof(self.now);
+        self.drain();
+        self
+    }
+
+    pub fn relayed(&mut self, dir: Direction, n: u64) -> &mut Self {
+        self.conn.handle_relayed(self.now, dir, n);
+        self.drain();
+        self
+    }
+
+    /// Moves the clock forward and delivers a timeout, like a runtime's timer would.
+    pub fn wait(&mut self, d: Duration) -> &mut Self {
+        self.now = self.now + d;
+        self.conn.handle_timeout(self.now);
+        self.drain();
+        self
+    }
+
+    pub fn take_client(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.to_client)).into_owned()
+    }
+
+    pub fn take_upstream(&mut self) -> String {
+        String::from_utf8_lossy(&std::mem::take(&mut self.to_upstream)).into_owned()
+    }
+
+    pub fn take_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+}
+
+pub fn dial(target: &str, pooled: bool) -> Event {
+    Event::Dial(target.to_string(), pooled)
+}
+
+/// The log line without the duration (virtual time makes it 0.000ms unless the test waited).
+pub fn log(line: &str) -> Event {
+    Event::Log(line.to_string())
+}
+
+/// A canned answer, exactly as the core writes it.
+pub fn canned(status_line: &str, message: &str) -> String {
+    format!(
+        "HTTP/1.1 {status_line}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+        message.len() + 1
+    )
+}
+
+/// Normalises a trace so that the same exchange fed in different pieces compares equal:
+/// consecutive writes to the same side are merged.
+pub fn normalise(trace: &[Output]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut pending: Option<(&str, Vec<u8>)> = None;
+    let flush = |pending: &mut Option<(&str, Vec<u8>)>, out: &mut Vec<String>| {
+        if let Some((side, bytes)) = pending.take() {
+            out.push(format!("{side}:{}", String::from_utf8_lossy(&bytes)));
+        }
+    };
+    for o in trace {
+        let (side, data) = match o {
+            Output::ToClient(b) => ("client", b),
+            Output::ToUpstream(b) => ("upstream", b),
+            // Leftover tunnel bytes and relayed ones are the same stream, however they were cut.
+            Output::StartTunnel {
+                to_upstream,
+                to_client,
+            } => {
+                flush(&mut pending, &mut out);
+                out.push("StartTunnel".to_string());
+                assert!(
+                    to_client.is_empty(),
+                    "normalise handles CONNECT tunnels only"
+                );
+                pending = Some(("upstream", to_upstream.to_vec()));
+                continue;
+            }
+            other => {
+                flush(&mut pending, &mut out);
+                out.push(format!("{other:?}"));
+                continue;
+            }
+        };
+        match &mut pending {
+            Some((s, bytes)) if *s == side => bytes.extend_from_slice(data),
+            _ => {
+                flush(&mut pending, &mut out);
+                pending = Some((side, data.to_vec()));
+            }
+        }
+    }
+    flush(&mut pending, &mut out);
+    out
+}
