@@ -3,7 +3,7 @@
 //! Subcommands (all traffic stays on loopback, every loop is bounded by a
 //! byte or connection count *and* a wall-clock `--timeout`):
 //!
-//! - `throughput --proxy ADDR [--tunnels 8] [--bytes N] [--busy-cpu 0]`:
+//! - `throughput --proxy ADDR|direct [--tunnels 8] [--bytes N] [--busy-cpu 0]`:
 //!   starts an in-process source/sink on 127.0.0.1, opens `--tunnels` CONNECT
 //!   tunnels to it through the proxy and moves `--bytes` bytes *each way* in
 //!   every tunnel. Each (tunnel, direction) carries its own deterministic
@@ -267,7 +267,8 @@ fn serve_sink(listener: TcpListener, patterns: Arc<HashMap<(u64, bool), Pattern>
     }
 }
 
-fn throughput(proxy: SocketAddr, tunnels: usize, bytes: u64, busy_cpu: Option<usize>,
+/// `proxy: None` is the "direct" baseline: the same streams straight to the sink.
+fn throughput(proxy: Option<SocketAddr>, tunnels: usize, bytes: u64, busy_cpu: Option<usize>,
               timeout: Duration) -> Result<ThroughputReport, String> {
     let io_timeout = Duration::from_secs(30).min(timeout);
     let mut patterns = HashMap::new();
@@ -289,16 +290,19 @@ fn throughput(proxy: SocketAddr, tunnels: usize, bytes: u64, busy_cpu: Option<us
     let barrier = Arc::new(Barrier::new(tunnels + 1));
     let mut streams = Vec::new();
     for id in 0..tunnels {
-        let mut stream = TcpStream::connect_timeout(&proxy, io_timeout)
-            .map_err(|e| format!("tunnel {id}: connect to proxy {proxy}: {e}"))?;
+        let first_hop = proxy.unwrap_or(sink);
+        let mut stream = TcpStream::connect_timeout(&first_hop, io_timeout)
+            .map_err(|e| format!("tunnel {id}: connect to {first_hop}: {e}"))?;
         stream.set_read_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
         stream.set_write_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
-        stream.write_all(connect_request(&sink.to_string()).as_bytes())
-            .map_err(|e| format!("tunnel {id}: sending CONNECT: {e}"))?;
-        let (status, head) = read_head_exact(&mut stream).map_err(|e| format!("tunnel {id}: {e}"))?;
-        if status != 200 {
-            return Err(format!("tunnel {id}: CONNECT answered {status}: {:?}", head.lines().next()));
+        if proxy.is_some() {
+            stream.write_all(connect_request(&sink.to_string()).as_bytes())
+                .map_err(|e| format!("tunnel {id}: sending CONNECT: {e}"))?;
+            let (status, head) = read_head_exact(&mut stream).map_err(|e| format!("tunnel {id}: {e}"))?;
+            if status != 200 {
+                return Err(format!("tunnel {id}: CONNECT answered {status}: {:?}", head.lines().next()));
+            }
         }
         streams.push(stream);
     }
@@ -356,16 +360,42 @@ fn throughput(proxy: SocketAddr, tunnels: usize, bytes: u64, busy_cpu: Option<us
 
 // --------------------------------------------------------------------- hold
 
-/// Exits when stdin reaches EOF (the harness closes it) or the timeout passes.
-fn hold_until_released(timeout: Duration) -> ! {
+/// Holds until stdin reaches EOF (the harness closes it) or the timeout
+/// passes. Each `check` line on stdin is answered with `alive K`: how many of
+/// the held connections the proxy has not closed (it must not close idle ones
+/// while the harness measures their memory).
+fn hold_until_released(timeout: Duration, held: Vec<TcpStream>) -> ! {
     thread::spawn(move || {
         thread::sleep(timeout);
         eprintln!("tunnel-load: hold timeout ({timeout:?}) reached, exiting");
         exit(3);
     });
-    let mut sink = Vec::new();
-    let _ = std::io::stdin().read_to_end(&mut sink);
+    for line in std::io::stdin().lock().lines() {
+        match line.as_deref() {
+            Ok("check") => {
+                println!("alive {}", held.iter().filter(|s| still_open(s)).count());
+                std::io::stdout().flush().ok();
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
     exit(0);
+}
+
+/// An idle connection is still open when a non-blocking peek would block.
+fn still_open(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return false;
+    }
+    let mut byte = [0u8; 1];
+    let open = match stream.peek(&mut byte) {
+        Ok(0) => false,
+        Ok(_) => true,
+        Err(e) => e.kind() == std::io::ErrorKind::WouldBlock,
+    };
+    let _ = stream.set_nonblocking(false);
+    open
 }
 
 fn hold_sink(listen: &str, timeout: Duration) -> Result<(), String> {
@@ -374,6 +404,7 @@ fn hold_sink(listen: &str, timeout: Duration) -> Result<(), String> {
     std::io::stdout().flush().ok();
     thread::spawn(move || {
         let mut held = Vec::new();
+        // bounded by the process's own hold timeout
         loop {
             match listener.accept() {
                 Ok((stream, _)) => held.push(stream),
@@ -384,7 +415,7 @@ fn hold_sink(listen: &str, timeout: Duration) -> Result<(), String> {
             }
         }
     });
-    hold_until_released(timeout)
+    hold_until_released(timeout, Vec::new())
 }
 
 /// Opens `count` connections to the proxy in batches: send every request of a
@@ -423,8 +454,7 @@ fn hold_tunnels(proxy: SocketAddr, target: &str, count: usize, timeout: Duration
     })?;
     println!("ready {}", held.len());
     std::io::stdout().flush().ok();
-    let _keep = held;
-    hold_until_released(timeout)
+    hold_until_released(timeout, held)
 }
 
 /// Reads one response with a Content-Length body; fails unless it is 2xx.
@@ -473,14 +503,13 @@ fn hold_http(proxy: SocketAddr, url: &str, count: usize, timeout: Duration) -> R
     let held = open_batched(proxy, count, &request, &|stream| read_response(stream))?;
     println!("ready {}", held.len());
     std::io::stdout().flush().ok();
-    let _keep = held;
-    hold_until_released(timeout)
+    hold_until_released(timeout, held)
 }
 
 // ---------------------------------------------------------------------- CLI
 
 const USAGE: &str = "usage:
-  tunnel-load throughput --proxy ADDR [--tunnels 8] [--bytes 1073741824] [--busy-cpu N] [--timeout 600]
+  tunnel-load throughput --proxy ADDR|direct [--tunnels 8] [--bytes 1073741824] [--busy-cpu N] [--timeout 600]
   tunnel-load hold-sink [--listen 127.0.0.1:0] [--timeout 600]
   tunnel-load hold-tunnels --proxy ADDR --target ADDR --count N [--timeout 600]
   tunnel-load hold-http --proxy ADDR --url http://HOST:PORT/PATH --count N [--timeout 600]";
@@ -518,7 +547,10 @@ fn run(args: &[String]) -> Result<(), String> {
     let timeout = Duration::from_secs(flag(&flags, "timeout", Some(600u64))?);
     match command.as_str() {
         "throughput" => {
-            let proxy = loopback(&flag::<String>(&flags, "proxy", None)?, "proxy")?;
+            let proxy = match flag::<String>(&flags, "proxy", None)?.as_str() {
+                "direct" => None,
+                addr => Some(loopback(addr, "proxy")?),
+            };
             let tunnels = flag(&flags, "tunnels", Some(8usize))?;
             let bytes = flag(&flags, "bytes", Some(1u64 << 30))?;
             let busy_cpu = flags.get("busy-cpu").map(|v| v.parse::<usize>()).transpose()
@@ -625,9 +657,15 @@ mod tests {
     #[test]
     fn throughput_through_a_toy_proxy_verifies_every_byte() {
         let proxy = toy_proxy();
-        let report = throughput(proxy, 3, 5 * 1024 * 1024 + 7, Some(0), Duration::from_secs(60)).unwrap();
+        let report = throughput(Some(proxy), 3, 5 * 1024 * 1024 + 7, Some(0), Duration::from_secs(60)).unwrap();
         assert_eq!(report.total_bytes(), 2 * 3 * (5 * 1024 * 1024 + 7));
         assert!(report.json().contains("\"verified\":true"));
+    }
+
+    #[test]
+    fn direct_throughput_skips_the_connect() {
+        let report = throughput(None, 2, 1 << 20, None, Duration::from_secs(60)).unwrap();
+        assert_eq!(report.total_bytes(), 4 << 20);
     }
 
     #[test]
@@ -641,7 +679,7 @@ mod tests {
             s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").unwrap();
             thread::sleep(Duration::from_millis(200));
         });
-        let err = throughput(addr, 1, 1024, None, Duration::from_secs(10)).err().unwrap();
+        let err = throughput(Some(addr), 1, 1024, None, Duration::from_secs(10)).err().unwrap();
         assert!(err.contains("403"), "{err}");
     }
 }

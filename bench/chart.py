@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Turn a bench/run results JSON into a hand-written SVG chart.
+
+    python3 bench/chart.py bench/results/latest.json bench/results/latest.svg
+
+One small panel per table row, one horizontal bar per proxy, bars scaled to
+the row's largest value and labelled with the value in the row's unit.
+Failed or skipped cells are written out instead of drawn, so a proxy that
+failed never shows up as a short (good-looking) bar. Standard library only.
+"""
+
+import json
+import sys
+from xml.sax.saxutils import escape
+
+COLORS = {"direct": "#9e9e9e", "ringway": "#d9480f", "squid": "#1c7ed6",
+          "tinyproxy": "#2b8a3e", "go": "#00a5c8"}
+PANEL_W, COLS, BAR_H, GAP, LABEL_W, PAD = 470, 2, 15, 4, 72, 14
+
+
+def fmt(row, value):
+    if row["unit"] == "%":
+        return f"{value:.0%}"
+    return row["format"].format(value) + ("" if row["unit"] in ("%",) else f" {row['unit']}")
+
+
+def panel(row, proxies, x, y):
+    out = []
+    title = row["label"]
+    if row["higher_is_better"] is False:
+        title += " (lower is better)"
+    out.append(f'<text x="{x}" y="{y + 12}" class="t">{escape(title)}</text>')
+    values = [c["value"] for c in row["cells"].values() if "value" in c]
+    top = max(values) if values else 1.0
+    span = PANEL_W - LABEL_W - 90
+    for i, p in enumerate(proxies):
+        by = y + 20 + i * (BAR_H + GAP)
+        cell = row["cells"][p]
+        out.append(f'<text x="{x + LABEL_W - 6}" y="{by + BAR_H - 3}" class="l">{escape(p)}</text>')
+        if "value" in cell:
+            w = max(1.0, span * cell["value"] / top) if top else 1.0
+            out.append(f'<rect x="{x + LABEL_W}" y="{by}" width="{w:.1f}" height="{BAR_H}" '
+                       f'fill="{COLORS.get(p, "#666")}"/>')
+            out.append(f'<text x="{x + LABEL_W + w + 4:.1f}" y="{by + BAR_H - 3}" class="v">'
+                       f'{escape(fmt(row, cell["value"]))}</text>')
+        else:
+            if cell.get("na"):
+                word = "n/a"
+            elif cell.get("failed", "").startswith("skipped"):
+                word = "skipped"
+            else:
+                word = "FAILED"
+            out.append(f'<text x="{x + LABEL_W}" y="{by + BAR_H - 3}" class="f">{word}</text>')
+    return out
+
+
+def render(report):
+    proxies = report["proxies"]
+    rows = report["rows"]
+    panel_h = 20 + len(proxies) * (BAR_H + GAP) + PAD
+    nrows = (len(rows) + COLS - 1) // COLS
+    header = 46
+    width = COLS * PANEL_W + (COLS + 1) * PAD
+    height = header + nrows * panel_h + PAD
+    m = report["machine"]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">',
+           "<style>.t{font-size:12px;font-weight:bold;fill:#222}.l{font-size:11px;fill:#333;text-anchor:end}"
+           ".v{font-size:11px;fill:#222}.f{font-size:11px;fill:#c92a2a;font-weight:bold}"
+           ".h{font-size:14px;font-weight:bold}.s{font-size:11px;fill:#555}</style>",
+           f'<rect width="{width}" height="{height}" fill="#fff"/>',
+           f'<text x="{PAD}" y="20" class="h">Ringway side-by-side benchmark — proxy pinned to one core</text>',
+           f'<text x="{PAD}" y="36" class="s">{escape(report["command"])} · {escape(report["date"])} · '
+           f'{m["nproc"]} CPUs {escape(m["cpu"])} · kernel {escape(m["kernel"])} · medians of '
+           f'{report["settings"]["repeat"]}</text>']
+    for i, row in enumerate(rows):
+        col, line = i % COLS, i // COLS
+        out += panel(row, proxies, PAD + col * (PANEL_W + PAD), header + line * panel_h)
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: chart.py RESULTS.json OUT.svg")
+    with open(sys.argv[1]) as f:
+        report = json.load(f)
+    with open(sys.argv[2], "w") as f:
+        f.write(render(report))
+
+
+if __name__ == "__main__":
+    main()
