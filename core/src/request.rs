@@ -23,6 +23,12 @@ pub(crate) fn header_slots<'b>() -> HeaderSlots<'b> {
     [const { MaybeUninit::uninit() }; MAX_HEADER_SLOTS]
 }
 
+/// Header slots for callers outside the crate (benchmarks, fuzzers) that call [`parse`].
+#[doc(hidden)]
+pub fn header_slots_for_bench<'b>() -> [MaybeUninit<httparse::Header<'b>>; MAX_HEADER_SLOTS] {
+    header_slots()
+}
+
 /// A parsed, validated request head borrowing the bytes it came from.
 #[derive(Debug)]
 pub struct RequestHead<'h, 'b> {
