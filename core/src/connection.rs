@@ -19,6 +19,7 @@
 //! as complete. Caller misuse (input in a phase that cannot take it) is ignored, with a
 //! `debug_assert!` where it signals a runtime bug.
 
+use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
 use bytes::{Buf, Bytes, BytesMut};
@@ -71,8 +72,9 @@ pub enum Output {
         /// Upstream bytes that followed a `101` head.
         to_client: Bytes,
     },
-    /// Write this access-log record.
-    Log(AccessRecord),
+    /// Write this access-log record (boxed: it is large and comes once per request, while
+    /// the other outputs are small and frequent).
+    Log(Box<AccessRecord>),
     /// Close the client connection and any upstream connection still held. Always last.
     Close,
 }
@@ -193,7 +195,7 @@ impl Connection {
             upstream_in: Bytes::new(),
             client_scan: HeadScanner::default(),
             upstream_scan: HeadScanner::default(),
-            out: VecDeque::with_capacity(8),
+            out: VecDeque::new(),
             waiting_since: now,
             head_started: None,
             pending_rx: 0,
@@ -902,7 +904,7 @@ impl Connection {
             ),
             _ => (e.rx, e.tx),
         };
-        self.out.push_back(Output::Log(AccessRecord {
+        self.out.push_back(Output::Log(Box::new(AccessRecord {
             client: self.client,
             method: e.method,
             target: e.target,
@@ -911,7 +913,7 @@ impl Connection {
             tx,
             duration: now.saturating_since(e.started),
             reason,
-        }));
+        })));
     }
 
     fn close_silently(&mut self) {
