@@ -15,7 +15,7 @@ from xml.sax.saxutils import escape
 
 COLORS = {"direct": "#9e9e9e", "ringway": "#d9480f", "squid": "#1c7ed6",
           "tinyproxy": "#2b8a3e", "go": "#00a5c8"}
-PANEL_W, COLS, BAR_H, GAP, LABEL_W, PAD = 470, 2, 15, 4, 72, 14
+PANEL_W, COLS, BAR_H, GAP, LABEL_W, PAD = 480, 2, 15, 4, 72, 16
 
 
 def fmt(row, value):
@@ -27,9 +27,13 @@ def fmt(row, value):
 def panel(row, proxies, x, y):
     out = []
     title = row["label"]
-    if row["higher_is_better"] is False:
-        title += " (lower is better)"
+    suffix = ": " + row["unit"]
+    if title.endswith(suffix):
+        title = title[: -len(suffix)]
+    hint = {True: "higher is better", False: "lower is better"}.get(row["higher_is_better"], "")
     out.append(f'<text x="{x}" y="{y + 12}" class="t">{escape(title)}</text>')
+    if hint:
+        out.append(f'<text x="{x + PANEL_W}" y="{y + 12}" class="h2">{hint}</text>')
     values = [c["value"] for c in row["cells"].values() if "value" in c]
     top = max(values) if values else 1.0
     span = PANEL_W - LABEL_W - 90
@@ -45,12 +49,12 @@ def panel(row, proxies, x, y):
                        f'{escape(fmt(row, cell["value"]))}</text>')
         else:
             if cell.get("na"):
-                word = "n/a"
+                word, cls = "n/a", "n"
             elif cell.get("failed", "").startswith("skipped"):
-                word = "skipped"
+                word, cls = "skipped (see the table's notes)", "n"
             else:
-                word = "FAILED"
-            out.append(f'<text x="{x + LABEL_W}" y="{by + BAR_H - 3}" class="f">{word}</text>')
+                word, cls = "FAILED (see the table's notes)", "f"
+            out.append(f'<text x="{x + LABEL_W}" y="{by + BAR_H - 3}" class="{cls}">{word}</text>')
     return out
 
 
@@ -67,7 +71,8 @@ def render(report):
            f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">',
            "<style>.t{font-size:12px;font-weight:bold;fill:#222}.l{font-size:11px;fill:#333;text-anchor:end}"
            ".v{font-size:11px;fill:#222}.f{font-size:11px;fill:#c92a2a;font-weight:bold}"
-           ".h{font-size:14px;font-weight:bold}.s{font-size:11px;fill:#555}</style>",
+           ".h{font-size:14px;font-weight:bold}.s{font-size:11px;fill:#555}.n{font-size:11px;fill:#888}"
+           ".h2{font-size:10px;fill:#888;text-anchor:end}</style>",
            f'<rect width="{width}" height="{height}" fill="#fff"/>',
            f'<text x="{PAD}" y="20" class="h">Ringway side-by-side benchmark — proxy pinned to one core</text>',
            f'<text x="{PAD}" y="36" class="s">{escape(report["command"])} · {escape(report["date"])} · '
