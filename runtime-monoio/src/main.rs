@@ -1,1 +1,99 @@
-fn main() {}
+//! `ringway`: the Ringway forward proxy binary, driving the sans-IO `ringway-core` with
+//! monoio (io_uring, or epoll where io_uring is not allowed), one runtime per thread.
+//!
+//! Key components: [`cli`] (flags), [`driver`] (driver choice, worker threads),
+//! [`listener`] (binding, accept loop), [`worker`] (per-thread state), [`conn`] (drives one
+//! connection), [`socket`] (reads kept in flight, ordered writes), [`dial`] / [`dns`] /
+//! [`pool`] (upstream connections), [`access_log`], [`shutdown`], [`clock`].
+//!
+//! Error handling: `anyhow` at the edges only. Bad flags exit 2 with one line on stderr;
+//! start-up failures (address in use, no io_uring when forced) exit 1; after start-up
+//! nothing a peer does ends the process, and SIGINT/SIGTERM exit 0 after draining.
+
+mod access_log;
+mod cli;
+mod clock;
+mod conn;
+mod dial;
+mod dns;
+mod driver;
+mod listener;
+mod pool;
+mod shutdown;
+mod socket;
+mod worker;
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::cli::{Parsed, Settings};
+
+fn main() -> ExitCode {
+    clock::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let settings = match cli::parse(&args) {
+        Parsed::Run(s) => s,
+        Parsed::Exit(text) => {
+            print!("{text}");
+            return ExitCode::SUCCESS;
+        }
+        Parsed::Error(line) => {
+            eprintln!("ringway: {line}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(*settings) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("ringway: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(settings: Settings) -> anyhow::Result<()> {
+    let driver = driver::choose(settings.driver)?;
+    let log = access_log::AccessLog::open(&settings.access_log)?;
+    let addrs = listener::reserve(&settings.listen)?;
+    shutdown::block_signals().context("blocking SIGINT/SIGTERM for orderly shutdown")?;
+    let plan = driver::WorkerPlan {
+        driver,
+        addrs: addrs.clone(),
+        config: Arc::new(settings.config),
+        log,
+        limit: Arc::new(worker::Limit::new(settings.max_connections)),
+    };
+    let workers = driver::start(settings.threads, plan)?;
+    let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let plural = if settings.threads == 1 { "" } else { "s" };
+    {
+        let mut out = std::io::stdout().lock();
+        writeln!(
+            out,
+            "ringway listening on {} ({}, {} thread{plural})",
+            list.join(", "),
+            driver.name(),
+            settings.threads
+        )?;
+        out.flush()?;
+    }
+    let signal = shutdown::wait_for_signal();
+    eprintln!(
+        "ringway: {signal}: no longer accepting; draining for up to {}s",
+        shutdown::GRACE.as_secs()
+    );
+    shutdown::request();
+    std::thread::spawn(|| {
+        let again = shutdown::wait_for_signal();
+        eprintln!("ringway: {again} again: exiting now");
+        std::process::exit(130);
+    });
+    for w in workers {
+        let _ = w.join();
+    }
+    Ok(())
+}

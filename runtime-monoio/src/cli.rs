@@ -1,0 +1,395 @@
+//! Command-line flags: parsing (argh), validation, and the [`Settings`] the rest of the binary
+//! runs on.
+//!
+//! Failure: a bad value is reported as one line naming the flag (`ringway: --threads: ...`)
+//! and exit status 2; `--help` and `--version` print to stdout and exit 0. argh's own
+//! `from_env` exits 1 on errors, so [`parse`] maps argh's `EarlyExit` itself.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use argh::FromArgs;
+use ringway_core::{Cidr, Config, Policy, PortRule};
+
+/// Ringway: an HTTP/HTTPS forward proxy (plain HTTP forwarding and CONNECT tunnels).
+///
+/// With no flags it listens on 127.0.0.1:3128, admits loopback clients only and allows
+/// CONNECT to port 443 only. Durations take a unit: 500ms, 10s, 5m, 1h.
+#[derive(FromArgs, Debug)]
+struct Args {
+    /// address to listen on, e.g. 127.0.0.1:3128 or [::1]:8080; repeatable; port 0 picks a
+    /// free port (the start-up line shows it) [default: 127.0.0.1:3128]
+    #[argh(option)]
+    listen: Vec<SocketAddr>,
+
+    /// worker threads, one event loop each [default: number of CPU cores]
+    #[argh(option)]
+    threads: Option<usize>,
+
+    /// IO driver: auto (io_uring when the kernel allows it, else epoll), uring, or epoll
+    /// [default: auto]
+    #[argh(option, default = "DriverChoice::Auto")]
+    driver: DriverChoice,
+
+    /// ports CONNECT may reach: a comma-separated list such as 443,8443, or `any`
+    /// [default: 443]
+    #[argh(option)]
+    connect_ports: Option<PortRule>,
+
+    /// client network allowed to use the proxy, e.g. 10.0.0.0/8 or ::1; repeatable
+    /// [default: 127.0.0.0/8 and ::1 only]
+    #[argh(option)]
+    allow_client: Vec<Cidr>,
+
+    /// where access-log lines go: `stdout`, `off`, or a file path to append to
+    /// [default: stdout]
+    #[argh(option, default = "AccessLogTarget::Stdout")]
+    access_log: AccessLogTarget,
+
+    /// how long a dial to an upstream may take before the client gets 504 [default: 10s]
+    #[argh(option, from_str_fn(parse_duration))]
+    connect_timeout: Option<Duration>,
+
+    /// how long a client may take to send a complete request head [default: 30s]
+    #[argh(option, from_str_fn(parse_duration))]
+    header_timeout: Option<Duration>,
+
+    /// how long an idle keep-alive client connection stays open between requests
+    /// [default: 60s]
+    #[argh(option, from_str_fn(parse_duration))]
+    idle_timeout: Option<Duration>,
+
+    /// how long a CONNECT tunnel may go without a byte either way [default: 5m]
+    #[argh(option, from_str_fn(parse_duration))]
+    tunnel_idle_timeout: Option<Duration>,
+
+    /// most client connections open at once, over all threads; more are closed on accept
+    /// [default: 8192]
+    #[argh(option)]
+    max_connections: Option<usize>,
+
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
+}
+
+/// Which IO driver the user asked for.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DriverChoice {
+    /// io_uring when `detect_uring()` says the kernel allows it, else epoll.
+    Auto,
+    /// io_uring, or fail at start-up.
+    Uring,
+    /// epoll (monoio's legacy driver); works where seccomp blocks io_uring.
+    Epoll,
+}
+
+impl FromStr for DriverChoice {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(DriverChoice::Auto),
+            "uring" | "io_uring" => Ok(DriverChoice::Uring),
+            "epoll" | "legacy" => Ok(DriverChoice::Epoll),
+            _ => Err("expected auto, uring or epoll"),
+        }
+    }
+}
+
+/// Where access-log lines go.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AccessLogTarget {
+    /// Dropped.
+    Off,
+    /// Standard output, flushed after each line.
+    Stdout,
+    /// Appended to this file.
+    File(PathBuf),
+}
+
+impl FromStr for AccessLogTarget {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "" => Err("expected off, stdout or a file path"),
+            "off" => Ok(AccessLogTarget::Off),
+            "stdout" | "-" => Ok(AccessLogTarget::Stdout),
+            path => Ok(AccessLogTarget::File(PathBuf::from(path))),
+        }
+    }
+}
+
+/// Everything the binary runs on, validated.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Addresses to listen on, as given (port 0 not yet resolved).
+    pub listen: Vec<SocketAddr>,
+    /// Worker threads (at least 1).
+    pub threads: usize,
+    /// Requested IO driver.
+    pub driver: DriverChoice,
+    /// Access-log destination.
+    pub access_log: AccessLogTarget,
+    /// Connection limit over all threads (at least 1).
+    pub max_connections: usize,
+    /// The core's configuration (timeouts and policy).
+    pub config: Config,
+}
+
+/// What `main` should do after looking at the command line.
+#[derive(Debug)]
+pub enum Parsed {
+    /// Run the proxy.
+    Run(Box<Settings>),
+    /// Print this to stdout and exit 0 (`--help`, `--version`).
+    Exit(String),
+    /// Print this one line to stderr and exit 2.
+    Error(String),
+}
+
+/// The proxy's default listen address: loopback only, never an open proxy by default.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
+/// Default `--max-connections`.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+
+/// Parses `args` (without the program name).
+pub fn parse(args: &[&str]) -> Parsed {
+    let args = match Args::from_args(&["ringway"], args) {
+        Ok(a) => a,
+        Err(early) => {
+            return match early.status {
+                Ok(()) => Parsed::Exit(early.output),
+                Err(()) => Parsed::Error(first_line(&early.output)),
+            }
+        }
+    };
+    if args.version {
+        return Parsed::Exit(format!("ringway {}\n", env!("CARGO_PKG_VERSION")));
+    }
+    match validate(args) {
+        Ok(s) => Parsed::Run(Box::new(s)),
+        Err(e) => Parsed::Error(e),
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid arguments")
+        .trim()
+        .to_string()
+}
+
+fn validate(args: Args) -> Result<Settings, String> {
+    let threads = match args.threads {
+        Some(0) => return Err("--threads: must be at least 1".into()),
+        Some(n) if n > 1024 => return Err("--threads: at most 1024".into()),
+        Some(n) => n,
+        None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+    };
+    let max_connections = match args.max_connections {
+        Some(0) => return Err("--max-connections: must be at least 1".into()),
+        Some(n) => n,
+        None => DEFAULT_MAX_CONNECTIONS,
+    };
+    let listen = if args.listen.is_empty() {
+        vec![DEFAULT_LISTEN.parse().expect("valid default")]
+    } else {
+        args.listen
+    };
+    let mut config = Config::default();
+    for (flag, value, slot) in [
+        (
+            "--connect-timeout",
+            args.connect_timeout,
+            &mut config.connect_timeout,
+        ),
+        (
+            "--header-timeout",
+            args.header_timeout,
+            &mut config.header_timeout,
+        ),
+        (
+            "--idle-timeout",
+            args.idle_timeout,
+            &mut config.idle_timeout,
+        ),
+        (
+            "--tunnel-idle-timeout",
+            args.tunnel_idle_timeout,
+            &mut config.tunnel_idle_timeout,
+        ),
+    ] {
+        if let Some(d) = value {
+            if d.is_zero() {
+                return Err(format!("{flag}: must be longer than zero"));
+            }
+            *slot = d;
+        }
+    }
+    config.policy = Policy {
+        allowed_clients: if args.allow_client.is_empty() {
+            Policy::loopback()
+        } else {
+            args.allow_client
+        },
+        connect_ports: args
+            .connect_ports
+            .unwrap_or_else(|| Policy::default().connect_ports),
+    };
+    Ok(Settings {
+        listen,
+        threads,
+        driver: args.driver,
+        access_log: args.access_log,
+        max_connections,
+        config,
+    })
+}
+
+/// Parses a duration with a unit: `500ms`, `10s`, `5m`, `1h` (a fraction such as `1.5s` is
+/// fine). A bare number is refused: `--idle-timeout 60` could mean seconds or milliseconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    const HINT: &str = "expected a duration with a unit, such as 500ms, 10s, 5m or 1h";
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .ok_or_else(|| HINT.to_string())?;
+    let (number, unit) = s.split_at(split);
+    let value: f64 = number.parse().map_err(|_| HINT.to_string())?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" | "min" => 60.0,
+        "h" => 3600.0,
+        _ => return Err(HINT.into()),
+    };
+    let secs = value * scale;
+    if !secs.is_finite() || secs > 86_400.0 * 365.0 {
+        return Err("duration too long (at most a year)".into());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(args: &[&str]) -> Settings {
+        match parse(args) {
+            Parsed::Run(s) => *s,
+            other => panic!("expected settings, got {other:?}"),
+        }
+    }
+
+    fn error(args: &[&str]) -> String {
+        match parse(args) {
+            Parsed::Error(e) => e,
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        for bad in ["", "10", "s", "10x", "-1s", "1..2s", "ms10", "10 s"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+
+    #[test]
+    fn defaults_are_safe() {
+        let s = run(&[]);
+        assert_eq!(s.listen, vec!["127.0.0.1:3128".parse().unwrap()]);
+        assert!(s.threads >= 1);
+        assert_eq!(s.driver, DriverChoice::Auto);
+        assert_eq!(s.access_log, AccessLogTarget::Stdout);
+        assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(s.config, Config::default());
+        assert!(s.config.policy.admits("127.0.0.1".parse().unwrap()));
+        assert!(!s.config.policy.admits("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn every_flag() {
+        let s = run(&[
+            "--listen",
+            "127.0.0.1:0",
+            "--listen",
+            "[::1]:0",
+            "--threads",
+            "3",
+            "--driver",
+            "epoll",
+            "--connect-ports",
+            "any",
+            "--allow-client",
+            "10.0.0.0/8",
+            "--access-log",
+            "/tmp/ringway.log",
+            "--connect-timeout",
+            "2s",
+            "--header-timeout",
+            "500ms",
+            "--idle-timeout",
+            "1m",
+            "--tunnel-idle-timeout",
+            "1h",
+            "--max-connections",
+            "10",
+        ]);
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.threads, 3);
+        assert_eq!(s.driver, DriverChoice::Epoll);
+        assert_eq!(s.config.policy.connect_ports, PortRule::Any);
+        assert!(s.config.policy.admits("10.1.2.3".parse().unwrap()));
+        assert!(!s.config.policy.admits("127.0.0.1".parse().unwrap()));
+        assert_eq!(
+            s.access_log,
+            AccessLogTarget::File("/tmp/ringway.log".into())
+        );
+        assert_eq!(s.config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(s.config.header_timeout, Duration::from_millis(500));
+        assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));
+        assert_eq!(s.max_connections, 10);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag() {
+        for (args, flag) in [
+            (&["--threads", "0"][..], "--threads"),
+            (&["--threads", "x"][..], "--threads"),
+            (&["--driver", "kqueue"][..], "--driver"),
+            (&["--connect-ports", "0"][..], "--connect-ports"),
+            (&["--allow-client", "nonsense"][..], "--allow-client"),
+            (&["--listen", "localhost"][..], "--listen"),
+            (&["--idle-timeout", "60"][..], "--idle-timeout"),
+            (&["--header-timeout", "0s"][..], "--header-timeout"),
+            (&["--max-connections", "0"][..], "--max-connections"),
+        ] {
+            let e = error(args);
+            assert!(e.contains(flag), "{args:?}: {e:?} should name {flag}");
+            assert!(!e.contains('\n'), "one line: {e:?}");
+        }
+        assert!(!error(&["--bogus"]).is_empty());
+    }
+
+    #[test]
+    fn help_and_version_exit_cleanly() {
+        match parse(&["--help"]) {
+            Parsed::Exit(text) => assert!(text.contains("--connect-ports")),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["--version"]) {
+            Parsed::Exit(text) => assert!(text.starts_with("ringway ")),
+            other => panic!("{other:?}"),
+        }
+    }
+}

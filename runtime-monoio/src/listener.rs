@@ -1,0 +1,115 @@
+//! Listening sockets and the accept loop.
+//!
+//! Each worker thread binds its own `SO_REUSEPORT` socket per `--listen` address, so the
+//! kernel spreads connections over threads with no shared accept queue. Because
+//! `SO_REUSEPORT` would also let us silently share a port with another process, [`reserve`]
+//! first binds every address with a plain std listener (no `SO_REUSEPORT`): if something
+//! already listens there, start-up fails with a clear error. Port 0 is resolved there too,
+//! and all threads then bind the port the kernel chose.
+//!
+//! Failure: accept errors never end the loop. Running out of descriptors (EMFILE/ENFILE) or
+//! kernel memory backs off for a moment while existing connections keep being served;
+//! above `--max-connections` new connections are closed at once.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::pin;
+use std::rc::Rc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use monoio::net::{ListenerOpts, TcpListener};
+
+use crate::conn;
+use crate::worker::{Env, Isolated};
+
+/// Accept queue length asked for (the kernel caps it at `somaxconn`).
+const BACKLOG: i32 = 4096;
+/// Pause after an accept failure caused by resource exhaustion.
+const BACKOFF: Duration = Duration::from_millis(50);
+/// At most one "out of descriptors" line on stderr per this period.
+const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Checks every address is free and resolves port 0, returning the addresses to bind.
+pub fn reserve(listen: &[SocketAddr]) -> anyhow::Result<Vec<SocketAddr>> {
+    // Held until all are bound, so a repeated address is refused as well.
+    let mut probes = Vec::with_capacity(listen.len());
+    for addr in listen {
+        let probe = std::net::TcpListener::bind(addr)
+            .with_context(|| format!("--listen {addr}: cannot listen"))?;
+        probes.push(probe);
+    }
+    probes
+        .iter()
+        .map(|p| p.local_addr().context("reading the bound address"))
+        .collect()
+}
+
+/// Binds this thread's socket for `addr` (a real port from [`reserve`]).
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
+    TcpListener::bind_with_config(addr, &opts)
+}
+
+/// Accepts until shutdown, spawning one task per admitted connection.
+pub async fn accept_loop(env: Rc<Env>, listener: TcpListener) {
+    let drain_id = u64::MAX - listener_id(&listener);
+    let mut last_warning: Option<Instant> = None;
+    loop {
+        let accepted = {
+            let mut accept = pin!(listener.accept());
+            poll_fn(|cx| {
+                if env.drain.is_on() {
+                    return Poll::Ready(None);
+                }
+                env.drain.register(drain_id, cx.waker());
+                accept.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        match accepted {
+            None => break,
+            Some(Ok((stream, peer))) => {
+                let Some(admitted) = env.admit() else {
+                    drop(stream);
+                    continue;
+                };
+                let task_env = Rc::clone(&env);
+                monoio::spawn(Isolated(Box::pin(async move {
+                    let id = admitted.id;
+                    conn::serve(task_env, id, stream, peer).await;
+                    drop(admitted);
+                })));
+            }
+            Some(Err(e)) => {
+                if is_exhaustion(&e) {
+                    let now = Instant::now();
+                    if last_warning.map_or(true, |t| now.duration_since(t) >= WARN_EVERY) {
+                        eprintln!("ringway: accept: {e}; backing off");
+                        last_warning = Some(now);
+                    }
+                    monoio::time::sleep(BACKOFF).await;
+                } else {
+                    // ECONNABORTED and friends concern one connection; a short pause keeps
+                    // an unexpected persistent error from spinning the loop.
+                    monoio::time::sleep(Duration::from_millis(1)).await;
+                }
+            }
+        }
+    }
+    env.drain.unregister(drain_id);
+}
+
+fn listener_id(listener: &TcpListener) -> u64 {
+    use std::os::fd::AsRawFd;
+    listener.as_raw_fd() as u64
+}
+
+fn is_exhaustion(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}

@@ -1,0 +1,101 @@
+//! Per-thread pool of idle upstream connections, keyed by the core's [`Authority`].
+//!
+//! Filled on `Output::ReleaseUpstream`, drawn from on `Output::Dial { allow_pooled: true }`.
+//! Entries expire after [`IDLE`]; a connection the upstream already closed (or that has
+//! unexpected bytes waiting) is spotted with a non-blocking peek and dropped instead of
+//! reused. Staleness that slips through is handled by the core, which retries an idempotent
+//! bodiless request once on a fresh dial. Bounded per authority and in total; overflow is closed.
+
+use std::collections::HashMap;
+use std::os::fd::AsRawFd;
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpStream;
+use ringway_core::target::Authority;
+
+/// How long an idle upstream connection is kept. Below common origin keep-alive timeouts
+/// (nginx 75 s, Go 90 s) but long enough for bursts.
+pub const IDLE: Duration = Duration::from_secs(30);
+const MAX_PER_AUTHORITY: usize = 64;
+const MAX_TOTAL: usize = 2048;
+
+/// One thread's idle upstream connections.
+#[derive(Default)]
+pub struct Pool {
+    idle: HashMap<Authority, Vec<(TcpStream, Instant)>>,
+    total: usize,
+}
+
+impl Pool {
+    /// An idle, live connection to `authority`, most recently used first.
+    pub fn take(&mut self, authority: &Authority) -> Option<TcpStream> {
+        let list = self.idle.get_mut(authority)?;
+        let now = Instant::now();
+        let mut found = None;
+        while let Some((stream, since)) = list.pop() {
+            self.total -= 1;
+            if now.duration_since(since) < IDLE && is_quiet(&stream) {
+                found = Some(stream);
+                break;
+            }
+        }
+        if list.is_empty() {
+            self.idle.remove(authority);
+        }
+        found
+    }
+
+    /// Keeps `stream` for later requests to `authority`, unless the pool is full.
+    pub fn put(&mut self, authority: Authority, stream: TcpStream) {
+        if self.total >= MAX_TOTAL {
+            self.sweep();
+            if self.total >= MAX_TOTAL {
+                return;
+            }
+        }
+        let list = self.idle.entry(authority).or_default();
+        if list.len() >= MAX_PER_AUTHORITY {
+            return;
+        }
+        list.push((stream, Instant::now()));
+        self.total += 1;
+    }
+
+    /// Closes expired connections (called by the worker's janitor).
+    pub fn sweep(&mut self) {
+        let now = Instant::now();
+        let mut total = 0;
+        self.idle.retain(|_, list| {
+            list.retain(|(_, since)| now.duration_since(*since) < IDLE);
+            total += list.len();
+            !list.is_empty()
+        });
+        self.total = total;
+    }
+
+    /// Closes everything (at shutdown).
+    pub fn clear(&mut self) {
+        self.idle.clear();
+        self.total = 0;
+    }
+}
+
+/// Whether an idle connection has nothing to read: no EOF from the upstream and no stray
+/// bytes. Uses `MSG_PEEK | MSG_DONTWAIT`, which works whether the fd is blocking (io_uring)
+/// or not (epoll).
+fn is_quiet(stream: &TcpStream) -> bool {
+    let mut byte = [0u8; 1];
+    // SAFETY: a valid fd and a one-byte buffer we own.
+    let n = unsafe {
+        libc::recv(
+            stream.as_raw_fd(),
+            byte.as_mut_ptr().cast(),
+            1,
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    n < 0 && {
+        let err = std::io::Error::last_os_error().raw_os_error();
+        err == Some(libc::EAGAIN) || err == Some(libc::EWOULDBLOCK)
+    }
+}

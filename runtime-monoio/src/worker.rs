@@ -1,0 +1,151 @@
+//! One worker thread's world: its state ([`Env`]: config, DNS cache, upstream pool, drain
+//! notice, counters, all thread-local so the hot path takes no locks) and its main task
+//! (accept loops, janitor, then the shutdown drain).
+//!
+//! Failure: a panic inside one connection's task is caught ([`Isolated`]), reported on
+//! stderr and closes only that connection. Shutdown waits at most [`GRACE`] for in-flight
+//! connections, then returns and the runtime drops whatever is left.
+
+use std::cell::{Cell, RefCell};
+use std::future::Future;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use monoio::net::TcpListener;
+use ringway_core::Config;
+
+use crate::access_log::AccessLog;
+use crate::dns::Resolver;
+use crate::listener;
+use crate::pool::Pool;
+use crate::shutdown::{self, Drain, GRACE};
+
+/// Connection count over all threads, against `--max-connections`.
+pub struct Limit {
+    open: AtomicUsize,
+    max: usize,
+}
+
+impl Limit {
+    /// A limit of `max` open client connections.
+    pub fn new(max: usize) -> Limit {
+        Limit {
+            open: AtomicUsize::new(0),
+            max,
+        }
+    }
+}
+
+/// Per-thread state shared by this thread's tasks.
+pub struct Env {
+    /// The core's configuration.
+    pub config: Arc<Config>,
+    /// This thread's DNS cache.
+    pub resolver: Resolver,
+    /// This thread's idle upstream connections.
+    pub pool: RefCell<Pool>,
+    /// Where access-log lines go.
+    pub log: AccessLog,
+    /// Set at shutdown; wakes idle connections.
+    pub drain: Drain,
+    limit: Arc<Limit>,
+    active: Cell<usize>,
+    next_id: Cell<u64>,
+}
+
+impl Env {
+    /// State for one worker thread.
+    pub fn new(config: Arc<Config>, log: AccessLog, limit: Arc<Limit>) -> Env {
+        Env {
+            config,
+            resolver: Resolver::default(),
+            pool: RefCell::new(Pool::default()),
+            log,
+            drain: Drain::default(),
+            limit,
+            active: Cell::new(0),
+            next_id: Cell::new(0),
+        }
+    }
+
+    /// Counts a new connection in, or refuses it when `--max-connections` are open.
+    pub fn admit(self: &Rc<Self>) -> Option<Admitted> {
+        let before = self.limit.open.fetch_add(1, Ordering::Relaxed);
+        if before >= self.limit.max {
+            self.limit.open.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        }
+        self.active.set(self.active.get() + 1);
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        Some(Admitted {
+            env: Rc::clone(self),
+            id,
+        })
+    }
+}
+
+/// An open connection's place in the counts; released on drop.
+pub struct Admitted {
+    env: Rc<Env>,
+    /// This thread's id for the connection.
+    pub id: u64,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.env.limit.open.fetch_sub(1, Ordering::Relaxed);
+        self.env.active.set(self.env.active.get() - 1);
+        self.env.drain.unregister(self.id);
+    }
+}
+
+/// Runs a task, turning a panic into "this task ended" plus a line on stderr.
+pub struct Isolated<F>(pub Pin<Box<F>>);
+
+impl<F: Future<Output = ()>> Future for Isolated<F> {
+    type Output = ();
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(_) => {
+                eprintln!("ringway: a connection task panicked; that connection was closed");
+                Poll::Ready(())
+            }
+        }
+    }
+}
+
+/// How often the janitor sweeps expired pool and DNS entries.
+const JANITOR_PERIOD: Duration = Duration::from_secs(5);
+/// How often a worker looks at the process-wide shutdown flag.
+const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
+
+/// The worker thread's main task: serves `listeners` until shutdown, then drains.
+pub async fn run(env: Rc<Env>, listeners: Vec<TcpListener>) {
+    for l in listeners {
+        monoio::spawn(listener::accept_loop(Rc::clone(&env), l));
+    }
+    let janitor_env = Rc::clone(&env);
+    monoio::spawn(async move {
+        loop {
+            monoio::time::sleep(JANITOR_PERIOD).await;
+            janitor_env.pool.borrow_mut().sweep();
+            janitor_env.resolver.sweep();
+        }
+    });
+    while !shutdown::requested() {
+        monoio::time::sleep(SHUTDOWN_POLL).await;
+    }
+    env.drain.start();
+    env.pool.borrow_mut().clear();
+    let give_up = Instant::now() + GRACE;
+    while env.active.get() > 0 && Instant::now() < give_up {
+        monoio::time::sleep(SHUTDOWN_POLL).await;
+    }
+}
