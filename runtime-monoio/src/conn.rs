@@ -90,7 +90,7 @@ impl Conn {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..BUDGET {
             while let Some(out) = self.core.poll_output() {
-                self.carry_out(out);
+                self.carry_out(out, cx);
             }
             if self.closing {
                 return Poll::Ready(());
@@ -162,7 +162,7 @@ impl Conn {
         true
     }
 
-    fn carry_out(&mut self, out: Output) {
+    fn carry_out(&mut self, out: Output, cx: &mut Context<'_>) {
         match out {
             Output::ToClient(bytes) => self.client.push(WriteOp::Data {
                 bytes,
@@ -180,12 +180,7 @@ impl Conn {
                 authority,
                 allow_pooled,
             } => self.dial(authority, allow_pooled),
-            Output::ReleaseUpstream => {
-                let stream = self.upstream.take().and_then(Socket::into_idle_stream);
-                if let (Some(stream), Some(authority)) = (stream, self.authority.take()) {
-                    self.env.pool.borrow_mut().put(authority, stream);
-                }
-            }
+            Output::ReleaseUpstream => self.release_upstream(cx),
             Output::CloseUpstream => {
                 self.upstream = None;
                 self.dialing = None;
@@ -225,6 +220,31 @@ impl Conn {
                 self.dialing = None;
             }
         }
+    }
+
+    /// Puts the upstream connection in the pool. Usually its last write has completed (the
+    /// upstream answered it), maybe without our having polled it yet: one poll settles that.
+    /// Otherwise a small task waits for the write before pooling.
+    fn release_upstream(&mut self, cx: &mut Context<'_>) {
+        let (Some(mut socket), Some(authority)) = (self.upstream.take(), self.authority.take())
+        else {
+            return;
+        };
+        let env = Rc::clone(&self.env);
+        if socket.settle_write(cx) {
+            let stream = std::pin::pin!(socket.into_idle_stream());
+            // Nothing left to await: the future completes on its first poll.
+            if let Poll::Ready(Some(stream)) = stream.poll(cx) {
+                env.pool.borrow_mut().put(authority, stream);
+            }
+            return;
+        }
+        monoio::spawn(async move {
+            let settled = monoio::time::timeout(CLOSE_LIMIT, socket.into_idle_stream()).await;
+            if let Ok(Some(stream)) = settled {
+                env.pool.borrow_mut().put(authority, stream);
+            }
+        });
     }
 
     fn dial(&mut self, authority: Authority, allow_pooled: bool) {

@@ -205,15 +205,35 @@ impl Socket {
         })
     }
 
-    /// The stream back, for the idle pool: only if nothing is in flight or queued, the peer
-    /// has not ended and nothing failed.
-    pub fn into_idle_stream(mut self) -> Option<TcpStream> {
-        if self.broken || self.read_ended || !self.write_idle() || self.reading.is_some() {
+    /// The stream back, for the idle pool, once the last write is done: only if no read is
+    /// in flight, the peer has not ended and nothing failed. A write still in flight (its
+    /// completion not yet polled) is waited for.
+    pub async fn into_idle_stream(mut self) -> Option<TcpStream> {
+        if self.broken || self.read_ended || self.reading.is_some() {
             return None;
+        }
+        loop {
+            self.start_write();
+            if self.writing.is_none() {
+                break;
+            }
+            let done = std::future::poll_fn(|cx| self.poll_write(cx)).await;
+            if matches!(done, WriteEvent::Error) {
+                return None;
+            }
         }
         let reader = self.reader.take()?;
         let writer = self.writer.take()?;
         reader.reunite(writer).ok()
+    }
+
+    /// Polls the in-flight write once, so that a write the kernel already completed stops
+    /// counting as in flight. Returns whether the socket is now write-idle.
+    pub fn settle_write(&mut self, cx: &mut Context<'_>) -> bool {
+        if self.writing.is_some() && self.poll_write(cx).is_ready() && !self.broken {
+            self.start_write();
+        }
+        self.write_idle()
     }
 
     /// Closing: writes what is still queued, shuts down the write side, then, when `linger`,
