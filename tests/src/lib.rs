@@ -1164,8 +1164,13 @@ impl Origin {
 
     /// Answers every request on every connection with `response`, keeping connections open.
     pub fn fixed(response: &[u8]) -> Origin {
+        Origin::fixed_on("127.0.0.1:0", response)
+    }
+
+    /// [`Origin::fixed`] bound to `bind` (e.g. `[::1]:0`).
+    pub fn fixed_on(bind: &str, response: &[u8]) -> Origin {
         let response = response.to_vec();
-        Origin::start(move |c| {
+        Origin::start_on(bind, move |c| {
             while c.read_request().is_some() {
                 if !c.write(&response) {
                     break;

@@ -299,7 +299,7 @@ e2e! {
             eprintln!("skipped: no IPv6 loopback");
             return;
         }
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"v6"));
+        let origin = Origin::fixed_on("[::1]:0", &message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"v6"));
         let p = Proxy::start(d, &["--listen", "[::1]:0"]);
         assert!(p.addr().is_ipv6(), "banner: {}", p.banner);
         let a = origin.authority();

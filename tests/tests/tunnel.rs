@@ -66,16 +66,17 @@ e2e! {
         let echo = EchoServer::start(EchoMode::Echo);
         let p = Proxy::start(d, &["--connect-ports", "any"]);
         let mut c = p.connect();
+        const EARLY: &[u8] = b"\x16\x03\x01early-hello";
         let mut bytes = connect_head(&echo.addr.to_string());
-        bytes.extend_from_slice(b"\x16\x03\x01early-hello");
+        bytes.extend_from_slice(EARLY);
         c.write(&bytes);
-        let got = c.read_exact(ESTABLISHED.len() + 16);
+        let got = c.read_exact(ESTABLISHED.len() + EARLY.len());
         let mut want = ESTABLISHED.to_vec();
-        want.extend_from_slice(b"\x16\x03\x01early-hello");
+        want.extend_from_slice(EARLY);
         assert_bytes(&got, &want, "CONNECT answer then echoed early bytes");
         c.shutdown_write();
         c.expect_eof();
-        assert_eq!(echo.log().received[0], b"\x16\x03\x01early-hello");
+        assert_eq!(echo.log().received[0], EARLY);
     }
 
     /// 8 MiB each way at once, counted and compared; the access log counts payload only.
