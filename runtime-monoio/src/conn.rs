@@ -61,12 +61,13 @@ pub async fn serve(env: Rc<Env>, id: u64, stream: TcpStream, peer: SocketAddr) {
         timer: None,
         closing: false,
         fresh: true,
+        linger: true,
         turn: 0,
     };
     poll_fn(|cx| conn.poll(cx)).await;
     conn.env.drain.unregister(id);
-    let Conn { client, .. } = conn;
-    let _ = monoio::time::timeout(CLOSE_LIMIT, client.close_gracefully(true, LINGER_BYTES)).await;
+    let Conn { client, linger, .. } = conn;
+    let _ = monoio::time::timeout(CLOSE_LIMIT, client.close_gracefully(linger, LINGER_BYTES)).await;
 }
 
 struct Conn {
@@ -83,6 +84,8 @@ struct Conn {
     /// No client byte since accept or since the last finished exchange: safe to close when
     /// draining for shutdown.
     fresh: bool,
+    /// Whether closing should read and discard late client input (see `close_gracefully`).
+    linger: bool,
     turn: usize,
 }
 
@@ -96,6 +99,8 @@ impl Conn {
                 return Poll::Ready(());
             }
             if self.env.drain.is_on() && self.is_idle() {
+                // Nothing was just written, so there is no response to protect by lingering.
+                self.linger = false;
                 return Poll::Ready(());
             }
             self.start_io();
