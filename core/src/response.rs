@@ -70,6 +70,11 @@ impl ResponseHead<'_, '_> {
         out.reserve(self.headers.len() * 32 + 64);
         out.put_slice(b"HTTP/1.1");
         out.put_slice(self.status_rest);
+        if self.status_rest.len() == 4 {
+            // `HTTP/1.1 200` with no reason: the SP before the (empty) reason is not optional
+            // (RFC 9112 §4), and strict clients refuse the line without it.
+            out.put_u8(b' ');
+        }
         out.put_slice(b"\r\n");
         let switching = self.status == 101;
         for h in self.headers {
@@ -243,6 +248,19 @@ Content-Length: 3\r\nProxy-Authenticate: Basic\r\nset-cookie: a\r\nSet-Cookie: b
             out,
             "HTTP/1.1 200 OK\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\n"
         );
+    }
+
+    #[test]
+    fn missing_reason_gets_its_space() {
+        let (out, _, _) = client_head(b"HTTP/1.1 200\r\nContent-Length: 0\r\n\r\n", false, 1, None);
+        assert!(out.starts_with("HTTP/1.1 200 \r\n"), "{out:?}");
+        let (out, _, _) = client_head(
+            b"HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n",
+            false,
+            1,
+            None,
+        );
+        assert!(out.starts_with("HTTP/1.1 200 \r\n"), "{out:?}");
     }
 
     #[test]
