@@ -46,6 +46,8 @@ extern crate alloc;
 pub mod body;
 mod config;
 mod connection;
+#[doc(hidden)]
+pub mod fuzzing;
 mod head;
 mod log;
 mod policy;
