@@ -113,3 +113,22 @@ fn is_exhaustion(e: &io::Error) -> bool {
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_resolves_port_zero_and_refuses_an_address_in_use() {
+        let addrs = reserve(&["127.0.0.1:0".parse().unwrap()]).unwrap();
+        assert_ne!(addrs[0].port(), 0, "the real port is reported");
+        let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let err = reserve(&[taken.local_addr().unwrap()]).unwrap_err();
+        assert!(format!("{err:#}").contains("--listen"), "{err:#}");
+        let twice: SocketAddr = addrs[0];
+        assert!(
+            reserve(&[twice, twice]).is_err(),
+            "the same address twice is refused"
+        );
+    }
+}

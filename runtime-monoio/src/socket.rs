@@ -296,3 +296,60 @@ fn shutdown_now(_half: &mut WriteHalf, fd: RawFd) {
 
 /// How long a closing connection may take to flush its last bytes and linger.
 pub const CLOSE_LIMIT: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use monoio::net::TcpListener;
+    use std::future::poll_fn;
+
+    /// A read in flight survives many wakes for other reasons (a timer here) and still
+    /// delivers every byte, in order, on both drivers.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn read_survives_other_wakes_and_writes_keep_order() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut peer = TcpStream::connect_addr(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut socket = Socket::new(server);
+        socket.start_read();
+        for _ in 0..3 {
+            let mut tick = std::pin::pin!(monoio::time::sleep(Duration::from_millis(5)));
+            let woke_by_timer = poll_fn(|cx| {
+                if socket.poll_read(cx).is_ready() {
+                    return Poll::Ready(false);
+                }
+                tick.as_mut().poll(cx).map(|()| true)
+            })
+            .await;
+            assert!(woke_by_timer, "nothing was sent yet");
+        }
+        let (res, _) = peer.write_all(b"hello".to_vec()).await;
+        res.unwrap();
+        match poll_fn(|cx| socket.poll_read(cx)).await {
+            ReadEvent::Data(b) => assert_eq!(&b[..], b"hello"),
+            other => panic!("{other:?}"),
+        }
+        for part in [&b"one "[..], b"two ", b"three"] {
+            socket.push(WriteOp::Data {
+                bytes: Bytes::from_static(part),
+                relayed: None,
+            });
+        }
+        socket.push(WriteOp::Shutdown);
+        while !socket.write_idle() {
+            socket.start_write();
+            let _ = poll_fn(|cx| socket.poll_write(cx)).await;
+            socket.start_write();
+        }
+        let mut got = Vec::new();
+        loop {
+            let (res, buf) = peer.read(vec![0u8; 64]).await;
+            match res.unwrap() {
+                0 => break,
+                n => got.extend_from_slice(&buf[..n]),
+            }
+        }
+        assert_eq!(got, b"one two three", "in order, then FIN");
+    }
+}
