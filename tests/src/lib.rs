@@ -1281,8 +1281,14 @@ pub struct EchoServer {
 }
 
 impl EchoServer {
+    /// Starts on 127.0.0.1:0.
     pub fn start(mode: EchoMode) -> EchoServer {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("echo bind");
+        EchoServer::start_on("127.0.0.1:0", mode)
+    }
+
+    /// Starts on `bind` (e.g. `[::1]:0`).
+    pub fn start_on(bind: &str, mode: EchoMode) -> EchoServer {
+        let listener = TcpListener::bind(bind).unwrap_or_else(|e| panic!("echo bind {bind}: {e}"));
         let addr = listener.local_addr().unwrap();
         let shared = Shared::new(EchoLog::default());
         let stop = Arc::new(AtomicBool::new(false));

@@ -346,4 +346,118 @@ e2e! {
         assert_eq!(line.tx, resp.len() as u64, "TX = response bytes the client received");
         assert!(line.extra.is_empty(), "{line:?}");
     }
+
+    /// A close-delimited origin response reaches a 1.1 client intact: either re-chunked, or
+    /// close-delimited with `Connection: close`.
+    fn close_delimited_response(d) {
+        let origin = Origin::start(|c| {
+            if c.read_request().is_some() {
+                c.write(&message(&["HTTP/1.1 200 OK", "X-A: 1"], b"until the origin closes"));
+            }
+        });
+        let p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/eof HTTP/1.1"), &format!("Host: {a}")]));
+        let resp = c.read_response("GET");
+        let (h, body) = split_message(&resp);
+        let head = Head::parse(h);
+        assert_eq!(head.start, "HTTP/1.1 200 OK", "{}", show(&resp));
+        if head.get("transfer-encoding").is_some() {
+            assert_eq!(head.get("transfer-encoding"), Some("chunked"));
+            assert_bytes(&dechunk(body), b"until the origin closes", "re-chunked body");
+        } else {
+            assert_eq!(head.get("connection"), Some("close"), "close-delimited body needs Connection: close: {}", show(h));
+            assert_bytes(body, b"until the origin closes", "close-delimited body");
+        }
+    }
+
+    /// The origin closes a kept-alive connection after answering; the next request through
+    /// the proxy must still succeed (fresh dial, or retry of the idempotent GET), not fail.
+    fn pooled_connection_closed_by_origin(d) {
+        let origin = Origin::start(|c| {
+            let body: &[u8] = if c.index == 0 { b"one" } else { b"two" };
+            while c.read_request().is_some() {
+                c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 3"], body));
+                if c.index == 0 {
+                    let _ = c.conn.stream.shutdown(std::net::Shutdown::Both);
+                    c.mark("closed");
+                    return;
+                }
+            }
+        });
+        let p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/1 HTTP/1.1"), &format!("Host: {a}")]));
+        let r1 = c.read_response("GET");
+        assert_bytes(&r1, &message(&["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"], b"one"), "first response");
+        origin.wait(WAIT, "origin closed its first connection", |l| !l.marks.is_empty());
+        c.write(&head(&[&format!("GET http://{a}/2 HTTP/1.1"), &format!("Host: {a}")]));
+        let r2 = c.read_response("GET");
+        assert_bytes(&r2, &message(&["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"], b"two"), "second response");
+    }
+
+    /// A 16 MiB chunked upload streams through with every byte intact.
+    fn large_chunked_upload(d) {
+        const N: usize = 16 << 20;
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        let data: Vec<u8> = (0..N).map(|i| (i % 253) as u8).collect();
+        let mut w = c.stream.try_clone().unwrap();
+        let (h, sent) = (head(&[&format!("POST http://{a}/up HTTP/1.1"), &format!("Host: {a}"), "Transfer-Encoding: chunked"]), data.clone());
+        let writer = std::thread::spawn(move || {
+            use std::io::Write;
+            w.write_all(&h).unwrap();
+            for chunk in sent.chunks(60_000) {
+                w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
+                w.write_all(chunk).unwrap();
+                w.write_all(b"\r\n").unwrap();
+            }
+            w.write_all(b"0\r\n\r\n").unwrap();
+        });
+        let resp = c.read_response("POST");
+        writer.join().unwrap();
+        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "response");
+        let log = origin.wait_requests(1);
+        let (_, body) = split_message(&log.requests[0]);
+        let got = dechunk(body);
+        assert_eq!(got.len(), N, "bytes at origin");
+        assert!(got == data, "uploaded bytes differ");
+    }
+
+    /// A request pipelined right behind a POST body (same write) is answered too.
+    fn pipelined_after_post_body(d) {
+        let origin = Origin::reply_with(|req| {
+            let path = Head::parse(req).start.split(' ').nth(1).unwrap_or("").to_string();
+            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
+        });
+        let p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        let mut both = message(&[&format!("POST http://{a}/p HTTP/1.1"), &format!("Host: {a}"), "Content-Length: 4"], b"data");
+        both.extend_from_slice(&head(&[&format!("GET http://{a}/g HTTP/1.1"), &format!("Host: {a}")]));
+        c.write(&both);
+        assert_bytes(&c.read_response("POST"), &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"/p"), "POST answer");
+        assert_bytes(&c.read_response("GET"), &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"/g"), "GET answer");
+        let log = origin.wait_requests(2);
+        assert_bytes(&log.requests[0], &message(&["POST /p HTTP/1.1", &format!("Host: {a}"), "Content-Length: 4", "Via: 1.1 ringway"], b"data"), "POST at origin");
+    }
+
+    /// --idle-timeout closes a kept-alive client connection that stays silent, without bytes.
+    fn idle_keep_alive_connection_closed(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let p = Proxy::start(d, &["--idle-timeout", "1s"]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]));
+        c.read_response("GET");
+        let t = std::time::Instant::now();
+        c.set_read_timeout(std::time::Duration::from_secs(5));
+        c.expect_eof();
+        let took = t.elapsed();
+        assert!(took >= std::time::Duration::from_millis(800) && took < std::time::Duration::from_secs(4), "idle connection closed after {took:?}, expected about 1 s");
+    }
 }

@@ -3,6 +3,7 @@
 
 use ringway_e2e::*;
 use std::thread;
+use std::time::{Duration, Instant};
 
 const ESTABLISHED: &[u8] = b"HTTP/1.1 200 Connection Established\r\n\r\n";
 
@@ -118,5 +119,38 @@ e2e! {
         let line = AccessLine::parse(&line).unwrap();
         assert_eq!(line.status, 200);
         assert!(line.rx > 0 && line.tx > 0, "{line:?}");
+    }
+
+    /// CONNECT to an IPv6 literal through an IPv6 listener.
+    fn ipv6_tunnel(d) {
+        if !ipv6_available() {
+            eprintln!("skipped: no IPv6 loopback");
+            return;
+        }
+        let echo = EchoServer::start_on("[::1]:0", EchoMode::Echo);
+        let mut p = Proxy::start(d, &["--listen", "[::1]:0", "--connect-ports", "any"]);
+        let target = echo.addr.to_string();
+        assert!(target.starts_with("[::1]:"));
+        let mut c = open_tunnel(&p, &target);
+        c.write(b"six");
+        c.shutdown_write();
+        assert_bytes(&c.read_to_eof(), b"six", "echo over IPv6");
+        let line = p.wait_access(c.local_addr(), "CONNECT");
+        assert_eq!((line.target.as_str(), line.status, line.rx, line.tx), (target.as_str(), 200, 3, 3), "{line:?}");
+    }
+
+    /// --tunnel-idle-timeout closes a silent tunnel on both sides.
+    fn tunnel_idle_timeout(d) {
+        let echo = EchoServer::start(EchoMode::Echo);
+        let p = Proxy::start(d, &["--connect-ports", "any", "--tunnel-idle-timeout", "1s"]);
+        let mut c = open_tunnel(&p, &echo.addr.to_string());
+        c.write(b"ping");
+        assert_eq!(c.read_exact(4), b"ping");
+        let t = Instant::now();
+        c.set_read_timeout(Duration::from_secs(5));
+        c.expect_eof();
+        let took = t.elapsed();
+        assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "idle tunnel closed after {took:?}, expected about 1 s");
+        echo.wait(WAIT, "the upstream side closed too", |l| l.eof.first() == Some(&true));
     }
 }
