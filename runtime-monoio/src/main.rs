@@ -6,7 +6,8 @@
 //! connection), [`socket`] (reads kept in flight, ordered writes), [`dial`] / [`dns`] /
 //! [`pool`] (upstream connections), [`access_log`], [`shutdown`], [`clock`].
 //!
-//! Error handling: `anyhow` at the edges only. Bad flags exit 2 with one line on stderr;
+//! Error handling: `anyhow` at the edges only. Bad flags (and an access-log path that cannot
+//! be opened) exit 2 with one line on stderr;
 //! start-up failures (address in use, no io_uring when forced) exit 1; after start-up
 //! nothing a peer does ends the process, and SIGINT/SIGTERM exit 0 after draining.
 
@@ -46,7 +47,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    match run(*settings) {
+    // An access-log path that cannot be opened is a bad flag value: exit 2 like the others.
+    let log = match access_log::AccessLog::open(&settings.access_log) {
+        Ok(log) => log,
+        Err(e) => {
+            eprintln!("ringway: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(*settings, log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("ringway: {e:#}");
@@ -55,9 +64,8 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(settings: Settings) -> anyhow::Result<()> {
+fn run(settings: Settings, log: access_log::AccessLog) -> anyhow::Result<()> {
     let driver = driver::choose(settings.driver)?;
-    let log = access_log::AccessLog::open(&settings.access_log)?;
     let addrs = listener::reserve(&settings.listen)?;
     shutdown::block_signals().context("blocking SIGINT/SIGTERM for orderly shutdown")?;
     let plan = driver::WorkerPlan {
