@@ -24,6 +24,23 @@ fn path_of(req: &[u8]) -> String {
         .to_string()
 }
 
+/// Whether a new client connecting to `proxy` now gets a 200 for a GET to `origin`.
+fn served(proxy: SocketAddr, origin: &str) -> bool {
+    let Ok(s) = std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(1)) else {
+        return false;
+    };
+    let mut c = Conn::new(s);
+    c.set_read_timeout(Duration::from_secs(1));
+    let req = head(&[
+        &format!("GET http://{origin}/probe HTTP/1.1"),
+        &format!("Host: {origin}"),
+    ]);
+    if c.stream.write_all(&req).is_err() {
+        return false;
+    }
+    matches!(c.try_read_head(), Ok(Some(h)) if Head::parse(&h).status() == 200)
+}
+
 e2e! {
     /// 200 MiB through the proxy, counted and compared exactly, while the proxy's RSS stays
     /// under 64 MiB. The client pauses early on so an unbounded buffer would show.
@@ -210,8 +227,8 @@ e2e! {
         assert_eq!(origin.log().requests.len(), THREADS * PER);
     }
 
-    /// SIGTERM while a request is in flight: the slow answer still reaches the client, then
-    /// the process exits 0.
+    /// SIGTERM while a request is in flight: new clients stop being served, the slow answer
+    /// still reaches the client, then the process exits 0.
     fn sigterm_drains_in_flight_request(d) {
         let (got_tx, got_rx) = mpsc::channel::<()>();
         let (go_tx, go_rx) = mpsc::channel::<()>();
@@ -235,6 +252,14 @@ e2e! {
         c.write(&head(&[&format!("GET http://{a}/slow HTTP/1.1"), &format!("Host: {a}")]));
         got_rx.recv_timeout(WAIT).expect("request reached the origin");
         p.sigterm();
+        // Stop accepting: poll until a new client is no longer served (polling, as nothing
+        // signals it), then let the in-flight request's origin answer.
+        let probe_origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while served(p.addr(), &probe_origin.authority()) {
+            assert!(Instant::now() < deadline, "new clients still served 5 s after SIGTERM");
+            thread::sleep(Duration::from_millis(20));
+        }
         go_tx.send(()).unwrap();
         let resp = c.read_response("GET");
         let (h, body) = split_message(&resp);
