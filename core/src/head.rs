@@ -22,7 +22,7 @@ impl HeadScanner {
     /// are needed, or the problem with the line endings.
     pub(crate) fn scan(&mut self, buf: &[u8]) -> Result<Option<usize>, Problem> {
         let mut i = self.scanned;
-        while let Some(offset) = buf[i..].iter().position(|&b| b == b'\r' || b == b'\n') {
+        while let Some(offset) = memchr::memchr2(b'\r', b'\n', &buf[i..]) {
             let at = i + offset;
             if buf[at] == b'\r' {
                 match buf.get(at + 1) {
