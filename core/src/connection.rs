@@ -178,6 +178,8 @@ pub struct Connection {
     first_request: bool,
     /// The client shut its write side after a complete request.
     client_eof: bool,
+    /// The runtime is shutting down: finish the current exchange, then close.
+    draining: bool,
     upstream_connected: bool,
     exchange: Option<Exchange>,
 }
@@ -201,6 +203,7 @@ impl Connection {
             pending_rx: 0,
             first_request: true,
             client_eof: false,
+            draining: false,
             upstream_connected: false,
             exchange: None,
         }
@@ -242,6 +245,14 @@ impl Connection {
         matches!(self.phase, Phase::Closed)
     }
 
+    /// Whether the connection sits between requests with nothing buffered: closing it now
+    /// loses nothing (what a graceful shutdown may close at once).
+    pub fn is_idle(&self) -> bool {
+        matches!(self.phase, Phase::ReadingHead)
+            && self.head_started.is_none()
+            && self.client_in.is_empty()
+    }
+
     /// The tunnel's meter, while in tunnel mode.
     pub fn tunnel(&self) -> Option<&TunnelMeter> {
         match &self.phase {
@@ -275,6 +286,19 @@ impl Connection {
                 .map(|e| e.last_activity + c.exchange_idle_timeout),
             Phase::Tunnel(m) => Some(m.idle_deadline(c.tunnel_idle_timeout)),
             Phase::Closed => None,
+        }
+    }
+
+    // ----- commands -----
+
+    /// Graceful shutdown: take no further requests. An idle connection closes at once; a
+    /// request already under way (even a head still arriving) is answered with
+    /// `Connection: close` and the connection closes after it. Tunnels are left to the
+    /// runtime's grace period.
+    pub fn drain(&mut self) {
+        self.draining = true;
+        if self.is_idle() {
+            self.close_silently();
         }
     }
 
@@ -716,6 +740,7 @@ impl Connection {
         let framing = res.client_framing(e.client_minor);
         let close_after = !e.keep_alive
             || self.client_eof
+            || self.draining
             || res.body == BodyKind::CloseDelimited
             || framing == ClientFraming::Dechunk;
         let connection = if close_after {
@@ -796,7 +821,7 @@ impl Connection {
             return self.abort(now, "response_before_request_end");
         }
         let reusable = e.upstream_reusable;
-        let close_client = !e.keep_alive || self.client_eof;
+        let close_client = !e.keep_alive || self.client_eof || self.draining;
         self.upstream_connected = false;
         self.out.push_back(if reusable {
             Output::ReleaseUpstream

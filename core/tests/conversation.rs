@@ -860,3 +860,40 @@ fn access_log_durations_use_the_given_clock() {
     s.upstream(OK5);
     assert!(matches!(&s.take_events()[1], Event::Log(l) if l.ends_with(" 1.750ms")));
 }
+
+#[test]
+fn drain_closes_idle_connections_at_once() {
+    let mut s = Script::new();
+    assert!(s.conn.is_idle());
+    s.conn.drain();
+    s.drain();
+    assert_eq!(s.take_events(), [Event::Close]);
+    assert_eq!(s.take_client(), "");
+}
+
+#[test]
+fn drain_lets_the_exchange_under_way_finish_with_connection_close() {
+    let mut s = Script::new();
+    s.client(b"GET http://h/ HTTP/1.1\r\n");
+    assert!(!s.conn.is_idle(), "a head is arriving");
+    s.conn.drain();
+    s.drain();
+    assert!(s.take_events().is_empty());
+    s.client(b"Host: h\r\n\r\n").dial_ok(false).upstream(OK5);
+    assert_eq!(s.take_client(), "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello");
+    assert_eq!(s.take_events().last(), Some(&Event::Close));
+
+    // A response head already on its way closes after its body.
+    let mut s = Script::new();
+    s.client(GET)
+        .dial_ok(false)
+        .upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhel");
+    s.take_client();
+    s.conn.drain();
+    s.drain();
+    s.upstream(b"lo");
+    assert_eq!(s.take_client(), "lo");
+    let ev = s.take_events();
+    assert_eq!(ev[0], Event::Release, "the upstream is still clean");
+    assert_eq!(ev.last(), Some(&Event::Close));
+}
