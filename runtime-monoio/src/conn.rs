@@ -60,7 +60,7 @@ pub async fn serve(env: Rc<Env>, id: u64, stream: TcpStream, peer: SocketAddr) {
         dialing: None,
         timer: None,
         closing: false,
-        fresh: true,
+        draining: false,
         linger: true,
         turn: 0,
     };
@@ -81,9 +81,8 @@ struct Conn {
     dialing: Option<DialFuture>,
     timer: Option<(ringway_core::Instant, Pin<Box<monoio::time::Sleep>>)>,
     closing: bool,
-    /// No client byte since accept or since the last finished exchange: safe to close when
-    /// draining for shutdown.
-    fresh: bool,
+    /// Shutdown was passed on to the core (`Connection::drain`).
+    draining: bool,
     /// Whether closing should read and discard late client input (see `close_gracefully`).
     linger: bool,
     turn: usize,
@@ -92,15 +91,20 @@ struct Conn {
 impl Conn {
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..BUDGET {
+            if self.env.drain.is_on() && !self.draining {
+                // The core closes an idle connection at once and lets a busy one finish its
+                // exchange with `Connection: close`.
+                self.draining = true;
+                if self.core.is_idle() && self.client.write_idle() {
+                    // Nothing is being answered, so there is no response to protect by lingering.
+                    self.linger = false;
+                }
+                self.core.drain();
+            }
             while let Some(out) = self.core.poll_output() {
                 self.carry_out(out, cx);
             }
             if self.closing {
-                return Poll::Ready(());
-            }
-            if self.env.drain.is_on() && self.is_idle() {
-                // Nothing was just written, so there is no response to protect by lingering.
-                self.linger = false;
                 return Poll::Ready(());
             }
             self.start_io();
@@ -215,10 +219,7 @@ impl Conn {
                     });
                 }
             }
-            Output::Log(record) => {
-                self.env.log.write(&record);
-                self.fresh = true;
-            }
+            Output::Log(record) => self.env.log.write(&record),
             Output::Close => {
                 self.closing = true;
                 self.upstream = None;
@@ -294,10 +295,7 @@ impl Conn {
                     });
                 }
             }
-            ReadEvent::Data(bytes) => {
-                self.fresh = false;
-                self.core.handle_client_data(now, bytes);
-            }
+            ReadEvent::Data(bytes) => self.core.handle_client_data(now, bytes),
             ReadEvent::Eof => self.core.handle_client_eof(now),
             ReadEvent::Error => self.core.handle_client_error(now),
         }
@@ -365,15 +363,5 @@ impl Conn {
         }
         let sleep = monoio::time::sleep_until(clock::to_monoio(deadline + TIMER_SLACK));
         self.timer = Some((deadline, Box::pin(sleep)));
-    }
-
-    /// Between requests with nothing in flight: a connection shutdown may close.
-    fn is_idle(&self) -> bool {
-        self.fresh
-            && !self.core.is_tunnel()
-            && self.core.wants_client_read()
-            && self.upstream.is_none()
-            && self.dialing.is_none()
-            && self.client.write_idle()
     }
 }
