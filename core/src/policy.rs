@@ -5,6 +5,7 @@
 //! ports CONNECT may reach (443 only by default, as tunnels to arbitrary ports turn a proxy into
 //! a relay for any protocol). Authentication and destination rules slot in here later.
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::str::FromStr;
@@ -118,12 +119,45 @@ pub struct Policy {
     pub allowed_clients: Vec<Cidr>,
     /// Ports CONNECT may reach.
     pub connect_ports: PortRule,
+    /// Accepted `Proxy-Authorization: Basic` credentials, base64-encoded (see
+    /// [`Policy::add_basic_credentials`]); empty means no authentication is required.
+    pub basic_credentials: Vec<String>,
 }
 
 impl Policy {
     /// Whether a client at `addr` may use the proxy.
     pub fn admits(&self, addr: IpAddr) -> bool {
         self.allowed_clients.iter().any(|c| c.contains(addr))
+    }
+
+    /// Accepts `user:password` via `Proxy-Authorization: Basic` (RFC 7617). Stored encoded, so
+    /// checking a request needs no decoding.
+    pub fn add_basic_credentials(&mut self, user: &str, password: &str) {
+        let mut plain = String::with_capacity(user.len() + password.len() + 1);
+        plain.push_str(user);
+        plain.push(':');
+        plain.push_str(password);
+        self.basic_credentials.push(base64(plain.as_bytes()));
+    }
+
+    /// Whether a request with this `Proxy-Authorization` value (if any) may proceed.
+    pub fn authorizes(&self, proxy_authorization: Option<&[u8]>) -> bool {
+        if self.basic_credentials.is_empty() {
+            return true;
+        }
+        let Some(value) = proxy_authorization else {
+            return false;
+        };
+        let value = crate::head::trim(value);
+        let Some(space) = value.iter().position(|&b| b == b' ') else {
+            return false;
+        };
+        let (scheme, token) = (&value[..space], crate::head::trim(&value[space..]));
+        scheme.eq_ignore_ascii_case(b"basic")
+            && self
+                .basic_credentials
+                .iter()
+                .fold(false, |ok, c| ok | constant_time_eq(c.as_bytes(), token))
     }
 
     /// The loopback networks: the default admission list.
@@ -140,8 +174,35 @@ impl Default for Policy {
         Policy {
             allowed_clients: Policy::loopback(),
             connect_ports: PortRule::List(alloc::vec![443]),
+            basic_credentials: Vec::new(),
         }
     }
+}
+
+/// Compares without an early exit, so response timing does not reveal how much of a guessed
+/// credential was right.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Standard base64 with padding (RFC 4648 §4).
+fn base64(input: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
+    for chunk in input.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |acc, (i, &b)| acc | (u32::from(b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(n >> (18 - 6 * i)) as usize & 63]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -182,6 +243,27 @@ mod tests {
         assert!("10.0.0.0/33".parse::<Cidr>().is_err());
         assert!("10.0.0.0/x".parse::<Cidr>().is_err());
         assert!("nonsense".parse::<Cidr>().is_err());
+    }
+
+    #[test]
+    fn basic_credentials() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(
+            base64(b"Aladdin:open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        let mut p = Policy::default();
+        assert!(p.authorizes(None), "no credentials configured: open");
+        p.add_basic_credentials("Aladdin", "open sesame");
+        assert!(p.authorizes(Some(b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
+        assert!(p.authorizes(Some(b"basic  QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
+        assert!(!p.authorizes(Some(b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZR==")));
+        assert!(!p.authorizes(Some(b"Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
+        assert!(!p.authorizes(Some(b"QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
+        assert!(!p.authorizes(None));
     }
 
     #[test]

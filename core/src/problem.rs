@@ -50,6 +50,8 @@ pub enum Problem {
     ForwardingLoop,
     /// The client address is not allowed to use this proxy.
     ClientDenied,
+    /// Credentials are required and were missing or wrong.
+    ProxyAuthRequired,
     /// CONNECT to a port the policy does not allow.
     ConnectPortDenied,
     /// The head did not arrive in full within the header timeout.
@@ -89,6 +91,7 @@ impl Problem {
             | UnexpectedBody
             | BadChunk => 400,
             ClientDenied | ConnectPortDenied => 403,
+            ProxyAuthRequired => 407,
             HeaderTimeout => 408,
             HeadTooLarge | TooManyHeaders => 431,
             ForwardingLoop => 508,
@@ -126,6 +129,9 @@ impl Problem {
             BadChunk => "The chunked request body is malformed.",
             ForwardingLoop => "The request already passed through this proxy.",
             ClientDenied => "Your address is not allowed to use this proxy.",
+            ProxyAuthRequired => {
+                "This proxy needs a user name and password (Proxy-Authorization: Basic)."
+            }
             ConnectPortDenied => "CONNECT to this port is not allowed.",
             HeaderTimeout => "The request head did not arrive in time.",
             DnsFailed => "The upstream host name could not be resolved.",
@@ -161,6 +167,7 @@ impl Problem {
             BadChunk => "bad_chunk",
             ForwardingLoop => "forwarding_loop",
             ClientDenied => "client_denied",
+            ProxyAuthRequired => "auth_required",
             ConnectPortDenied => "connect_port_denied",
             HeaderTimeout => "header_timeout",
             DnsFailed => "dns_failed",
@@ -182,6 +189,9 @@ impl Problem {
         put_decimal(&mut out, u64::from(self.status()));
         out.put_u8(b' ');
         out.put_slice(reason_phrase(self.status()).as_bytes());
+        if self.status() == 407 {
+            out.put_slice(b"\r\nProxy-Authenticate: Basic realm=\"ringway\"");
+        }
         out.put_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
         put_decimal(&mut out, message.len() as u64 + 1);
         out.put_slice(b"\r\nConnection: close\r\n\r\n");
@@ -199,6 +209,7 @@ pub const fn reason_phrase(status: u16) -> &'static str {
         200 => "OK",
         400 => "Bad Request",
         403 => "Forbidden",
+        407 => "Proxy Authentication Required",
         408 => "Request Timeout",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",

@@ -48,6 +48,8 @@ pub struct RequestHead<'h, 'b> {
     pub keep_alive: bool,
     /// Whether a `Via` entry already names our pseudonym.
     pub(crate) looped: bool,
+    /// The `Proxy-Authorization` value; `None` if absent or given more than once.
+    pub(crate) proxy_authorization: Option<&'b [u8]>,
     headers: &'h [httparse::Header<'b>],
     connection: ConnectionOptions<'b>,
     head: &'b [u8],
@@ -200,6 +202,8 @@ pub fn parse<'h, 'b>(
     let mut expect_continue = false;
     let mut upgrade_field = false;
     let mut looped = false;
+    let mut proxy_authorization = None;
+    let mut authorizations = 0;
     for h in headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -231,6 +235,9 @@ pub fn parse<'h, 'b>(
             upgrade_field = true;
         } else if name.eq_ignore_ascii_case("via") {
             looped |= via_names(h.value, via_pseudonym);
+        } else if name.eq_ignore_ascii_case("proxy-authorization") {
+            authorizations += 1;
+            proxy_authorization = Some(h.value);
         }
     }
     if hosts > 1 {
@@ -260,6 +267,11 @@ pub fn parse<'h, 'b>(
         upgrade: upgrade_field && connection.upgrade && minor_version == 1,
         keep_alive,
         looped,
+        proxy_authorization: if authorizations == 1 {
+            proxy_authorization
+        } else {
+            None
+        },
         headers,
         connection,
         head,

@@ -3,6 +3,7 @@
 //! [`decide`] is a pure function of the parsed head, the client's address and the policy, so it
 //! can be tested (and fuzzed) on its own. Checks run in a fixed order: admission, forwarding
 //! loop, then the target form: a denied client learns nothing about its request's validity.
+//! Credentials are checked right after admission (407 before any other answer).
 
 use core::net::IpAddr;
 
@@ -27,6 +28,9 @@ pub enum Decision<'b> {
 pub fn decide<'b>(req: &RequestHead<'_, 'b>, client: IpAddr, policy: &Policy) -> Decision<'b> {
     if !policy.admits(client) {
         return Decision::Reject(Problem::ClientDenied);
+    }
+    if !policy.authorizes(req.proxy_authorization) {
+        return Decision::Reject(Problem::ProxyAuthRequired);
     }
     if req.looped {
         return Decision::Reject(Problem::ForwardingLoop);

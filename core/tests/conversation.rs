@@ -897,3 +897,29 @@ fn drain_lets_the_exchange_under_way_finish_with_connection_close() {
     assert_eq!(ev[0], Event::Release, "the upstream is still clean");
     assert_eq!(ev.last(), Some(&Event::Close));
 }
+
+#[test]
+fn proxy_authentication_is_required_when_configured() {
+    let mut config = support::config();
+    config
+        .policy
+        .add_basic_credentials("Aladdin", "open sesame");
+    let mut s = Script::with_config(config.clone());
+    s.client(GET);
+    assert_eq!(
+        s.take_client(),
+        "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\n\
+Content-Type: text/plain\r\nContent-Length: 71\r\nConnection: close\r\n\r\n\
+This proxy needs a user name and password (Proxy-Authorization: Basic).\n"
+    );
+    assert!(s.is_closed());
+    let mut s = Script::with_config(config);
+    s.client(b"GET http://h/ HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("h:80", true)]);
+    s.dial_ok(false);
+    assert_eq!(
+        s.take_upstream(),
+        "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 ringway\r\n\r\n",
+        "credentials never go upstream"
+    );
+}

@@ -238,6 +238,7 @@ fn validate(args: Args) -> Result<Settings, String> {
         connect_ports: args
             .connect_ports
             .unwrap_or_else(|| Policy::default().connect_ports),
+        basic_credentials: Vec::new(),
     };
     Ok(Settings {
         listen,
