@@ -909,7 +909,7 @@ fn proxy_authentication_is_required_when_configured() {
     assert_eq!(
         s.take_client(),
         "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\n\
-Content-Type: text/plain\r\nContent-Length: 71\r\nConnection: close\r\n\r\n\
+Content-Type: text/plain\r\nContent-Length: 72\r\nConnection: close\r\n\r\n\
 This proxy needs a user name and password (Proxy-Authorization: Basic).\n"
     );
     assert!(s.is_closed());
