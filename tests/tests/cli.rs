@@ -105,6 +105,39 @@ e2e! {
         let out = run_ringway(&["--driver", d.flag(), "--listen", &addr, "--threads", "1"], RUN);
         assert_bind_failure(&out, &addr);
     }
+
+    /// `--access-log off`: nothing but the banner on stdout (checked after a clean exit, when
+    /// stdout is complete).
+    fn access_log_off(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let mut p = Proxy::start(d, &["--access-log", "off"]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}"), "Connection: close"]));
+        c.read_response("GET");
+        drop(c);
+        p.sigterm();
+        let status = p.wait_exit(WAIT).expect("exit after SIGTERM");
+        assert!(status.success(), "{status:?}");
+        let lines = p.lines_so_far(Duration::from_millis(200));
+        assert!(lines.is_empty(), "stdout after the banner with --access-log off: {lines:?}");
+    }
+
+    /// `--listen` twice: the banner lists both bound addresses, in order, and both serve.
+    fn two_listen_addresses(d) {
+        let second = if ipv6_available() { "[::1]:0" } else { "127.0.0.2:0" };
+        let p = Proxy::start(d, &["--listen", "127.0.0.1:0", "--listen", second]);
+        assert_eq!(p.addrs.len(), 2, "banner: {}", p.banner);
+        assert_eq!(p.banner, format!("ringway listening on {}, {} ({}, 1 thread)", p.addrs[0], p.addrs[1], d.banner_name()));
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let a = origin.authority();
+        for addr in &p.addrs {
+            let mut c = Conn::connect(*addr);
+            c.write(&head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]));
+            let resp = c.read_response("GET");
+            assert!(resp.ends_with(b"\r\n\r\nok"), "via {addr}: {}", show(&resp));
+        }
+    }
 }
 
 fn assert_bind_failure(out: &std::process::Output, addr: &str) {

@@ -460,4 +460,36 @@ e2e! {
         let took = t.elapsed();
         assert!(took >= std::time::Duration::from_millis(800) && took < std::time::Duration::from_secs(4), "idle connection closed after {took:?}, expected about 1 s");
     }
+
+    /// A host name (resolved through /etc/hosts, no network) works like an IP literal.
+    fn hostname_target(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"name"));
+        let p = Proxy::start(d, &[]);
+        let a = format!("localhost:{}", origin.addr.port());
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/n HTTP/1.1"), &format!("Host: {a}")]));
+        let resp = c.read_response("GET");
+        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"], b"name"), "response");
+        let log = origin.wait_requests(1);
+        assert_bytes(&log.requests[0], &head(&["GET /n HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]), "request at origin");
+    }
+
+    /// `Connection: close` from the client: the answer says `Connection: close`, then EOF;
+    /// the client's Connection header does not reach the origin.
+    fn client_connection_close(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        let mut c = p.connect();
+        c.write(&head(&[&format!("GET http://{a}/bye HTTP/1.1"), &format!("Host: {a}"), "Connection: close"]));
+        let resp = c.read_response("GET");
+        let (h, body) = split_message(&resp);
+        let (start, headers) = sorted_headers(h);
+        assert_eq!(start, "HTTP/1.1 200 OK");
+        assert_eq!(headers, strs(&["Content-Length: 2", "Via: 1.1 ringway", "Connection: close"]), "{}", show(h));
+        assert_eq!(body, b"ok");
+        c.expect_eof();
+        let log = origin.wait_requests(1);
+        assert_bytes(&log.requests[0], &head(&["GET /bye HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]), "request at origin");
+    }
 }

@@ -302,4 +302,82 @@ e2e! {
             assert_bytes(body, b"hello", "truncated body, then EOF");
         }
     }
+
+    /// `--max-connections 2`: a third client is closed on accept; once one leaves, a new
+    /// client is served again.
+    fn max_connections_closes_extra(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let p = Proxy::start(d, &["--max-connections", "2"]);
+        let a = origin.authority();
+        let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
+        let ok = message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok");
+        let mut held: Vec<Conn> = (0..2).map(|_| p.connect()).collect();
+        for c in held.iter_mut() {
+            c.write(&get);
+            assert_bytes(&c.read_response("GET"), &ok, "one of the first two clients");
+        }
+        let mut extra = p.connect();
+        let _ = extra.stream.write_all(&get); // may fail: the proxy closes on accept
+        let got = extra.read_to_eof();
+        assert!(got.is_empty(), "a third client over --max-connections 2 was answered: {}", show(&got));
+        drop(held.pop());
+        // The proxy notices the close asynchronously: poll (bounded) until a client is served.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut c = p.connect();
+            let _ = c.stream.write_all(&get);
+            c.set_read_timeout(Duration::from_secs(2));
+            if let Ok(Some(h)) = c.try_read_head() {
+                assert_eq!(Head::parse(&h).status(), 200, "{}", show(&h));
+                break;
+            }
+            assert!(Instant::now() < deadline, "no client served 5 s after one of the two left");
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Clients that vanish at awkward moments do not hurt the proxy or the next client.
+    fn abrupt_clients_do_not_hurt_others(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let echo = EchoServer::start(EchoMode::Echo);
+        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+        let a = origin.authority();
+        let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
+        let abuse: Vec<Vec<u8>> = vec![
+            Vec::new(),                                       // connect, close
+            get[..10].to_vec(),                               // half a head
+            message(&[&format!("POST http://{a}/ HTTP/1.1"), &format!("Host: {a}"), "Content-Length: 100"], b"only ten.."), // half a body
+            head(&[&format!("CONNECT {} HTTP/1.1", echo.addr)]).into_iter().chain(b"tunnel bytes".iter().copied()).collect(), // tunnel, then gone
+            (0..=255u8).cycle().take(5000).collect(),         // binary garbage
+            get.repeat(100),                                  // 100 pipelined, never read
+        ];
+        for bytes in &abuse {
+            let mut c = p.connect();
+            let _ = c.stream.write_all(bytes);
+            drop(c);
+        }
+        let mut c = p.connect();
+        c.write(&get);
+        assert_bytes(&c.read_response("GET"), &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "normal client after the abuse");
+        assert!(p.wait_exit(Duration::from_millis(10)).is_none(), "proxy exited; stderr: {}", p.stderr());
+    }
+
+    /// Two worker threads: 200 concurrent clients all answered correctly.
+    fn two_threads_many_clients(d) {
+        let origin = Origin::reply_with(|req| {
+            let path = path_of(req);
+            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
+        });
+        let p = Proxy::start(d, &["--threads", "2", "--access-log", "off"]);
+        let a = origin.authority();
+        let mut conns: Vec<Conn> = (0..200).map(|_| p.connect()).collect();
+        for (i, c) in conns.iter_mut().enumerate() {
+            c.write(&head(&[&format!("GET http://{a}/c{i} HTTP/1.1"), &format!("Host: {a}")]));
+        }
+        for (i, c) in conns.iter_mut().enumerate() {
+            let body = format!("/c{i}");
+            let want = message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", body.len()), "Via: 1.1 ringway"], body.as_bytes());
+            assert_bytes(&c.read_response("GET"), &want, "answer");
+        }
+    }
 }
