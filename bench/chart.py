@@ -63,7 +63,8 @@ def render(report):
     rows = report["rows"]
     panel_h = 20 + len(proxies) * (BAR_H + GAP) + PAD
     nrows = (len(rows) + COLS - 1) // COLS
-    header = 46
+    idle = report.get("idle_check")
+    header = 60 if idle else 46
     width = COLS * PANEL_W + (COLS + 1) * PAD
     height = header + nrows * panel_h + PAD
     m = report["machine"]
@@ -78,6 +79,13 @@ def render(report):
            f'<text x="{PAD}" y="36" class="s">{escape(report["command"])} · {escape(report["date"])} · '
            f'{m["nproc"]} CPUs {escape(m["cpu"])} · kernel {escape(m["kernel"])} · medians of '
            f'{report["settings"]["repeat"]}</text>']
+    if idle:
+        busy = ", ".join(f"cpu{c} {b:.0%}" for c, b in idle["before"].items())
+        after = ", ".join(f"cpu{c} {b:.0%}" for c, b in idle["after"].items())
+        warn = max(list(idle["before"].values()) + list(idle["after"].values())) > 0.10
+        out.append(f'<text x="{PAD}" y="50" class="{"f" if warn else "s"}">other load on the machine '
+                   f'(CPU busy with the benchmark idle): before {busy}; after {after}'
+                   f'{" — numbers disturbed, compare ratios only" if warn else ""}</text>')
     for i, row in enumerate(rows):
         col, line = i % COLS, i // COLS
         out += panel(row, proxies, PAD + col * (PANEL_W + PAD), header + line * panel_h)
