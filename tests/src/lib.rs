@@ -1520,6 +1520,35 @@ impl BlackHole {
         }
         panic!("64 connects to a backlog-1 listener all completed: cannot make a dial hang");
     }
+
+    /// Ends the black hole: closes the filler connections and returns the listener plus the
+    /// fillers' local addresses. Connects that were being retried (their SYNs dropped) get
+    /// through once the test accepts the queued fillers; they are the accepted streams whose
+    /// peer is not a filler.
+    pub fn into_listener(self) -> (TcpListener, Vec<SocketAddr>) {
+        let fillers = self
+            ._fillers
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect();
+        (self._listener, fillers)
+    }
+}
+
+/// The system-wide count of SYNs dropped because a listener's accept queue was full
+/// (`TcpExt: ListenOverflows` in /proc/net/netstat). Rises when a dial to a [`BlackHole`] stalls.
+pub fn listen_overflows() -> u64 {
+    let text = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let mut lines = text.lines().filter(|l| l.starts_with("TcpExt:"));
+    let (Some(names), Some(values)) = (lines.next(), lines.next()) else {
+        return 0;
+    };
+    names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "ListenOverflows")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0)
 }
 
 // ---------------------------------------------------------------------------------------------

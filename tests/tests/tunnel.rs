@@ -153,4 +153,52 @@ e2e! {
         assert!(took >= Duration::from_millis(800) && took < Duration::from_secs(4), "idle tunnel closed after {took:?}, expected about 1 s");
         echo.wait(WAIT, "the upstream side closed too", |l| l.eof.first() == Some(&true));
     }
+
+    /// The client sends CONNECT, payload and its FIN while the dial is still in progress
+    /// (the target's accept queue is full, so the proxy's SYN is dropped and retried ~1 s
+    /// later). Once the tunnel starts, the upstream must get the payload and then EOF — not
+    /// wait for the tunnel idle timeout (fuzz finding F1, seen end to end).
+    fn client_eof_while_dialing_reaches_upstream(d) {
+        let hole = BlackHole::start();
+        let target = hole.addr.to_string();
+        let p = Proxy::start(d, &["--connect-ports", "any"]);
+        let before = listen_overflows();
+        let mut c = p.connect();
+        let mut bytes = connect_head(&target);
+        bytes.extend_from_slice(b"early");
+        c.write(&bytes);
+        c.shutdown_write();
+        // Wait (bounded) until a SYN was dropped at a full accept queue: the dial is stalled.
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while listen_overflows() == before && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(10));
+        }
+        let (listener, fillers) = hole.into_listener();
+        listener.set_nonblocking(false).unwrap();
+        let upstream = thread::spawn(move || {
+            // Accept the queued fillers (already closed) until the proxy's connection arrives.
+            for _ in 0..10 {
+                let (mut s, peer) = listener.accept().expect("accept");
+                if fillers.contains(&peer) {
+                    continue;
+                }
+                s.set_read_timeout(Some(Duration::from_secs(8))).unwrap();
+                let mut got = Vec::new();
+                use std::io::Read;
+                let r = s.read_to_end(&mut got);
+                use std::io::Write;
+                let _ = s.write_all(&got);
+                let _ = s.shutdown(std::net::Shutdown::Write);
+                return (got, r.map(|_| ()).map_err(|e| e.kind()));
+            }
+            panic!("the proxy's connection never arrived");
+        });
+        let all = c.read_to_eof();
+        let mut want = ESTABLISHED.to_vec();
+        want.extend_from_slice(b"early");
+        let (got, eof) = upstream.join().unwrap();
+        assert_eq!(eof, Ok(()), "upstream got {} but no EOF within 8 s: the client's FIN was lost", show(&got));
+        assert_bytes(&got, b"early", "payload at the upstream");
+        assert_bytes(&all, &want, "client: 200, echoed payload, EOF");
+    }
 }
