@@ -193,10 +193,10 @@ e2e! {
             }
             panic!("the proxy's connection never arrived");
         });
+        let (got, eof) = upstream.join().unwrap();
         let all = c.read_to_eof();
         let mut want = ESTABLISHED.to_vec();
         want.extend_from_slice(b"early");
-        let (got, eof) = upstream.join().unwrap();
         assert_eq!(eof, Ok(()), "upstream got {} but no EOF within 8 s: the client's FIN was lost", show(&got));
         assert_bytes(&got, b"early", "payload at the upstream");
         assert_bytes(&all, &want, "client: 200, echoed payload, EOF");
