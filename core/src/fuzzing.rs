@@ -24,7 +24,7 @@
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use core::net::{IpAddr, Ipv4Addr, SocketAddr};
 use core::time::Duration;
 
@@ -500,9 +500,9 @@ pub fn chunked(data: &[u8]) {
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
     /// Bytes reaching the client (written by the core, or relayed in a tunnel).
-    Client(Vec<u8>),
+    Client(BytesMut),
     /// Bytes reaching the upstream.
-    Upstream(Vec<u8>),
+    Upstream(BytesMut),
     Dial(Authority, bool),
     /// The upstream connection ended; whether it went back to the pool.
     UpstreamDone {
@@ -563,8 +563,10 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
             n += 1;
             assert!(n <= MAX_DRAIN, "livelock");
             match out {
-                Output::ToClient(b) => push_event(events, Event::Client(b.to_vec())),
-                Output::ToUpstream(b) => push_event(events, Event::Upstream(b.to_vec())),
+                Output::ToClient(b) => push_event(events, Event::Client(BytesMut::from(&b[..]))),
+                Output::ToUpstream(b) => {
+                    push_event(events, Event::Upstream(BytesMut::from(&b[..])))
+                }
                 Output::Dial {
                     authority,
                     allow_pooled,
@@ -592,8 +594,8 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
                     to_upstream,
                     to_client,
                 } => {
-                    push_event(events, Event::Upstream(to_upstream.to_vec()));
-                    push_event(events, Event::Client(to_client.to_vec()));
+                    push_event(events, Event::Upstream(BytesMut::from(&to_upstream[..])));
+                    push_event(events, Event::Client(BytesMut::from(&to_client[..])));
                 }
                 Output::Log(record) => push_event(events, Event::Log(*record)),
                 Output::Close => {
@@ -616,7 +618,7 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
                 break;
             }
             conn.handle_relayed(now, Direction::ClientToUpstream, piece.len() as u64);
-            push_event(&mut events, Event::Upstream(piece.to_vec()));
+            push_event(&mut events, Event::Upstream(BytesMut::from(*piece)));
             continue;
         }
         conn.handle_client_data(now, Bytes::copy_from_slice(piece));
@@ -639,7 +641,7 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
             upstream_left -= piece.len();
             if conn.is_tunnel() {
                 conn.handle_relayed(now, Direction::UpstreamToClient, piece.len() as u64);
-                push_event(&mut events, Event::Client(piece.to_vec()));
+                push_event(&mut events, Event::Client(BytesMut::from(*piece)));
                 continue;
             }
             if !conn.wants_upstream_read() {
@@ -681,6 +683,23 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
     events
 }
 
+/// Whether the connection enforces the head size limit before looking for bad line endings
+/// past it. Until it does (finding F3 in `/work/notes/fuzz-findings.md`, reproducer
+/// `fuzz/pending/split_invariance/`), a head over the limit with a bare CR or LF beyond the
+/// limit is answered 400 when it arrives at once and 431 when it trickles in, so the harness
+/// skips such inputs.
+const HEAD_LIMIT_BEFORE_SCAN: bool = false;
+
+/// Whether the first head in `client` has a line-ending error beyond the head size limit.
+fn line_error_past_limit(client: &[u8]) -> bool {
+    let mut start = 0;
+    while client[start..].starts_with(b"\r\n") {
+        start += 2;
+    }
+    let mut scanner = HeadScanner::default();
+    scanner.scan(&client[start..]).is_err() && scanner.error_end() > FUZZ_MAX_HEAD
+}
+
 /// Fuzz target `split_invariance`: one exchange fed whole and fed in fuzzer-chosen pieces.
 ///
 /// Layout: a flags byte (bit 0: the first dial is a pooled connection; bit 1: the upstream
@@ -704,6 +723,9 @@ pub fn split_invariance(data: &[u8]) {
     let client = r.take(client_len);
     let upstream = r.rest();
 
+    if !HEAD_LIMIT_BEFORE_SCAN && line_error_past_limit(client) {
+        return;
+    }
     let whole = run_exchange(flags, &[client], &[upstream]);
     let split = run_exchange(
         flags,
