@@ -407,6 +407,15 @@ impl Proxy {
         AccessLine::parse(&line).expect("parsed above")
     }
 
+    /// Waits for the access-log line of client `client` (its local address), any method.
+    pub fn wait_access_of(&mut self, client: SocketAddr) -> AccessLine {
+        let client = client.to_string();
+        let line = self.wait_line(WAIT, |l| {
+            AccessLine::parse(l).is_some_and(|a| a.client == client)
+        });
+        AccessLine::parse(&line).expect("parsed above")
+    }
+
     /// Collects stdout lines arriving within `quiet` of each other (for asserting absence).
     pub fn lines_so_far(&mut self, quiet: Duration) -> Vec<String> {
         while let Ok(l) = self.lines.recv_timeout(quiet) {

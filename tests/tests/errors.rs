@@ -5,22 +5,31 @@
 use ringway_e2e::*;
 use std::time::{Duration, Instant};
 
-/// Sends `request` on a new connection and expects canned `code` then EOF.
-fn expect_error(p: &Proxy, request: &[u8], code: u16) -> Conn {
+/// Sends `request` on a new connection and expects canned `code` then EOF, and an access-log
+/// line for it with that status, TX = the canned bytes, RX at most what was sent.
+fn expect_error(p: &mut Proxy, request: &[u8], code: u16) -> Conn {
     let mut c = p.connect();
     c.write(request);
-    c.expect_canned(code);
+    let answer = c.expect_canned(code);
+    let line = p.wait_access_of(c.local_addr());
+    assert_eq!(line.status, code, "{line:?}");
+    assert_eq!(line.tx, answer.len() as u64, "TX of {line:?}");
+    assert!(
+        line.rx <= request.len() as u64,
+        "RX of {line:?} exceeds the {} bytes sent",
+        request.len()
+    );
     c
 }
 
 /// A 400 for `lines` (with `{a}` replaced by the origin authority); the origin sees nothing.
 fn bad_request(d: Driver, lines: &[&str], body: &[u8]) {
     let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-    let p = Proxy::start(d, &[]);
+    let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     let lines: Vec<String> = lines.iter().map(|l| l.replace("{a}", &a)).collect();
     let refs: Vec<&str> = lines.iter().map(|s| s.as_str()).collect();
-    expect_error(&p, &message(&refs, body), 400);
+    expect_error(&mut p, &message(&refs, body), 400);
     assert_eq!(
         origin.log().connections,
         0,
@@ -63,16 +72,16 @@ e2e! {
 
     fn connect_bad_port_syntax_400(d) {
         let echo = EchoServer::start(EchoMode::Echo);
-        let p = Proxy::start(d, &["--connect-ports", "any"]);
-        expect_error(&p, &head(&["CONNECT 127.0.0.1:abc HTTP/1.1", "Host: 127.0.0.1:abc"]), 400);
+        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+        expect_error(&mut p, &head(&["CONNECT 127.0.0.1:abc HTTP/1.1", "Host: 127.0.0.1:abc"]), 400);
         assert_eq!(echo.log().connections, 0);
     }
 
     fn http2_version_505(d) {
         let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &[]);
+        let mut p = Proxy::start(d, &[]);
         let a = origin.authority();
-        expect_error(&p, &head(&[&format!("GET http://{a}/ HTTP/2.0"), &format!("Host: {a}")]), 505);
+        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/2.0"), &format!("Host: {a}")]), 505);
         assert_eq!(origin.log().connections, 0);
     }
 
@@ -81,7 +90,7 @@ e2e! {
         let echo = EchoServer::start(EchoMode::Echo);
         let mut p = Proxy::start(d, &[]);
         let t = echo.addr.to_string();
-        let c = expect_error(&p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 403);
+        let c = expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 403);
         assert_eq!(echo.log().connections, 0, "a denied CONNECT must not dial");
         let line = p.wait_access(c.local_addr(), "CONNECT");
         assert_eq!((line.target.as_str(), line.status), (t.as_str(), 403));
@@ -90,28 +99,28 @@ e2e! {
     /// --connect-ports with a list that lacks the port also refuses.
     fn connect_port_not_in_list_403(d) {
         let echo = EchoServer::start(EchoMode::Echo);
-        let p = Proxy::start(d, &["--connect-ports", "443,8443"]);
+        let mut p = Proxy::start(d, &["--connect-ports", "443,8443"]);
         let t = echo.addr.to_string();
-        expect_error(&p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 403);
+        expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 403);
         assert_eq!(echo.log().connections, 0);
     }
 
     /// A client outside --allow-client gets 403 and nothing is forwarded.
     fn client_not_allowed_403(d) {
         let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &["--allow-client", "10.0.0.0/8"]);
+        let mut p = Proxy::start(d, &["--allow-client", "10.0.0.0/8"]);
         let a = origin.authority();
-        expect_error(&p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 403);
+        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 403);
         assert_eq!(origin.log().connections, 0);
     }
 
     /// A head over 64 KiB gets 431.
     fn head_too_large_431(d) {
         let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &[]);
+        let mut p = Proxy::start(d, &[]);
         let a = origin.authority();
         let big = format!("X-Big: {}", "a".repeat(70 * 1024));
-        expect_error(&p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}"), &big]), 431);
+        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}"), &big]), 431);
         assert_eq!(origin.log().connections, 0);
     }
 
@@ -119,24 +128,24 @@ e2e! {
     fn origin_refused_502(d) {
         let mut p = Proxy::start(d, &[]);
         let a = format!("127.0.0.1:{}", free_port());
-        let c = expect_error(&p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
+        let c = expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
         let line = p.wait_access(c.local_addr(), "GET");
         assert_eq!(line.status, 502, "{line:?}");
     }
 
     /// CONNECT to a closed port: 502.
     fn connect_refused_502(d) {
-        let p = Proxy::start(d, &["--connect-ports", "any"]);
+        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
         let t = format!("127.0.0.1:{}", free_port());
-        expect_error(&p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 502);
+        expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 502);
     }
 
     /// An origin answering garbage: 502.
     fn bad_upstream_response_502(d) {
         let origin = Origin::fixed(b"SPDY/9 nonsense\r\n\r\n");
-        let p = Proxy::start(d, &[]);
+        let mut p = Proxy::start(d, &[]);
         let a = origin.authority();
-        expect_error(&p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
+        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
     }
 
     /// Dial timeout: 504 after --connect-timeout. The dial hangs because the target listener
@@ -146,7 +155,7 @@ e2e! {
         let mut p = Proxy::start(d, &["--connect-timeout", "1s"]);
         let a = hole.addr.to_string();
         let start = Instant::now();
-        let c = expect_error(&p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 504);
+        let c = expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 504);
         let took = start.elapsed();
         assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "504 after {took:?}, expected ~1s");
         let line = p.wait_access(c.local_addr(), "GET");
@@ -156,8 +165,8 @@ e2e! {
     /// CONNECT dial timeout: 504.
     fn connect_dial_timeout_504(d) {
         let hole = BlackHole::start();
-        let p = Proxy::start(d, &["--connect-timeout", "1s", "--connect-ports", "any"]);
+        let mut p = Proxy::start(d, &["--connect-timeout", "1s", "--connect-ports", "any"]);
         let t = hole.addr.to_string();
-        expect_error(&p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 504);
+        expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 504);
     }
 }
