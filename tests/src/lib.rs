@@ -953,6 +953,7 @@ pub fn reason(code: u16) -> &'static str {
         502 => "Bad Gateway",
         504 => "Gateway Timeout",
         505 => "HTTP Version Not Supported",
+        508 => "Loop Detected",
         _ => panic!("no canned response for {code}"),
     }
 }

@@ -169,4 +169,34 @@ e2e! {
         let t = hole.addr.to_string();
         expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 504);
     }
+
+    /// HTTP/1.1 requires Host.
+    fn missing_host_400(d) {
+        bad_request(d, &["GET http://{a}/ HTTP/1.1", "Accept: */*"], b"");
+    }
+
+    /// Absolute-form with a scheme other than http:// is not forwarded.
+    fn https_scheme_in_absolute_form_400(d) {
+        bad_request(d, &["GET https://{a}/ HTTP/1.1", "Host: {a}"], b"");
+    }
+
+    /// The origin closes after reading the request, before any response byte: 502.
+    fn upstream_closes_before_head_502(d) {
+        let origin = Origin::start(|c| {
+            c.read_request();
+        });
+        let mut p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
+    }
+
+    /// A request already carrying our own Via entry would loop: refused (508 Loop Detected),
+    /// never forwarded.
+    fn forwarding_loop_refused(d) {
+        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+        let mut p = Proxy::start(d, &[]);
+        let a = origin.authority();
+        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}"), "Via: 1.1 ringway"]), 508);
+        assert_eq!(origin.log().connections, 0, "a looping request must not be forwarded");
+    }
 }
