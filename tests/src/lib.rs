@@ -311,7 +311,7 @@ impl Proxy {
         let stderr = Arc::new(Mutex::new(Vec::new()));
         let sink = stderr.clone();
         let mut err_pipe = child.stderr.take().expect("piped stderr");
-        thread::spawn(move || {
+        let stderr_reader = thread::spawn(move || {
             let mut buf = [0u8; 4096];
             loop {
                 match err_pipe.read(&mut buf) {
@@ -323,7 +323,8 @@ impl Proxy {
         let describe = |child: &mut Child, why: String| {
             let _ = child.kill();
             let status = child.wait().ok();
-            thread::sleep(Duration::from_millis(50)); // let the stderr thread catch up (diagnostics only)
+            // The process is gone, so its stderr pipe is at EOF: the reader ends.
+            let _ = stderr_reader.join();
             format!(
                 "ringway {} failed to start: {why}; status {:?}; stderr:\n{}",
                 full.join(" "),
@@ -463,7 +464,8 @@ impl Drop for Proxy {
         let _ = self.child.kill();
         let _ = self.child.wait();
         if thread::panicking() {
-            while let Ok(l) = self.lines.try_recv() {
+            // The process is gone: the stdout reader sends what is left, then disconnects.
+            while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(1)) {
                 self.seen.push(l);
             }
             eprintln!(
