@@ -83,9 +83,9 @@ def render(report):
         busy = ", ".join(f"cpu{c} {b:.0%}" for c, b in idle["before"].items())
         after = ", ".join(f"cpu{c} {b:.0%}" for c, b in idle["after"].items())
         warn = max(list(idle["before"].values()) + list(idle["after"].values())) > 0.10
-        out.append(f'<text x="{PAD}" y="50" class="{"f" if warn else "s"}">other load on the machine '
-                   f'(CPU busy with the benchmark idle): before {busy}; after {after}'
-                   f'{" — numbers disturbed, compare ratios only" if warn else ""}</text>')
+        out.append(f'<text x="{PAD}" y="50" class="{"f" if warn else "s"}">other load (CPU busy while '
+                   f'the benchmark idles): before {busy}; after {after}'
+                   f'{" — disturbed run: ratios only" if warn else ""}</text>')
     for i, row in enumerate(rows):
         col, line = i % COLS, i // COLS
         out += panel(row, proxies, PAD + col * (PANEL_W + PAD), header + line * panel_h)

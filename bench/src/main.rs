@@ -64,7 +64,11 @@ impl Pattern {
         // splitmix64, seeded per stream so tunnels and directions differ.
         let mut state = 0x9E37_79B9_7F4A_7C15u64
             ^ tunnel.wrapping_mul(0xD1B5_4A32_D192_ED03)
-            ^ if direction == Direction::Up { 0x5555 } else { 0xAAAA_0000 };
+            ^ if direction == Direction::Up {
+                0x5555
+            } else {
+                0xAAAA_0000
+            };
         let mut bytes = Vec::with_capacity(PERIOD + CHUNK + 8);
         while bytes.len() < PERIOD {
             state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -168,7 +172,8 @@ fn status_of(head: &str) -> Result<u16, String> {
     if !version.starts_with("HTTP/1.") {
         return Err(format!("not an HTTP/1.x answer: {line:?}"));
     }
-    code.parse::<u16>().map_err(|_| format!("bad status line: {line:?}"))
+    code.parse::<u16>()
+        .map_err(|_| format!("bad status line: {line:?}"))
 }
 
 fn connect_request(target: &str) -> String {
@@ -180,7 +185,11 @@ fn cpu_jiffies(cpu: usize) -> Option<(u64, u64)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
     let name = format!("cpu{cpu} ");
     let line = stat.lines().find(|l| l.starts_with(&name))?;
-    let fields: Vec<u64> = line.split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
     // user nice system idle iowait irq softirq steal [guest guest_nice, already in user]
     let total: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3).copied().unwrap_or(0) + fields.get(4).copied().unwrap_or(0);
@@ -203,7 +212,9 @@ impl ThroughputReport {
 
     fn json(&self) -> String {
         let total = self.total_bytes() as f64;
-        let busy = self.busy_fraction.map_or("null".to_string(), |b| format!("{b:.4}"));
+        let busy = self
+            .busy_fraction
+            .map_or("null".to_string(), |b| format!("{b:.4}"));
         let per_cpu = match self.busy_fraction {
             Some(b) if b > 0.0 => format!("{:.0}", total / (b * self.seconds)),
             _ => "null".to_string(),
@@ -224,8 +235,13 @@ impl ThroughputReport {
 
 /// Runs the source/sink side: per accepted connection, read the header, then
 /// verify the Up stream while another thread sends the Down stream.
-fn serve_sink(listener: TcpListener, patterns: Arc<HashMap<(u64, bool), Pattern>>, expected: usize,
-              done: mpsc::Sender<Result<String, String>>, io_timeout: Duration) {
+fn serve_sink(
+    listener: TcpListener,
+    patterns: Arc<HashMap<(u64, bool), Pattern>>,
+    expected: usize,
+    done: mpsc::Sender<Result<String, String>>,
+    io_timeout: Duration,
+) {
     for _ in 0..expected {
         let (mut stream, _) = match listener.accept() {
             Ok(pair) => pair,
@@ -238,11 +254,17 @@ fn serve_sink(listener: TcpListener, patterns: Arc<HashMap<(u64, bool), Pattern>
         let done = done.clone();
         thread::spawn(move || {
             let result = (|| {
-                stream.set_read_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
-                stream.set_write_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
+                stream
+                    .set_read_timeout(Some(io_timeout))
+                    .map_err(|e| e.to_string())?;
+                stream
+                    .set_write_timeout(Some(io_timeout))
+                    .map_err(|e| e.to_string())?;
                 let _ = stream.set_nodelay(true);
                 let mut header = [0u8; HEADER_LEN];
-                stream.read_exact(&mut header).map_err(|e| format!("sink: reading the tunnel header: {e}"))?;
+                stream
+                    .read_exact(&mut header)
+                    .map_err(|e| format!("sink: reading the tunnel header: {e}"))?;
                 if &header[..8] != MAGIC {
                     return Err(format!("sink: bad tunnel header {:?}", &header[..8]));
                 }
@@ -259,7 +281,9 @@ fn serve_sink(listener: TcpListener, patterns: Arc<HashMap<(u64, bool), Pattern>
                 });
                 receive_pattern(&mut stream, &patterns[&(id, true)], total)
                     .map_err(|e| format!("sink tunnel {id} up: {e}"))?;
-                sender.join().map_err(|_| "sink sender panicked".to_string())??;
+                sender
+                    .join()
+                    .map_err(|_| "sink sender panicked".to_string())??;
                 Ok(format!("sink {id}"))
             })();
             let _ = done.send(result);
@@ -268,8 +292,13 @@ fn serve_sink(listener: TcpListener, patterns: Arc<HashMap<(u64, bool), Pattern>
 }
 
 /// `proxy: None` is the "direct" baseline: the same streams straight to the sink.
-fn throughput(proxy: Option<SocketAddr>, tunnels: usize, bytes: u64, busy_cpu: Option<usize>,
-              timeout: Duration) -> Result<ThroughputReport, String> {
+fn throughput(
+    proxy: Option<SocketAddr>,
+    tunnels: usize,
+    bytes: u64,
+    busy_cpu: Option<usize>,
+    timeout: Duration,
+) -> Result<ThroughputReport, String> {
     let io_timeout = Duration::from_secs(30).min(timeout);
     let mut patterns = HashMap::new();
     for id in 0..tunnels as u64 {
@@ -293,15 +322,24 @@ fn throughput(proxy: Option<SocketAddr>, tunnels: usize, bytes: u64, busy_cpu: O
         let first_hop = proxy.unwrap_or(sink);
         let mut stream = TcpStream::connect_timeout(&first_hop, io_timeout)
             .map_err(|e| format!("tunnel {id}: connect to {first_hop}: {e}"))?;
-        stream.set_read_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
-        stream.set_write_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(io_timeout))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_write_timeout(Some(io_timeout))
+            .map_err(|e| e.to_string())?;
         let _ = stream.set_nodelay(true);
         if proxy.is_some() {
-            stream.write_all(connect_request(&sink.to_string()).as_bytes())
+            stream
+                .write_all(connect_request(&sink.to_string()).as_bytes())
                 .map_err(|e| format!("tunnel {id}: sending CONNECT: {e}"))?;
-            let (status, head) = read_head_exact(&mut stream).map_err(|e| format!("tunnel {id}: {e}"))?;
+            let (status, head) =
+                read_head_exact(&mut stream).map_err(|e| format!("tunnel {id}: {e}"))?;
             if status != 200 {
-                return Err(format!("tunnel {id}: CONNECT answered {status}: {:?}", head.lines().next()));
+                return Err(format!(
+                    "tunnel {id}: CONNECT answered {status}: {:?}",
+                    head.lines().next()
+                ));
             }
         }
         streams.push(stream);
@@ -318,7 +356,9 @@ fn throughput(proxy: Option<SocketAddr>, tunnels: usize, bytes: u64, busy_cpu: O
                 header[..8].copy_from_slice(MAGIC);
                 header[8..16].copy_from_slice(&id.to_le_bytes());
                 header[16..24].copy_from_slice(&bytes.to_le_bytes());
-                stream.write_all(&header).map_err(|e| format!("tunnel {id}: header: {e}"))?;
+                stream
+                    .write_all(&header)
+                    .map_err(|e| format!("tunnel {id}: header: {e}"))?;
                 let mut writer = stream.try_clone().map_err(|e| e.to_string())?;
                 let up = patterns.clone();
                 let sender = thread::spawn(move || {
@@ -327,7 +367,9 @@ fn throughput(proxy: Option<SocketAddr>, tunnels: usize, bytes: u64, busy_cpu: O
                 });
                 receive_pattern(&mut stream, &patterns[&(id, false)], bytes)
                     .map_err(|e| format!("client tunnel {id} down: {e}"))?;
-                sender.join().map_err(|_| "client sender panicked".to_string())??;
+                sender
+                    .join()
+                    .map_err(|_| "client sender panicked".to_string())??;
                 let _ = stream.shutdown(Shutdown::Both);
                 Ok(format!("client {id}"))
             })();
@@ -355,7 +397,12 @@ fn throughput(proxy: Option<SocketAddr>, tunnels: usize, bytes: u64, busy_cpu: O
         (Some((b0, t0)), Some((b1, t1))) if t1 > t0 => Some((b1 - b0) as f64 / (t1 - t0) as f64),
         _ => None,
     };
-    Ok(ThroughputReport { tunnels, bytes_each_way: bytes, seconds, busy_fraction })
+    Ok(ThroughputReport {
+        tunnels,
+        bytes_each_way: bytes,
+        seconds,
+        busy_fraction,
+    })
 }
 
 // --------------------------------------------------------------------- hold
@@ -400,7 +447,10 @@ fn still_open(stream: &TcpStream) -> bool {
 
 fn hold_sink(listen: &str, timeout: Duration) -> Result<(), String> {
     let listener = TcpListener::bind(listen).map_err(|e| format!("bind {listen}: {e}"))?;
-    println!("listening {}", listener.local_addr().map_err(|e| e.to_string())?);
+    println!(
+        "listening {}",
+        listener.local_addr().map_err(|e| e.to_string())?
+    );
     std::io::stdout().flush().ok();
     thread::spawn(move || {
         let mut held = Vec::new();
@@ -409,7 +459,10 @@ fn hold_sink(listen: &str, timeout: Duration) -> Result<(), String> {
             match listener.accept() {
                 Ok((stream, _)) => held.push(stream),
                 Err(e) => {
-                    eprintln!("tunnel-load hold-sink: accept: {e} (holding {})", held.len());
+                    eprintln!(
+                        "tunnel-load hold-sink: accept: {e} (holding {})",
+                        held.len()
+                    );
                     thread::sleep(Duration::from_millis(50));
                 }
             }
@@ -420,8 +473,12 @@ fn hold_sink(listen: &str, timeout: Duration) -> Result<(), String> {
 
 /// Opens `count` connections to the proxy in batches: send every request of a
 /// batch, then read every answer, calling `check` on each connection.
-fn open_batched(proxy: SocketAddr, count: usize, request: &str,
-                check: &dyn Fn(&mut TcpStream) -> Result<(), String>) -> Result<Vec<TcpStream>, String> {
+fn open_batched(
+    proxy: SocketAddr,
+    count: usize,
+    request: &str,
+    check: &dyn Fn(&mut TcpStream) -> Result<(), String>,
+) -> Result<Vec<TcpStream>, String> {
     let io_timeout = Duration::from_secs(20);
     let mut held = Vec::with_capacity(count);
     while held.len() < count {
@@ -431,8 +488,12 @@ fn open_batched(proxy: SocketAddr, count: usize, request: &str,
             let index = held.len() + batch.len();
             let mut stream = TcpStream::connect_timeout(&proxy, io_timeout)
                 .map_err(|e| format!("connection {index}: connect to {proxy}: {e}"))?;
-            stream.set_read_timeout(Some(io_timeout)).map_err(|e| e.to_string())?;
-            stream.write_all(request.as_bytes()).map_err(|e| format!("connection {index}: write: {e}"))?;
+            stream
+                .set_read_timeout(Some(io_timeout))
+                .map_err(|e| e.to_string())?;
+            stream
+                .write_all(request.as_bytes())
+                .map_err(|e| format!("connection {index}: write: {e}"))?;
             batch.push(stream);
         }
         for mut stream in batch {
@@ -444,11 +505,19 @@ fn open_batched(proxy: SocketAddr, count: usize, request: &str,
     Ok(held)
 }
 
-fn hold_tunnels(proxy: SocketAddr, target: &str, count: usize, timeout: Duration) -> Result<(), String> {
+fn hold_tunnels(
+    proxy: SocketAddr,
+    target: &str,
+    count: usize,
+    timeout: Duration,
+) -> Result<(), String> {
     let held = open_batched(proxy, count, &connect_request(target), &|stream| {
         let (status, head) = read_head_exact(stream)?;
         if status != 200 {
-            return Err(format!("CONNECT answered {status}: {:?}", head.lines().next()));
+            return Err(format!(
+                "CONNECT answered {status}: {:?}",
+                head.lines().next()
+            ));
         }
         Ok(())
     })?;
@@ -464,7 +533,9 @@ fn read_response(stream: &mut TcpStream) -> Result<(), String> {
     let mut content_length: Option<u64> = None;
     loop {
         let mut line = String::new();
-        let n = reader.read_line(&mut line).map_err(|e| format!("reading the response: {e}"))?;
+        let n = reader
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the response: {e}"))?;
         if n == 0 {
             return Err("connection closed inside the response head".into());
         }
@@ -499,7 +570,8 @@ fn hold_http(proxy: SocketAddr, url: &str, count: usize, timeout: Duration) -> R
         .strip_prefix("http://")
         .and_then(|rest| rest.split('/').next())
         .ok_or_else(|| format!("--url must be http://HOST:PORT/PATH, got {url}"))?;
-    let request = format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tunnel-load\r\n\r\n");
+    let request =
+        format!("GET {url} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: tunnel-load\r\n\r\n");
     let held = open_batched(proxy, count, &request, &|stream| read_response(stream))?;
     println!("ready {}", held.len());
     std::io::stdout().flush().ok();
@@ -518,14 +590,20 @@ fn parse_flags(args: &[String]) -> Result<HashMap<String, String>, String> {
     let mut flags = HashMap::new();
     let mut it = args.iter();
     while let Some(flag) = it.next() {
-        let name = flag.strip_prefix("--").ok_or_else(|| format!("unexpected argument {flag:?}"))?;
+        let name = flag
+            .strip_prefix("--")
+            .ok_or_else(|| format!("unexpected argument {flag:?}"))?;
         let value = it.next().ok_or_else(|| format!("--{name} needs a value"))?;
         flags.insert(name.to_string(), value.clone());
     }
     Ok(flags)
 }
 
-fn flag<T: std::str::FromStr>(flags: &HashMap<String, String>, name: &str, default: Option<T>) -> Result<T, String> {
+fn flag<T: std::str::FromStr>(
+    flags: &HashMap<String, String>,
+    name: &str,
+    default: Option<T>,
+) -> Result<T, String> {
     match flags.get(name) {
         Some(v) => v.parse().map_err(|_| format!("--{name}: bad value {v:?}")),
         None => default.ok_or_else(|| format!("--{name} is required")),
@@ -534,7 +612,9 @@ fn flag<T: std::str::FromStr>(flags: &HashMap<String, String>, name: &str, defau
 
 /// Only loopback targets: the benchmark must never send traffic elsewhere.
 fn loopback(addr: &str, name: &str) -> Result<SocketAddr, String> {
-    let parsed: SocketAddr = addr.parse().map_err(|_| format!("--{name}: not IP:PORT: {addr:?}"))?;
+    let parsed: SocketAddr = addr
+        .parse()
+        .map_err(|_| format!("--{name}: not IP:PORT: {addr:?}"))?;
     if !parsed.ip().is_loopback() {
         return Err(format!("--{name}: {addr} is not a loopback address"));
     }
@@ -553,7 +633,10 @@ fn run(args: &[String]) -> Result<(), String> {
             };
             let tunnels = flag(&flags, "tunnels", Some(8usize))?;
             let bytes = flag(&flags, "bytes", Some(1u64 << 30))?;
-            let busy_cpu = flags.get("busy-cpu").map(|v| v.parse::<usize>()).transpose()
+            let busy_cpu = flags
+                .get("busy-cpu")
+                .map(|v| v.parse::<usize>())
+                .transpose()
                 .map_err(|_| "--busy-cpu: bad value".to_string())?;
             let report = throughput(proxy, tunnels, bytes, busy_cpu, timeout)?;
             println!("{}", report.json());
@@ -573,7 +656,10 @@ fn run(args: &[String]) -> Result<(), String> {
         "hold-http" => {
             let proxy = loopback(&flag::<String>(&flags, "proxy", None)?, "proxy")?;
             let url = flag::<String>(&flags, "url", None)?;
-            let authority = url.strip_prefix("http://").and_then(|r| r.split('/').next()).unwrap_or("");
+            let authority = url
+                .strip_prefix("http://")
+                .and_then(|r| r.split('/').next())
+                .unwrap_or("");
             loopback(authority, "url")?;
             hold_http(proxy, &url, flag(&flags, "count", None)?, timeout)
         }
@@ -619,7 +705,10 @@ mod tests {
         let p = Pattern::new(5, Direction::Up);
         for shift in [1u64, 4096, 65536, 1 << 20] {
             let shifted = p.slice(shift, 4096);
-            assert!(p.verify(0, shifted).is_err(), "a shift of {shift} went unnoticed");
+            assert!(
+                p.verify(0, shifted).is_err(),
+                "a shift of {shift} went unnoticed"
+            );
         }
     }
 
@@ -641,8 +730,11 @@ mod tests {
                     let text = String::from_utf8(head).unwrap();
                     let target = text.split(' ').nth(1).unwrap().to_string();
                     let upstream = TcpStream::connect(target).unwrap();
-                    client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").unwrap();
-                    let (mut c2, mut u2) = (client.try_clone().unwrap(), upstream.try_clone().unwrap());
+                    client
+                        .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+                        .unwrap();
+                    let (mut c2, mut u2) =
+                        (client.try_clone().unwrap(), upstream.try_clone().unwrap());
                     thread::spawn(move || {
                         let _ = std::io::copy(&mut c2, &mut u2);
                     });
@@ -657,7 +749,14 @@ mod tests {
     #[test]
     fn throughput_through_a_toy_proxy_verifies_every_byte() {
         let proxy = toy_proxy();
-        let report = throughput(Some(proxy), 3, 5 * 1024 * 1024 + 7, Some(0), Duration::from_secs(60)).unwrap();
+        let report = throughput(
+            Some(proxy),
+            3,
+            5 * 1024 * 1024 + 7,
+            Some(0),
+            Duration::from_secs(60),
+        )
+        .unwrap();
         assert_eq!(report.total_bytes(), 2 * 3 * (5 * 1024 * 1024 + 7));
         assert!(report.json().contains("\"verified\":true"));
     }
@@ -676,10 +775,13 @@ mod tests {
             let (mut s, _) = listener.accept().unwrap();
             let mut buf = [0u8; 1024];
             let _ = s.read(&mut buf);
-            s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n").unwrap();
+            s.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
             thread::sleep(Duration::from_millis(200));
         });
-        let err = throughput(Some(addr), 1, 1024, None, Duration::from_secs(10)).err().unwrap();
+        let err = throughput(Some(addr), 1, 1024, None, Duration::from_secs(10))
+            .err()
+            .unwrap();
         assert!(err.contains("403"), "{err}");
     }
 }
