@@ -17,7 +17,7 @@
 //! - [`EchoServer`]: the far end of CONNECT tunnels (echo, or greet-then-sink) with half-close.
 //! - [`TlsOrigin`]: `openssl s_server -www` with a throwaway self-signed certificate.
 //! - [`BlackHole`]: a loopback address whose accept queue is full, so dials to it hang.
-//! - [`e2e!`]: turns one test body into a `#[test]` per IO driver.
+//! - [`both_drivers!`]: turns each scenario function into a `#[test]` per IO driver.
 //!
 //! # Error handling
 //! Nothing may hang: every socket has read and write timeouts ([`IO_TIMEOUT`]) and every wait has
@@ -79,28 +79,22 @@ impl Driver {
     }
 }
 
-/// Generates, for each `fn name(driver) { body }`, a module `name` holding `#[test] fn uring()`
-/// and `#[test] fn epoll()` that run the body with that [`Driver`]. Attributes (`#[ignore]`,
-/// doc comments) are copied onto both tests.
+/// For each named `fn name(d: Driver)` in the calling module, generates a module `name` with
+/// `#[test] fn uring()` and `#[test] fn epoll()` that call it with that [`Driver`], so every
+/// scenario runs on both IO drivers (`name::uring`, `name::epoll`). A scenario left out of the
+/// list is dead code, which `clippy -D warnings` reports.
 #[macro_export]
-macro_rules! e2e {
-    ($( $(#[$attr:meta])* fn $name:ident($d:ident) $body:block )*) => {$(
+macro_rules! both_drivers {
+    ($($name:ident),* $(,)?) => {$(
         mod $name {
-            #[allow(unused_imports)]
-            use super::*;
-
-            fn run($d: $crate::Driver) $body
-
             #[test]
-            $(#[$attr])*
             fn uring() {
-                run($crate::Driver::Uring)
+                super::$name($crate::Driver::Uring)
             }
 
             #[test]
-            $(#[$attr])*
             fn epoll() {
-                run($crate::Driver::Epoll)
+                super::$name($crate::Driver::Epoll)
             }
         }
     )*};

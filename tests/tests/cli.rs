@@ -7,136 +7,228 @@ use std::time::{Duration, Instant};
 
 const RUN: Duration = Duration::from_secs(10);
 
-e2e! {
-    fn help_exits_zero(d) {
-        let out = run_ringway(&["--driver", d.flag(), "--help"], RUN);
-        assert_eq!(out.status.code(), Some(0), "stderr: {}", String::from_utf8_lossy(&out.stderr));
-        let text = String::from_utf8_lossy(&out.stdout);
-        for flag in ["--listen", "--driver", "--connect-ports", "--allow-client", "--access-log", "--connect-timeout", "--header-timeout"] {
-            assert!(text.contains(flag), "--help does not mention {flag}:\n{text}");
+both_drivers!(
+    help_exits_zero,
+    bad_flag_values_exit_2,
+    banner_exact,
+    access_log_to_file,
+    port_in_use_by_other_socket,
+    port_in_use_by_other_ringway,
+    access_log_off,
+    two_listen_addresses,
+);
+
+fn help_exits_zero(d: Driver) {
+    let out = run_ringway(&["--driver", d.flag(), "--help"], RUN);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--listen",
+        "--driver",
+        "--connect-ports",
+        "--allow-client",
+        "--access-log",
+        "--connect-timeout",
+        "--header-timeout",
+    ] {
+        assert!(
+            text.contains(flag),
+            "--help does not mention {flag}:\n{text}"
+        );
+    }
+}
+
+/// Each bad value: exit status 2 and a one-line error on stderr naming the flag.
+fn bad_flag_values_exit_2(d: Driver) {
+    let cases: &[(&str, &str)] = &[
+        ("--threads", "abc"),
+        ("--listen", "not-an-address"),
+        ("--driver", "kqueue"),
+        ("--connect-ports", "https"),
+        ("--allow-client", "10.0.0.0/99"),
+        ("--connect-timeout", "soon"),
+        ("--header-timeout", "-1s"),
+        ("--idle-timeout", "1 parsec"),
+        ("--tunnel-idle-timeout", "x"),
+        ("--max-connections", "-5"),
+    ];
+    let mut problems = Vec::new();
+    for (flag, value) in cases {
+        let mut args = vec!["--listen", "127.0.0.1:0"];
+        if *flag != "--driver" {
+            args.extend(["--driver", d.flag()]);
         }
-    }
-
-    /// Each bad value: exit status 2 and a one-line error on stderr naming the flag.
-    fn bad_flag_values_exit_2(d) {
-        let cases: &[(&str, &str)] = &[
-            ("--threads", "abc"),
-            ("--listen", "not-an-address"),
-            ("--driver", "kqueue"),
-            ("--connect-ports", "https"),
-            ("--allow-client", "10.0.0.0/99"),
-            ("--connect-timeout", "soon"),
-            ("--header-timeout", "-1s"),
-            ("--idle-timeout", "1 parsec"),
-            ("--tunnel-idle-timeout", "x"),
-            ("--max-connections", "-5"),
-        ];
-        let mut problems = Vec::new();
-        for (flag, value) in cases {
-            let mut args = vec!["--listen", "127.0.0.1:0"];
-            if *flag != "--driver" {
-                args.extend(["--driver", d.flag()]);
-            }
-            if *flag == "--listen" {
-                args.clear();
-                args.extend(["--driver", d.flag()]);
-            }
-            args.extend([*flag, *value]);
-            let out = run_ringway(&args, RUN);
-            let err = String::from_utf8_lossy(&out.stderr);
-            let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-            if out.status.code() != Some(2) || lines.len() != 1 || !lines[0].contains(flag) {
-                problems.push(format!("{flag} {value:?}: status {:?}, stderr {err:?}", out.status.code()));
-            }
-            assert!(!String::from_utf8_lossy(&out.stdout).contains("listening"), "{flag} {value:?} started anyway");
+        if *flag == "--listen" {
+            args.clear();
+            args.extend(["--driver", d.flag()]);
         }
-        assert!(problems.is_empty(), "bad flag values must exit 2 with one stderr line naming the flag:\n{}", problems.join("\n"));
-    }
-
-    /// The first stdout line, exactly, for one and for two threads.
-    fn banner_exact(d) {
-        let p = Proxy::start(d, &[]);
-        assert_eq!(p.banner, format!("ringway listening on {} ({}, 1 thread)", p.addr(), d.banner_name()));
-        assert!(p.addr().ip().is_loopback() && p.addr().port() != 0);
-        let p2 = Proxy::start(d, &["--threads", "2"]);
-        assert_eq!(p2.banner, format!("ringway listening on {} ({}, 2 threads)", p2.addr(), d.banner_name()));
-    }
-
-    /// --access-log PATH writes the line to that file.
-    fn access_log_to_file(d) {
-        let dir = std::env::temp_dir().join(format!("ringway-e2e-log-{}-{}", std::process::id(), d.flag()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join("access.log");
-        let _ = std::fs::remove_file(&path);
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &["--access-log", path.to_str().unwrap()]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/f HTTP/1.1"), &format!("Host: {a}")]));
-        c.read_response("GET");
-        let want_client = c.local_addr().to_string();
-        let deadline = Instant::now() + WAIT;
-        let line = loop {
-            let text = std::fs::read_to_string(&path).unwrap_or_default();
-            if let Some(l) = text.lines().filter_map(AccessLine::parse).find(|l| l.client == want_client) {
-                break l;
-            }
-            assert!(Instant::now() < deadline, "no access-log line in {} within {WAIT:?}: {text:?}", path.display());
-            std::thread::sleep(Duration::from_millis(20)); // polling a file: no signal exists
-        };
-        assert_eq!((line.method.as_str(), line.target.as_str(), line.status), ("GET", format!("http://{a}/f").as_str(), 200));
-        drop(p);
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-
-    /// A port held by another socket (no SO_REUSEPORT): start-up fails with a clear error.
-    fn port_in_use_by_other_socket(d) {
-        let holder = TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = holder.local_addr().unwrap().to_string();
-        let out = run_ringway(&["--driver", d.flag(), "--listen", &addr], RUN);
-        assert_bind_failure(&out, &addr);
-    }
-
-    /// A port held by another ringway: the second instance must fail too, not silently share
-    /// the port through SO_REUSEPORT.
-    fn port_in_use_by_other_ringway(d) {
-        let first = Proxy::start(d, &[]);
-        let addr = first.addr().to_string();
-        let out = run_ringway(&["--driver", d.flag(), "--listen", &addr, "--threads", "1"], RUN);
-        assert_bind_failure(&out, &addr);
-    }
-
-    /// `--access-log off`: nothing but the banner on stdout (checked after a clean exit, when
-    /// stdout is complete).
-    fn access_log_off(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let mut p = Proxy::start(d, &["--access-log", "off"]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}"), "Connection: close"]));
-        c.read_response("GET");
-        drop(c);
-        p.sigterm();
-        let status = p.wait_exit(WAIT).expect("exit after SIGTERM");
-        assert!(status.success(), "{status:?}");
-        let lines = p.lines_so_far(Duration::from_millis(200));
-        assert!(lines.is_empty(), "stdout after the banner with --access-log off: {lines:?}");
-    }
-
-    /// `--listen` twice: the banner lists both bound addresses, in order, and both serve.
-    fn two_listen_addresses(d) {
-        let second = if ipv6_available() { "[::1]:0" } else { "127.0.0.2:0" };
-        let p = Proxy::start(d, &["--listen", "127.0.0.1:0", "--listen", second]);
-        assert_eq!(p.addrs.len(), 2, "banner: {}", p.banner);
-        assert_eq!(p.banner, format!("ringway listening on {}, {} ({}, 1 thread)", p.addrs[0], p.addrs[1], d.banner_name()));
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let a = origin.authority();
-        for addr in &p.addrs {
-            let mut c = Conn::connect(*addr);
-            c.write(&head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]));
-            let resp = c.read_response("GET");
-            assert!(resp.ends_with(b"\r\n\r\nok"), "via {addr}: {}", show(&resp));
+        args.extend([*flag, *value]);
+        let out = run_ringway(&args, RUN);
+        let err = String::from_utf8_lossy(&out.stderr);
+        let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+        if out.status.code() != Some(2) || lines.len() != 1 || !lines[0].contains(flag) {
+            problems.push(format!(
+                "{flag} {value:?}: status {:?}, stderr {err:?}",
+                out.status.code()
+            ));
         }
+        assert!(
+            !String::from_utf8_lossy(&out.stdout).contains("listening"),
+            "{flag} {value:?} started anyway"
+        );
+    }
+    assert!(
+        problems.is_empty(),
+        "bad flag values must exit 2 with one stderr line naming the flag:\n{}",
+        problems.join("\n")
+    );
+}
+
+/// The first stdout line, exactly, for one and for two threads.
+fn banner_exact(d: Driver) {
+    let p = Proxy::start(d, &[]);
+    assert_eq!(
+        p.banner,
+        format!(
+            "ringway listening on {} ({}, 1 thread)",
+            p.addr(),
+            d.banner_name()
+        )
+    );
+    assert!(p.addr().ip().is_loopback() && p.addr().port() != 0);
+    let p2 = Proxy::start(d, &["--threads", "2"]);
+    assert_eq!(
+        p2.banner,
+        format!(
+            "ringway listening on {} ({}, 2 threads)",
+            p2.addr(),
+            d.banner_name()
+        )
+    );
+}
+
+/// --access-log PATH writes the line to that file.
+fn access_log_to_file(d: Driver) {
+    let dir = std::env::temp_dir().join(format!(
+        "ringway-e2e-log-{}-{}",
+        std::process::id(),
+        d.flag()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("access.log");
+    let _ = std::fs::remove_file(&path);
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &["--access-log", path.to_str().unwrap()]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/f HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    c.read_response("GET");
+    let want_client = c.local_addr().to_string();
+    let deadline = Instant::now() + WAIT;
+    let line = loop {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        if let Some(l) = text
+            .lines()
+            .filter_map(AccessLine::parse)
+            .find(|l| l.client == want_client)
+        {
+            break l;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no access-log line in {} within {WAIT:?}: {text:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20)); // polling a file: no signal exists
+    };
+    assert_eq!(
+        (line.method.as_str(), line.target.as_str(), line.status),
+        ("GET", format!("http://{a}/f").as_str(), 200)
+    );
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A port held by another socket (no SO_REUSEPORT): start-up fails with a clear error.
+fn port_in_use_by_other_socket(d: Driver) {
+    let holder = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = holder.local_addr().unwrap().to_string();
+    let out = run_ringway(&["--driver", d.flag(), "--listen", &addr], RUN);
+    assert_bind_failure(&out, &addr);
+}
+
+/// A port held by another ringway: the second instance must fail too, not silently share
+/// the port through SO_REUSEPORT.
+fn port_in_use_by_other_ringway(d: Driver) {
+    let first = Proxy::start(d, &[]);
+    let addr = first.addr().to_string();
+    let out = run_ringway(
+        &["--driver", d.flag(), "--listen", &addr, "--threads", "1"],
+        RUN,
+    );
+    assert_bind_failure(&out, &addr);
+}
+
+/// `--access-log off`: nothing but the banner on stdout (checked after a clean exit, when
+/// stdout is complete).
+fn access_log_off(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let mut p = Proxy::start(d, &["--access-log", "off"]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/ HTTP/1.1"),
+        &format!("Host: {a}"),
+        "Connection: close",
+    ]));
+    c.read_response("GET");
+    drop(c);
+    p.sigterm();
+    let status = p.wait_exit(WAIT).expect("exit after SIGTERM");
+    assert!(status.success(), "{status:?}");
+    let lines = p.lines_so_far(Duration::from_millis(200));
+    assert!(
+        lines.is_empty(),
+        "stdout after the banner with --access-log off: {lines:?}"
+    );
+}
+
+/// `--listen` twice: the banner lists both bound addresses, in order, and both serve.
+fn two_listen_addresses(d: Driver) {
+    let second = if ipv6_available() {
+        "[::1]:0"
+    } else {
+        "127.0.0.2:0"
+    };
+    let p = Proxy::start(d, &["--listen", "127.0.0.1:0", "--listen", second]);
+    assert_eq!(p.addrs.len(), 2, "banner: {}", p.banner);
+    assert_eq!(
+        p.banner,
+        format!(
+            "ringway listening on {}, {} ({}, 1 thread)",
+            p.addrs[0],
+            p.addrs[1],
+            d.banner_name()
+        )
+    );
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let a = origin.authority();
+    for addr in &p.addrs {
+        let mut c = Conn::connect(*addr);
+        c.write(&head(&[
+            &format!("GET http://{a}/ HTTP/1.1"),
+            &format!("Host: {a}"),
+        ]));
+        let resp = c.read_response("GET");
+        assert!(resp.ends_with(b"\r\n\r\nok"), "via {addr}: {}", show(&resp));
     }
 }
 

@@ -37,166 +37,291 @@ fn bad_request(d: Driver, lines: &[&str], body: &[u8]) {
     );
 }
 
-e2e! {
-    fn origin_form_request_400(d) {
-        bad_request(d, &["GET / HTTP/1.1", "Host: {a}"], b"");
-    }
+both_drivers!(
+    origin_form_request_400,
+    content_length_and_transfer_encoding_400,
+    duplicate_content_length_400,
+    obs_fold_400,
+    bare_lf_400,
+    nul_in_header_400,
+    two_host_headers_400,
+    connect_bad_port_syntax_400,
+    http2_version_505,
+    connect_port_not_allowed_403,
+    connect_port_not_in_list_403,
+    client_not_allowed_403,
+    head_too_large_431,
+    origin_refused_502,
+    connect_refused_502,
+    bad_upstream_response_502,
+    dial_timeout_504,
+    connect_dial_timeout_504,
+    missing_host_400,
+    https_scheme_in_absolute_form_400,
+    upstream_closes_before_head_502,
+    forwarding_loop_refused,
+);
 
-    fn content_length_and_transfer_encoding_400(d) {
-        bad_request(
-            d,
-            &["POST http://{a}/ HTTP/1.1", "Host: {a}", "Content-Length: 5", "Transfer-Encoding: chunked"],
-            b"0\r\n\r\n",
-        );
-    }
+fn origin_form_request_400(d: Driver) {
+    bad_request(d, &["GET / HTTP/1.1", "Host: {a}"], b"");
+}
 
-    fn duplicate_content_length_400(d) {
-        bad_request(d, &["POST http://{a}/ HTTP/1.1", "Host: {a}", "Content-Length: 5", "Content-Length: 6"], b"hello!");
-    }
+fn content_length_and_transfer_encoding_400(d: Driver) {
+    bad_request(
+        d,
+        &[
+            "POST http://{a}/ HTTP/1.1",
+            "Host: {a}",
+            "Content-Length: 5",
+            "Transfer-Encoding: chunked",
+        ],
+        b"0\r\n\r\n",
+    );
+}
 
-    fn obs_fold_400(d) {
-        bad_request(d, &["GET http://{a}/ HTTP/1.1", "Host: {a}", "X-Folded: one", " two"], b"");
-    }
+fn duplicate_content_length_400(d: Driver) {
+    bad_request(
+        d,
+        &[
+            "POST http://{a}/ HTTP/1.1",
+            "Host: {a}",
+            "Content-Length: 5",
+            "Content-Length: 6",
+        ],
+        b"hello!",
+    );
+}
 
-    fn bare_lf_400(d) {
-        bad_request(d, &["GET http://{a}/ HTTP/1.1", "Host: {a}\nX-Bare: lf"], b"");
-    }
+fn obs_fold_400(d: Driver) {
+    bad_request(
+        d,
+        &[
+            "GET http://{a}/ HTTP/1.1",
+            "Host: {a}",
+            "X-Folded: one",
+            " two",
+        ],
+        b"",
+    );
+}
 
-    fn nul_in_header_400(d) {
-        bad_request(d, &["GET http://{a}/ HTTP/1.1", "Host: {a}", "X-Nul: a\0b"], b"");
-    }
+fn bare_lf_400(d: Driver) {
+    bad_request(
+        d,
+        &["GET http://{a}/ HTTP/1.1", "Host: {a}\nX-Bare: lf"],
+        b"",
+    );
+}
 
-    fn two_host_headers_400(d) {
-        bad_request(d, &["GET http://{a}/ HTTP/1.1", "Host: {a}", "Host: {a}"], b"");
-    }
+fn nul_in_header_400(d: Driver) {
+    bad_request(
+        d,
+        &["GET http://{a}/ HTTP/1.1", "Host: {a}", "X-Nul: a\0b"],
+        b"",
+    );
+}
 
-    fn connect_bad_port_syntax_400(d) {
-        let echo = EchoServer::start(EchoMode::Echo);
-        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
-        expect_error(&mut p, &head(&["CONNECT 127.0.0.1:abc HTTP/1.1", "Host: 127.0.0.1:abc"]), 400);
-        assert_eq!(echo.log().connections, 0);
-    }
+fn two_host_headers_400(d: Driver) {
+    bad_request(
+        d,
+        &["GET http://{a}/ HTTP/1.1", "Host: {a}", "Host: {a}"],
+        b"",
+    );
+}
 
-    fn http2_version_505(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/2.0"), &format!("Host: {a}")]), 505);
-        assert_eq!(origin.log().connections, 0);
-    }
+fn connect_bad_port_syntax_400(d: Driver) {
+    let echo = EchoServer::start(EchoMode::Echo);
+    let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+    expect_error(
+        &mut p,
+        &head(&["CONNECT 127.0.0.1:abc HTTP/1.1", "Host: 127.0.0.1:abc"]),
+        400,
+    );
+    assert_eq!(echo.log().connections, 0);
+}
 
-    /// Default --connect-ports is 443: CONNECT to the echo port is refused before dialing.
-    fn connect_port_not_allowed_403(d) {
-        let echo = EchoServer::start(EchoMode::Echo);
-        let mut p = Proxy::start(d, &[]);
-        let t = echo.addr.to_string();
-        let c = expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 403);
-        assert_eq!(echo.log().connections, 0, "a denied CONNECT must not dial");
-        let line = p.wait_access(c.local_addr(), "CONNECT");
-        assert_eq!((line.target.as_str(), line.status), (t.as_str(), 403));
-    }
+fn http2_version_505(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    expect_error(
+        &mut p,
+        &head(&[&format!("GET http://{a}/ HTTP/2.0"), &format!("Host: {a}")]),
+        505,
+    );
+    assert_eq!(origin.log().connections, 0);
+}
 
-    /// --connect-ports with a list that lacks the port also refuses.
-    fn connect_port_not_in_list_403(d) {
-        let echo = EchoServer::start(EchoMode::Echo);
-        let mut p = Proxy::start(d, &["--connect-ports", "443,8443"]);
-        let t = echo.addr.to_string();
-        expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 403);
-        assert_eq!(echo.log().connections, 0);
-    }
+/// Default --connect-ports is 443: CONNECT to the echo port is refused before dialing.
+fn connect_port_not_allowed_403(d: Driver) {
+    let echo = EchoServer::start(EchoMode::Echo);
+    let mut p = Proxy::start(d, &[]);
+    let t = echo.addr.to_string();
+    let c = expect_error(
+        &mut p,
+        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
+        403,
+    );
+    assert_eq!(echo.log().connections, 0, "a denied CONNECT must not dial");
+    let line = p.wait_access(c.local_addr(), "CONNECT");
+    assert_eq!((line.target.as_str(), line.status), (t.as_str(), 403));
+}
 
-    /// A client outside --allow-client gets 403 and nothing is forwarded.
-    fn client_not_allowed_403(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let mut p = Proxy::start(d, &["--allow-client", "10.0.0.0/8"]);
-        let a = origin.authority();
-        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 403);
-        assert_eq!(origin.log().connections, 0);
-    }
+/// --connect-ports with a list that lacks the port also refuses.
+fn connect_port_not_in_list_403(d: Driver) {
+    let echo = EchoServer::start(EchoMode::Echo);
+    let mut p = Proxy::start(d, &["--connect-ports", "443,8443"]);
+    let t = echo.addr.to_string();
+    expect_error(
+        &mut p,
+        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
+        403,
+    );
+    assert_eq!(echo.log().connections, 0);
+}
 
-    /// A head over 64 KiB gets 431.
-    fn head_too_large_431(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let big = format!("X-Big: {}", "a".repeat(70 * 1024));
-        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}"), &big]), 431);
-        assert_eq!(origin.log().connections, 0);
-    }
+/// A client outside --allow-client gets 403 and nothing is forwarded.
+fn client_not_allowed_403(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let mut p = Proxy::start(d, &["--allow-client", "10.0.0.0/8"]);
+    let a = origin.authority();
+    expect_error(
+        &mut p,
+        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
+        403,
+    );
+    assert_eq!(origin.log().connections, 0);
+}
 
-    /// Origin port closed: the dial is refused, 502.
-    fn origin_refused_502(d) {
-        let mut p = Proxy::start(d, &[]);
-        let a = format!("127.0.0.1:{}", free_port());
-        let c = expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
-        let line = p.wait_access(c.local_addr(), "GET");
-        assert_eq!(line.status, 502, "{line:?}");
-    }
+/// A head over 64 KiB gets 431.
+fn head_too_large_431(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let big = format!("X-Big: {}", "a".repeat(70 * 1024));
+    expect_error(
+        &mut p,
+        &head(&[
+            &format!("GET http://{a}/ HTTP/1.1"),
+            &format!("Host: {a}"),
+            &big,
+        ]),
+        431,
+    );
+    assert_eq!(origin.log().connections, 0);
+}
 
-    /// CONNECT to a closed port: 502.
-    fn connect_refused_502(d) {
-        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
-        let t = format!("127.0.0.1:{}", free_port());
-        expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 502);
-    }
+/// Origin port closed: the dial is refused, 502.
+fn origin_refused_502(d: Driver) {
+    let mut p = Proxy::start(d, &[]);
+    let a = format!("127.0.0.1:{}", free_port());
+    let c = expect_error(
+        &mut p,
+        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
+        502,
+    );
+    let line = p.wait_access(c.local_addr(), "GET");
+    assert_eq!(line.status, 502, "{line:?}");
+}
 
-    /// An origin answering garbage: 502.
-    fn bad_upstream_response_502(d) {
-        let origin = Origin::fixed(b"SPDY/9 nonsense\r\n\r\n");
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
-    }
+/// CONNECT to a closed port: 502.
+fn connect_refused_502(d: Driver) {
+    let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+    let t = format!("127.0.0.1:{}", free_port());
+    expect_error(
+        &mut p,
+        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
+        502,
+    );
+}
 
-    /// Dial timeout: 504 after --connect-timeout. The dial hangs because the target listener
-    /// (backlog 1, never accepting) has a full accept queue, so Linux drops the proxy's SYNs.
-    fn dial_timeout_504(d) {
-        let hole = BlackHole::start();
-        let mut p = Proxy::start(d, &["--connect-timeout", "1s"]);
-        let a = hole.addr.to_string();
-        let start = Instant::now();
-        let c = expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 504);
-        let took = start.elapsed();
-        assert!(took >= Duration::from_millis(900) && took < Duration::from_secs(5), "504 after {took:?}, expected ~1s");
-        let line = p.wait_access(c.local_addr(), "GET");
-        assert_eq!(line.status, 504, "{line:?}");
-    }
+/// An origin answering garbage: 502.
+fn bad_upstream_response_502(d: Driver) {
+    let origin = Origin::fixed(b"SPDY/9 nonsense\r\n\r\n");
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    expect_error(
+        &mut p,
+        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
+        502,
+    );
+}
 
-    /// CONNECT dial timeout: 504.
-    fn connect_dial_timeout_504(d) {
-        let hole = BlackHole::start();
-        let mut p = Proxy::start(d, &["--connect-timeout", "1s", "--connect-ports", "any"]);
-        let t = hole.addr.to_string();
-        expect_error(&mut p, &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]), 504);
-    }
+/// Dial timeout: 504 after --connect-timeout. The dial hangs because the target listener
+/// (backlog 1, never accepting) has a full accept queue, so Linux drops the proxy's SYNs.
+fn dial_timeout_504(d: Driver) {
+    let hole = BlackHole::start();
+    let mut p = Proxy::start(d, &["--connect-timeout", "1s"]);
+    let a = hole.addr.to_string();
+    let start = Instant::now();
+    let c = expect_error(
+        &mut p,
+        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
+        504,
+    );
+    let took = start.elapsed();
+    assert!(
+        took >= Duration::from_millis(900) && took < Duration::from_secs(5),
+        "504 after {took:?}, expected ~1s"
+    );
+    let line = p.wait_access(c.local_addr(), "GET");
+    assert_eq!(line.status, 504, "{line:?}");
+}
 
-    /// HTTP/1.1 requires Host.
-    fn missing_host_400(d) {
-        bad_request(d, &["GET http://{a}/ HTTP/1.1", "Accept: */*"], b"");
-    }
+/// CONNECT dial timeout: 504.
+fn connect_dial_timeout_504(d: Driver) {
+    let hole = BlackHole::start();
+    let mut p = Proxy::start(d, &["--connect-timeout", "1s", "--connect-ports", "any"]);
+    let t = hole.addr.to_string();
+    expect_error(
+        &mut p,
+        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
+        504,
+    );
+}
 
-    /// Absolute-form with a scheme other than http:// is not forwarded.
-    fn https_scheme_in_absolute_form_400(d) {
-        bad_request(d, &["GET https://{a}/ HTTP/1.1", "Host: {a}"], b"");
-    }
+/// HTTP/1.1 requires Host.
+fn missing_host_400(d: Driver) {
+    bad_request(d, &["GET http://{a}/ HTTP/1.1", "Accept: */*"], b"");
+}
 
-    /// The origin closes after reading the request, before any response byte: 502.
-    fn upstream_closes_before_head_502(d) {
-        let origin = Origin::start(|c| {
-            c.read_request();
-        });
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]), 502);
-    }
+/// Absolute-form with a scheme other than http:// is not forwarded.
+fn https_scheme_in_absolute_form_400(d: Driver) {
+    bad_request(d, &["GET https://{a}/ HTTP/1.1", "Host: {a}"], b"");
+}
 
-    /// A request already carrying our own Via entry would loop: refused (508 Loop Detected),
-    /// never forwarded.
-    fn forwarding_loop_refused(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        expect_error(&mut p, &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}"), "Via: 1.1 ringway"]), 508);
-        assert_eq!(origin.log().connections, 0, "a looping request must not be forwarded");
-    }
+/// The origin closes after reading the request, before any response byte: 502.
+fn upstream_closes_before_head_502(d: Driver) {
+    let origin = Origin::start(|c| {
+        c.read_request();
+    });
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    expect_error(
+        &mut p,
+        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
+        502,
+    );
+}
+
+/// A request already carrying our own Via entry would loop: refused (508 Loop Detected),
+/// never forwarded.
+fn forwarding_loop_refused(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    expect_error(
+        &mut p,
+        &head(&[
+            &format!("GET http://{a}/ HTTP/1.1"),
+            &format!("Host: {a}"),
+            "Via: 1.1 ringway",
+        ]),
+        508,
+    );
+    assert_eq!(
+        origin.log().connections,
+        0,
+        "a looping request must not be forwarded"
+    );
 }

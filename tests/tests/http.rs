@@ -22,474 +22,956 @@ fn strs(v: &[&str]) -> Vec<String> {
     v
 }
 
-e2e! {
-    /// Absolute-form GET: origin-form at the origin, hop-by-hop headers gone on both legs,
-    /// end-to-end headers keep order, case and duplicates, Via appended, reason phrase kept.
-    fn get_exact_bytes(d) {
-        let origin = Origin::fixed(&message(
-            &["HTTP/1.1 200 Fine Thanks", "Content-Length: 5", "X-Origin: 1", "Connection: keep-alive, X-Secret", "X-Secret: s", "Keep-Alive: timeout=5", "Proxy-Authenticate: Basic"],
+both_drivers!(
+    get_exact_bytes,
+    host_taken_from_uri,
+    head_request,
+    post_content_length,
+    response_version_written_as_1_1,
+    chunked_request_body,
+    chunked_response_passthrough,
+    chunked_response_dechunked_for_http10,
+    keep_alive_and_pool_reuse,
+    pool_reuse_across_clients,
+    pipelining,
+    expect_100_continue,
+    ipv6,
+    curl_get,
+    access_log_exact,
+    close_delimited_response,
+    pooled_connection_closed_by_origin,
+    large_chunked_upload,
+    pipelined_after_post_body,
+    idle_keep_alive_connection_closed,
+    hostname_target,
+    client_connection_close,
+);
+
+/// Absolute-form GET: origin-form at the origin, hop-by-hop headers gone on both legs,
+/// end-to-end headers keep order, case and duplicates, Via appended, reason phrase kept.
+fn get_exact_bytes(d: Driver) {
+    let origin = Origin::fixed(&message(
+        &[
+            "HTTP/1.1 200 Fine Thanks",
+            "Content-Length: 5",
+            "X-Origin: 1",
+            "Connection: keep-alive, X-Secret",
+            "X-Secret: s",
+            "Keep-Alive: timeout=5",
+            "Proxy-Authenticate: Basic",
+        ],
+        b"hello",
+    ));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/a/b?c=d HTTP/1.1"),
+        &format!("Host: {a}"),
+        "User-Agent: e2e",
+        "Connection: keep-alive, X-Hop",
+        "X-Hop: secret",
+        "Proxy-Connection: keep-alive",
+        "Keep-Alive: timeout=5",
+        "TE: trailers",
+        "Trailer: X-T",
+        "Upgrade: websocket",
+        "Proxy-Authorization: Basic Zm9vOmJhcg==",
+        "X-Dup: 1",
+        "x-dup: 2",
+        "Accept: */*",
+    ]));
+    let resp = c.read_response("GET");
+    assert_bytes(
+        &resp,
+        &message(
+            &[
+                "HTTP/1.1 200 Fine Thanks",
+                "Content-Length: 5",
+                "X-Origin: 1",
+                "Via: 1.1 ringway",
+            ],
             b"hello",
-        ));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[
-            &format!("GET http://{a}/a/b?c=d HTTP/1.1"),
+        ),
+        "response at the client",
+    );
+    let log = origin.wait_requests(1);
+    assert_bytes(
+        &log.requests[0],
+        &head(&[
+            "GET /a/b?c=d HTTP/1.1",
             &format!("Host: {a}"),
             "User-Agent: e2e",
-            "Connection: keep-alive, X-Hop",
-            "X-Hop: secret",
-            "Proxy-Connection: keep-alive",
-            "Keep-Alive: timeout=5",
-            "TE: trailers",
-            "Trailer: X-T",
-            "Upgrade: websocket",
-            "Proxy-Authorization: Basic Zm9vOmJhcg==",
             "X-Dup: 1",
             "x-dup: 2",
             "Accept: */*",
-        ]));
-        let resp = c.read_response("GET");
-        assert_bytes(
-            &resp,
-            &message(&["HTTP/1.1 200 Fine Thanks", "Content-Length: 5", "X-Origin: 1", "Via: 1.1 ringway"], b"hello"),
-            "response at the client",
-        );
-        let log = origin.wait_requests(1);
-        assert_bytes(
-            &log.requests[0],
-            &head(&["GET /a/b?c=d HTTP/1.1", &format!("Host: {a}"), "User-Agent: e2e", "X-Dup: 1", "x-dup: 2", "Accept: */*", "Via: 1.1 ringway"]),
-            "request at the origin",
-        );
-        assert_eq!(log.connections, 1);
-    }
+            "Via: 1.1 ringway",
+        ]),
+        "request at the origin",
+    );
+    assert_eq!(log.connections, 1);
+}
 
-    /// The Host the origin sees comes from the URI authority, exactly once.
-    fn host_taken_from_uri(d) {
-        let origin = Origin::fixed(b"HTTP/1.1 204 No Content\r\n\r\n");
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/h HTTP/1.1"), "Host: other.example", "X-A: 1"]));
-        let resp = c.read_response("GET");
-        assert_bytes(&resp, b"HTTP/1.1 204 No Content\r\nVia: 1.1 ringway\r\n\r\n", "response");
-        let log = origin.wait_requests(1);
-        let h = Head::parse(&log.requests[0]);
-        assert_eq!(h.start, "GET /h HTTP/1.1");
-        assert_eq!(h.all("host"), vec![a.as_str()], "request at origin: {}", show(&log.requests[0]));
-        assert_eq!(h.get("x-a"), Some("1"));
-    }
+/// The Host the origin sees comes from the URI authority, exactly once.
+fn host_taken_from_uri(d: Driver) {
+    let origin = Origin::fixed(b"HTTP/1.1 204 No Content\r\n\r\n");
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/h HTTP/1.1"),
+        "Host: other.example",
+        "X-A: 1",
+    ]));
+    let resp = c.read_response("GET");
+    assert_bytes(
+        &resp,
+        b"HTTP/1.1 204 No Content\r\nVia: 1.1 ringway\r\n\r\n",
+        "response",
+    );
+    let log = origin.wait_requests(1);
+    let h = Head::parse(&log.requests[0]);
+    assert_eq!(h.start, "GET /h HTTP/1.1");
+    assert_eq!(
+        h.all("host"),
+        vec![a.as_str()],
+        "request at origin: {}",
+        show(&log.requests[0])
+    );
+    assert_eq!(h.get("x-a"), Some("1"));
+}
 
-    /// HEAD: the response has no body despite its Content-Length; the connection stays usable.
-    fn head_request(d) {
-        let origin = Origin::script(vec![
-            head(&["HTTP/1.1 200 OK", "Content-Length: 1000", "Content-Type: text/plain"]),
-            message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"),
-        ]);
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("HEAD http://{a}/x HTTP/1.1"), &format!("Host: {a}")]));
-        let resp = c.read_response("HEAD");
-        assert_bytes(
-            &resp,
-            &head(&["HTTP/1.1 200 OK", "Content-Length: 1000", "Content-Type: text/plain", "Via: 1.1 ringway"]),
-            "HEAD response",
-        );
-        c.write(&head(&[&format!("GET http://{a}/y HTTP/1.1"), &format!("Host: {a}")]));
-        let resp = c.read_response("GET");
-        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "GET after HEAD");
-        let log = origin.wait_requests(2);
-        assert_bytes(&log.requests[0], &head(&["HEAD /x HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]), "HEAD at origin");
-        assert_bytes(&log.requests[1], &head(&["GET /y HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]), "GET at origin");
-    }
+/// HEAD: the response has no body despite its Content-Length; the connection stays usable.
+fn head_request(d: Driver) {
+    let origin = Origin::script(vec![
+        head(&[
+            "HTTP/1.1 200 OK",
+            "Content-Length: 1000",
+            "Content-Type: text/plain",
+        ]),
+        message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"),
+    ]);
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("HEAD http://{a}/x HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("HEAD");
+    assert_bytes(
+        &resp,
+        &head(&[
+            "HTTP/1.1 200 OK",
+            "Content-Length: 1000",
+            "Content-Type: text/plain",
+            "Via: 1.1 ringway",
+        ]),
+        "HEAD response",
+    );
+    c.write(&head(&[
+        &format!("GET http://{a}/y HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("GET");
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"ok",
+        ),
+        "GET after HEAD",
+    );
+    let log = origin.wait_requests(2);
+    assert_bytes(
+        &log.requests[0],
+        &head(&[
+            "HEAD /x HTTP/1.1",
+            &format!("Host: {a}"),
+            "Via: 1.1 ringway",
+        ]),
+        "HEAD at origin",
+    );
+    assert_bytes(
+        &log.requests[1],
+        &head(&["GET /y HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]),
+        "GET at origin",
+    );
+}
 
-    /// POST with Content-Length: body forwarded byte for byte.
-    fn post_content_length(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 201 Created", "Content-Length: 3"], b"yes"));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&message(
-            &[&format!("POST http://{a}/submit HTTP/1.1"), &format!("Host: {a}"), "Content-Type: text/plain", "Content-Length: 11"],
+/// POST with Content-Length: body forwarded byte for byte.
+fn post_content_length(d: Driver) {
+    let origin = Origin::fixed(&message(
+        &["HTTP/1.1 201 Created", "Content-Length: 3"],
+        b"yes",
+    ));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&message(
+        &[
+            &format!("POST http://{a}/submit HTTP/1.1"),
+            &format!("Host: {a}"),
+            "Content-Type: text/plain",
+            "Content-Length: 11",
+        ],
+        b"hello world",
+    ));
+    let resp = c.read_response("POST");
+    assert_bytes(
+        &resp,
+        &message(
+            &[
+                "HTTP/1.1 201 Created",
+                "Content-Length: 3",
+                "Via: 1.1 ringway",
+            ],
+            b"yes",
+        ),
+        "response",
+    );
+    let log = origin.wait_requests(1);
+    assert_bytes(
+        &log.requests[0],
+        &message(
+            &[
+                "POST /submit HTTP/1.1",
+                &format!("Host: {a}"),
+                "Content-Type: text/plain",
+                "Content-Length: 11",
+                "Via: 1.1 ringway",
+            ],
             b"hello world",
-        ));
-        let resp = c.read_response("POST");
-        assert_bytes(&resp, &message(&["HTTP/1.1 201 Created", "Content-Length: 3", "Via: 1.1 ringway"], b"yes"), "response");
-        let log = origin.wait_requests(1);
-        assert_bytes(
-            &log.requests[0],
-            &message(&["POST /submit HTTP/1.1", &format!("Host: {a}"), "Content-Type: text/plain", "Content-Length: 11", "Via: 1.1 ringway"], b"hello world"),
-            "request at origin",
-        );
-    }
+        ),
+        "request at origin",
+    );
+}
 
-    /// A 1.0 origin response is relayed with the version written as HTTP/1.1.
-    fn response_version_written_as_1_1(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.0 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]));
-        let resp = c.read_response("GET");
-        let (h, body) = split_message(&resp);
-        let h = Head::parse(h);
-        assert_eq!(h.start, "HTTP/1.1 200 OK", "{}", show(&resp));
-        assert_eq!(h.get("content-length"), Some("2"));
-        assert!(h.get("via").is_some_and(|v| v.ends_with(" ringway")), "{}", show(&resp));
-        assert_eq!(body, b"ok");
-    }
+/// A 1.0 origin response is relayed with the version written as HTTP/1.1.
+fn response_version_written_as_1_1(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.0 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/ HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("GET");
+    let (h, body) = split_message(&resp);
+    let h = Head::parse(h);
+    assert_eq!(h.start, "HTTP/1.1 200 OK", "{}", show(&resp));
+    assert_eq!(h.get("content-length"), Some("2"));
+    assert!(
+        h.get("via").is_some_and(|v| v.ends_with(" ringway")),
+        "{}",
+        show(&resp)
+    );
+    assert_eq!(body, b"ok");
+}
 
-    /// A chunked request body reaches the origin chunked (re-chunking allowed) with the same
-    /// content; the client's chunk extensions and trailers need not survive.
-    fn chunked_request_body(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&message(
-            &[&format!("POST http://{a}/up HTTP/1.1"), &format!("Host: {a}"), "Transfer-Encoding: chunked"],
-            b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
-        ));
-        let resp = c.read_response("POST");
-        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "response");
-        let log = origin.wait_requests(1);
-        let (h, body) = split_message(&log.requests[0]);
-        let (start, headers) = sorted_headers(h);
-        assert_eq!(start, "POST /up HTTP/1.1");
-        assert_eq!(headers, strs(&[&format!("Host: {a}"), "Transfer-Encoding: chunked", "Via: 1.1 ringway"]), "{}", show(h));
-        assert_eq!(dechunk(body), b"hello world", "body at origin: {}", show(body));
-    }
+/// A chunked request body reaches the origin chunked (re-chunking allowed) with the same
+/// content; the client's chunk extensions and trailers need not survive.
+fn chunked_request_body(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&message(
+        &[
+            &format!("POST http://{a}/up HTTP/1.1"),
+            &format!("Host: {a}"),
+            "Transfer-Encoding: chunked",
+        ],
+        b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
+    ));
+    let resp = c.read_response("POST");
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"ok",
+        ),
+        "response",
+    );
+    let log = origin.wait_requests(1);
+    let (h, body) = split_message(&log.requests[0]);
+    let (start, headers) = sorted_headers(h);
+    assert_eq!(start, "POST /up HTTP/1.1");
+    assert_eq!(
+        headers,
+        strs(&[
+            &format!("Host: {a}"),
+            "Transfer-Encoding: chunked",
+            "Via: 1.1 ringway"
+        ]),
+        "{}",
+        show(h)
+    );
+    assert_eq!(
+        dechunk(body),
+        b"hello world",
+        "body at origin: {}",
+        show(body)
+    );
+}
 
-    /// A chunked response reaches a 1.1 client chunked; the connection stays usable.
-    fn chunked_response_passthrough(d) {
-        let origin = Origin::fixed(&message(
-            &["HTTP/1.1 200 OK", "X-A: 1", "Transfer-Encoding: chunked"],
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-        ));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        for _ in 0..2 {
-            c.write(&head(&[&format!("GET http://{a}/c HTTP/1.1"), &format!("Host: {a}")]));
-            let resp = c.read_response("GET");
-            let (h, body) = split_message(&resp);
-            let (start, headers) = sorted_headers(h);
-            assert_eq!(start, "HTTP/1.1 200 OK");
-            assert_eq!(headers, strs(&["X-A: 1", "Transfer-Encoding: chunked", "Via: 1.1 ringway"]), "{}", show(h));
-            assert_eq!(dechunk(body), b"hello world");
-        }
-    }
-
-    /// An HTTP/1.0 client gets a chunked origin response de-chunked and close-delimited.
-    fn chunked_response_dechunked_for_http10(d) {
-        let origin = Origin::fixed(&message(
-            &["HTTP/1.1 200 OK", "X-A: 1", "Transfer-Encoding: chunked"],
-            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
-        ));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/old HTTP/1.0"), &format!("Host: {a}")]));
-        let all = c.read_to_eof();
-        let (h, body) = split_message(&all);
-        let (start, headers) = sorted_headers(h);
-        assert_eq!(start, "HTTP/1.1 200 OK", "{}", show(&all));
-        assert_eq!(headers, strs(&["X-A: 1", "Via: 1.1 ringway", "Connection: close"]), "{}", show(h));
-        assert_bytes(body, b"hello world", "close-delimited body");
-        let log = origin.wait_requests(1);
-        assert_bytes(&log.requests[0], &head(&["GET /old HTTP/1.1", &format!("Host: {a}"), "Via: 1.0 ringway"]), "request at origin");
-    }
-
-    /// Sequential requests on one client connection reuse one upstream connection.
-    fn keep_alive_and_pool_reuse(d) {
-        let origin = Origin::reply_with(|req| {
-            let path = Head::parse(req).start.split(' ').nth(1).unwrap_or("").to_string();
-            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
-        });
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        for i in 0..5 {
-            c.write(&head(&[&format!("GET http://{a}/r{i} HTTP/1.1"), &format!("Host: {a}")]));
-            let resp = c.read_response("GET");
-            let body = format!("/r{i}");
-            assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", body.len()), "Via: 1.1 ringway"], body.as_bytes()), "response");
-        }
-        let log = origin.wait_requests(5);
-        assert_eq!(log.connections, 1, "origin saw {} connections for 5 sequential requests", log.connections);
-    }
-
-    /// Upstream connections are pooled across client connections.
-    fn pool_reuse_across_clients(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        for i in 0..4 {
-            let mut c = p.connect();
-            c.write(&head(&[&format!("GET http://{a}/{i} HTTP/1.1"), &format!("Host: {a}")]));
-            let resp = c.read_response("GET");
-            assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "response");
-            // The access-log line marks the end of the exchange (the upstream is back in the pool).
-            p.wait_access(c.local_addr(), "GET");
-        }
-        let log = origin.wait_requests(4);
-        assert_eq!(log.connections, 1, "origin saw {} connections for 4 clients in sequence", log.connections);
-    }
-
-    /// Two requests in one write: both answered, in order.
-    fn pipelining(d) {
-        let origin = Origin::reply_with(|req| {
-            let path = Head::parse(req).start.split(' ').nth(1).unwrap_or("").to_string();
-            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
-        });
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        let mut both = head(&[&format!("GET http://{a}/first HTTP/1.1"), &format!("Host: {a}")]);
-        both.extend_from_slice(&head(&[&format!("GET http://{a}/second HTTP/1.1"), &format!("Host: {a}")]));
-        c.write(&both);
-        let r1 = c.read_response("GET");
-        let r2 = c.read_response("GET");
-        assert_bytes(&r1, &message(&["HTTP/1.1 200 OK", "Content-Length: 6", "Via: 1.1 ringway"], b"/first"), "first answer");
-        assert_bytes(&r2, &message(&["HTTP/1.1 200 OK", "Content-Length: 7", "Via: 1.1 ringway"], b"/second"), "second answer");
-        let log = origin.wait_requests(2);
-        assert_eq!(Head::parse(&log.requests[0]).start, "GET /first HTTP/1.1");
-        assert_eq!(Head::parse(&log.requests[1]).start, "GET /second HTTP/1.1");
-    }
-
-    /// `Expect: 100-continue`: the head reaches the origin before the body; the origin's
-    /// 100 reaches the client, which then sends the body and gets the final 200.
-    fn expect_100_continue(d) {
-        let origin = Origin::start(|c| {
-            let Some(h) = c.read_head() else { return };
-            let expects = Head::parse(&h).get("expect").is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
-            if expects {
-                c.mark("sent 100");
-                c.write(b"HTTP/1.1 100 Continue\r\n\r\n");
-            }
-            let Some(body) = c.read_body(&h) else { return };
-            let mut req = h.clone();
-            req.extend_from_slice(&body);
-            c.record(&req);
-            c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"done"));
-        });
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("PUT http://{a}/up HTTP/1.1"), &format!("Host: {a}"), "Content-Length: 5", "Expect: 100-continue"]));
-        let interim = c.read_head();
-        let ih = Head::parse(&interim);
-        assert_eq!(ih.start, "HTTP/1.1 100 Continue", "interim response: {}", show(&interim));
-        c.write(b"hello");
-        let resp = c.read_response("PUT");
-        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"], b"done"), "final response");
-        let log = origin.wait_requests(1);
-        assert_eq!(log.marks, vec!["sent 100".to_string()], "origin must see Expect: {}", show(&log.received[0]));
-        assert_bytes(
-            &log.requests[0],
-            &message(&["PUT /up HTTP/1.1", &format!("Host: {a}"), "Content-Length: 5", "Expect: 100-continue", "Via: 1.1 ringway"], b"hello"),
-            "request at origin",
-        );
-    }
-
-    /// IPv6 listener and IPv6 origin, raw and through curl.
-    fn ipv6(d) {
-        if !ipv6_available() {
-            eprintln!("skipped: no IPv6 loopback");
-            return;
-        }
-        let origin = Origin::fixed_on("[::1]:0", &message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"v6"));
-        let p = Proxy::start(d, &["--listen", "[::1]:0"]);
-        assert!(p.addr().is_ipv6(), "banner: {}", p.banner);
-        let a = origin.authority();
-        assert!(a.starts_with("[::1]:"));
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/six HTTP/1.1"), &format!("Host: {a}")]));
-        let resp = c.read_response("GET");
-        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"v6"), "response");
-        let log = origin.wait_requests(1);
-        assert_bytes(&log.requests[0], &head(&["GET /six HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]), "request at origin");
-        let out = curl(&["-x", &p.url(), &origin.url("/curl6")]);
-        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
-        assert_eq!(out.stdout, b"v6");
-    }
-
-    /// curl through the proxy: its Proxy-Connection header is dropped, Via added.
-    fn curl_get(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 11"], b"hello curl\n"));
-        let p = Proxy::start(d, &[]);
-        let out = curl(&["-i", "-x", &p.url(), &origin.url("/c")]);
-        assert!(out.status.success(), "curl: {}", String::from_utf8_lossy(&out.stderr));
-        assert_bytes(&out.stdout, &message(&["HTTP/1.1 200 OK", "Content-Length: 11", "Via: 1.1 ringway"], b"hello curl\n"), "curl -i output");
-        let log = origin.wait_requests(1);
-        let h = Head::parse(&log.requests[0]);
-        assert_eq!(h.start, "GET /c HTTP/1.1");
-        assert!(h.get("proxy-connection").is_none(), "{}", show(&log.requests[0]));
-        assert_eq!(h.headers.last().map(|(n, v)| format!("{n}: {v}")), Some("Via: 1.1 ringway".to_string()));
-    }
-
-    /// The access-log line of a known request: exact client, method, target, status, RX, TX.
-    fn access_log_exact(d) {
-        let response = message(&["HTTP/1.1 200 OK", "Content-Length: 5"], b"12345");
-        let origin = Origin::fixed(&response);
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        let req = message(&[&format!("POST http://{a}/log?q=1 HTTP/1.1"), &format!("Host: {a}"), "Content-Length: 3"], b"abc");
-        c.write(&req);
-        let resp = c.read_response("POST");
-        let line = p.wait_access(c.local_addr(), "POST");
-        assert_eq!(line.target, format!("http://{a}/log?q=1"));
-        assert_eq!(line.status, 200);
-        assert_eq!(line.rx, req.len() as u64, "RX = request head + body as sent by the client");
-        assert_eq!(line.tx, resp.len() as u64, "TX = response bytes the client received");
-        assert!(line.extra.is_empty(), "{line:?}");
-    }
-
-    /// A close-delimited origin response reaches a 1.1 client intact: either re-chunked, or
-    /// close-delimited with `Connection: close`.
-    fn close_delimited_response(d) {
-        let origin = Origin::start(|c| {
-            if c.read_request().is_some() {
-                c.write(&message(&["HTTP/1.1 200 OK", "X-A: 1"], b"until the origin closes"));
-            }
-        });
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/eof HTTP/1.1"), &format!("Host: {a}")]));
-        let resp = c.read_response("GET");
-        let (h, body) = split_message(&resp);
-        let head = Head::parse(h);
-        assert_eq!(head.start, "HTTP/1.1 200 OK", "{}", show(&resp));
-        if head.get("transfer-encoding").is_some() {
-            assert_eq!(head.get("transfer-encoding"), Some("chunked"));
-            assert_bytes(&dechunk(body), b"until the origin closes", "re-chunked body");
-        } else {
-            assert_eq!(head.get("connection"), Some("close"), "close-delimited body needs Connection: close: {}", show(h));
-            assert_bytes(body, b"until the origin closes", "close-delimited body");
-        }
-    }
-
-    /// The origin closes a kept-alive connection after answering; the next request through
-    /// the proxy must still succeed (fresh dial, or retry of the idempotent GET), not fail.
-    fn pooled_connection_closed_by_origin(d) {
-        let origin = Origin::start(|c| {
-            let body: &[u8] = if c.index == 0 { b"one" } else { b"two" };
-            while c.read_request().is_some() {
-                c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 3"], body));
-                if c.index == 0 {
-                    let _ = c.conn.stream.shutdown(std::net::Shutdown::Both);
-                    c.mark("closed");
-                    return;
-                }
-            }
-        });
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/1 HTTP/1.1"), &format!("Host: {a}")]));
-        let r1 = c.read_response("GET");
-        assert_bytes(&r1, &message(&["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"], b"one"), "first response");
-        origin.wait(WAIT, "origin closed its first connection", |l| !l.marks.is_empty());
-        c.write(&head(&[&format!("GET http://{a}/2 HTTP/1.1"), &format!("Host: {a}")]));
-        let r2 = c.read_response("GET");
-        assert_bytes(&r2, &message(&["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"], b"two"), "second response");
-    }
-
-    /// A 16 MiB chunked upload streams through with every byte intact.
-    fn large_chunked_upload(d) {
-        const N: usize = 16 << 20;
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        let data: Vec<u8> = (0..N).map(|i| (i % 253) as u8).collect();
-        let mut w = c.stream.try_clone().unwrap();
-        let (h, sent) = (head(&[&format!("POST http://{a}/up HTTP/1.1"), &format!("Host: {a}"), "Transfer-Encoding: chunked"]), data.clone());
-        let writer = std::thread::spawn(move || {
-            use std::io::Write;
-            w.write_all(&h).unwrap();
-            for chunk in sent.chunks(60_000) {
-                w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes()).unwrap();
-                w.write_all(chunk).unwrap();
-                w.write_all(b"\r\n").unwrap();
-            }
-            w.write_all(b"0\r\n\r\n").unwrap();
-        });
-        let resp = c.read_response("POST");
-        writer.join().unwrap();
-        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "response");
-        let log = origin.wait_requests(1);
-        let (_, body) = split_message(&log.requests[0]);
-        let got = dechunk(body);
-        assert_eq!(got.len(), N, "bytes at origin");
-        assert!(got == data, "uploaded bytes differ");
-    }
-
-    /// A request pipelined right behind a POST body (same write) is answered too.
-    fn pipelined_after_post_body(d) {
-        let origin = Origin::reply_with(|req| {
-            let path = Head::parse(req).start.split(' ').nth(1).unwrap_or("").to_string();
-            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
-        });
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        let mut both = message(&[&format!("POST http://{a}/p HTTP/1.1"), &format!("Host: {a}"), "Content-Length: 4"], b"data");
-        both.extend_from_slice(&head(&[&format!("GET http://{a}/g HTTP/1.1"), &format!("Host: {a}")]));
-        c.write(&both);
-        assert_bytes(&c.read_response("POST"), &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"/p"), "POST answer");
-        assert_bytes(&c.read_response("GET"), &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"/g"), "GET answer");
-        let log = origin.wait_requests(2);
-        assert_bytes(&log.requests[0], &message(&["POST /p HTTP/1.1", &format!("Host: {a}"), "Content-Length: 4", "Via: 1.1 ringway"], b"data"), "POST at origin");
-    }
-
-    /// --idle-timeout closes a kept-alive client connection that stays silent, without bytes.
-    fn idle_keep_alive_connection_closed(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &["--idle-timeout", "1s"]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]));
-        c.read_response("GET");
-        let t = std::time::Instant::now();
-        c.set_read_timeout(std::time::Duration::from_secs(5));
-        c.expect_eof();
-        let took = t.elapsed();
-        assert!(took >= std::time::Duration::from_millis(800) && took < std::time::Duration::from_secs(4), "idle connection closed after {took:?}, expected about 1 s");
-    }
-
-    /// A host name (resolved through /etc/hosts, no network) works like an IP literal.
-    fn hostname_target(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"name"));
-        let p = Proxy::start(d, &[]);
-        let a = format!("localhost:{}", origin.addr.port());
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/n HTTP/1.1"), &format!("Host: {a}")]));
-        let resp = c.read_response("GET");
-        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"], b"name"), "response");
-        let log = origin.wait_requests(1);
-        assert_bytes(&log.requests[0], &head(&["GET /n HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]), "request at origin");
-    }
-
-    /// `Connection: close` from the client: the answer says `Connection: close`, then EOF;
-    /// the client's Connection header does not reach the origin.
-    fn client_connection_close(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/bye HTTP/1.1"), &format!("Host: {a}"), "Connection: close"]));
+/// A chunked response reaches a 1.1 client chunked; the connection stays usable.
+fn chunked_response_passthrough(d: Driver) {
+    let origin = Origin::fixed(&message(
+        &["HTTP/1.1 200 OK", "X-A: 1", "Transfer-Encoding: chunked"],
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    ));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    for _ in 0..2 {
+        c.write(&head(&[
+            &format!("GET http://{a}/c HTTP/1.1"),
+            &format!("Host: {a}"),
+        ]));
         let resp = c.read_response("GET");
         let (h, body) = split_message(&resp);
         let (start, headers) = sorted_headers(h);
         assert_eq!(start, "HTTP/1.1 200 OK");
-        assert_eq!(headers, strs(&["Content-Length: 2", "Via: 1.1 ringway", "Connection: close"]), "{}", show(h));
-        assert_eq!(body, b"ok");
-        c.expect_eof();
-        let log = origin.wait_requests(1);
-        assert_bytes(&log.requests[0], &head(&["GET /bye HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]), "request at origin");
+        assert_eq!(
+            headers,
+            strs(&["X-A: 1", "Transfer-Encoding: chunked", "Via: 1.1 ringway"]),
+            "{}",
+            show(h)
+        );
+        assert_eq!(dechunk(body), b"hello world");
     }
+}
+
+/// An HTTP/1.0 client gets a chunked origin response de-chunked and close-delimited.
+fn chunked_response_dechunked_for_http10(d: Driver) {
+    let origin = Origin::fixed(&message(
+        &["HTTP/1.1 200 OK", "X-A: 1", "Transfer-Encoding: chunked"],
+        b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n",
+    ));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/old HTTP/1.0"),
+        &format!("Host: {a}"),
+    ]));
+    let all = c.read_to_eof();
+    let (h, body) = split_message(&all);
+    let (start, headers) = sorted_headers(h);
+    assert_eq!(start, "HTTP/1.1 200 OK", "{}", show(&all));
+    assert_eq!(
+        headers,
+        strs(&["X-A: 1", "Via: 1.1 ringway", "Connection: close"]),
+        "{}",
+        show(h)
+    );
+    assert_bytes(body, b"hello world", "close-delimited body");
+    let log = origin.wait_requests(1);
+    assert_bytes(
+        &log.requests[0],
+        &head(&[
+            "GET /old HTTP/1.1",
+            &format!("Host: {a}"),
+            "Via: 1.0 ringway",
+        ]),
+        "request at origin",
+    );
+}
+
+/// Sequential requests on one client connection reuse one upstream connection.
+fn keep_alive_and_pool_reuse(d: Driver) {
+    let origin = Origin::reply_with(|req| {
+        let path = Head::parse(req)
+            .start
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        message(
+            &[
+                "HTTP/1.1 200 OK",
+                &format!("Content-Length: {}", path.len()),
+            ],
+            path.as_bytes(),
+        )
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    for i in 0..5 {
+        c.write(&head(&[
+            &format!("GET http://{a}/r{i} HTTP/1.1"),
+            &format!("Host: {a}"),
+        ]));
+        let resp = c.read_response("GET");
+        let body = format!("/r{i}");
+        assert_bytes(
+            &resp,
+            &message(
+                &[
+                    "HTTP/1.1 200 OK",
+                    &format!("Content-Length: {}", body.len()),
+                    "Via: 1.1 ringway",
+                ],
+                body.as_bytes(),
+            ),
+            "response",
+        );
+    }
+    let log = origin.wait_requests(5);
+    assert_eq!(
+        log.connections, 1,
+        "origin saw {} connections for 5 sequential requests",
+        log.connections
+    );
+}
+
+/// Upstream connections are pooled across client connections.
+fn pool_reuse_across_clients(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    for i in 0..4 {
+        let mut c = p.connect();
+        c.write(&head(&[
+            &format!("GET http://{a}/{i} HTTP/1.1"),
+            &format!("Host: {a}"),
+        ]));
+        let resp = c.read_response("GET");
+        assert_bytes(
+            &resp,
+            &message(
+                &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+                b"ok",
+            ),
+            "response",
+        );
+        // The access-log line marks the end of the exchange (the upstream is back in the pool).
+        p.wait_access(c.local_addr(), "GET");
+    }
+    let log = origin.wait_requests(4);
+    assert_eq!(
+        log.connections, 1,
+        "origin saw {} connections for 4 clients in sequence",
+        log.connections
+    );
+}
+
+/// Two requests in one write: both answered, in order.
+fn pipelining(d: Driver) {
+    let origin = Origin::reply_with(|req| {
+        let path = Head::parse(req)
+            .start
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        message(
+            &[
+                "HTTP/1.1 200 OK",
+                &format!("Content-Length: {}", path.len()),
+            ],
+            path.as_bytes(),
+        )
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    let mut both = head(&[
+        &format!("GET http://{a}/first HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]);
+    both.extend_from_slice(&head(&[
+        &format!("GET http://{a}/second HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    c.write(&both);
+    let r1 = c.read_response("GET");
+    let r2 = c.read_response("GET");
+    assert_bytes(
+        &r1,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 6", "Via: 1.1 ringway"],
+            b"/first",
+        ),
+        "first answer",
+    );
+    assert_bytes(
+        &r2,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 7", "Via: 1.1 ringway"],
+            b"/second",
+        ),
+        "second answer",
+    );
+    let log = origin.wait_requests(2);
+    assert_eq!(Head::parse(&log.requests[0]).start, "GET /first HTTP/1.1");
+    assert_eq!(Head::parse(&log.requests[1]).start, "GET /second HTTP/1.1");
+}
+
+/// `Expect: 100-continue`: the head reaches the origin before the body; the origin's
+/// 100 reaches the client, which then sends the body and gets the final 200.
+fn expect_100_continue(d: Driver) {
+    let origin = Origin::start(|c| {
+        let Some(h) = c.read_head() else { return };
+        let expects = Head::parse(&h)
+            .get("expect")
+            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"));
+        if expects {
+            c.mark("sent 100");
+            c.write(b"HTTP/1.1 100 Continue\r\n\r\n");
+        }
+        let Some(body) = c.read_body(&h) else { return };
+        let mut req = h.clone();
+        req.extend_from_slice(&body);
+        c.record(&req);
+        c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"done"));
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("PUT http://{a}/up HTTP/1.1"),
+        &format!("Host: {a}"),
+        "Content-Length: 5",
+        "Expect: 100-continue",
+    ]));
+    let interim = c.read_head();
+    let ih = Head::parse(&interim);
+    assert_eq!(
+        ih.start,
+        "HTTP/1.1 100 Continue",
+        "interim response: {}",
+        show(&interim)
+    );
+    c.write(b"hello");
+    let resp = c.read_response("PUT");
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
+            b"done",
+        ),
+        "final response",
+    );
+    let log = origin.wait_requests(1);
+    assert_eq!(
+        log.marks,
+        vec!["sent 100".to_string()],
+        "origin must see Expect: {}",
+        show(&log.received[0])
+    );
+    assert_bytes(
+        &log.requests[0],
+        &message(
+            &[
+                "PUT /up HTTP/1.1",
+                &format!("Host: {a}"),
+                "Content-Length: 5",
+                "Expect: 100-continue",
+                "Via: 1.1 ringway",
+            ],
+            b"hello",
+        ),
+        "request at origin",
+    );
+}
+
+/// IPv6 listener and IPv6 origin, raw and through curl.
+fn ipv6(d: Driver) {
+    if !ipv6_available() {
+        eprintln!("skipped: no IPv6 loopback");
+        return;
+    }
+    let origin = Origin::fixed_on(
+        "[::1]:0",
+        &message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"v6"),
+    );
+    let p = Proxy::start(d, &["--listen", "[::1]:0"]);
+    assert!(p.addr().is_ipv6(), "banner: {}", p.banner);
+    let a = origin.authority();
+    assert!(a.starts_with("[::1]:"));
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/six HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("GET");
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"v6",
+        ),
+        "response",
+    );
+    let log = origin.wait_requests(1);
+    assert_bytes(
+        &log.requests[0],
+        &head(&[
+            "GET /six HTTP/1.1",
+            &format!("Host: {a}"),
+            "Via: 1.1 ringway",
+        ]),
+        "request at origin",
+    );
+    let out = curl(&["-x", &p.url(), &origin.url("/curl6")]);
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.stdout, b"v6");
+}
+
+/// curl through the proxy: its Proxy-Connection header is dropped, Via added.
+fn curl_get(d: Driver) {
+    let origin = Origin::fixed(&message(
+        &["HTTP/1.1 200 OK", "Content-Length: 11"],
+        b"hello curl\n",
+    ));
+    let p = Proxy::start(d, &[]);
+    let out = curl(&["-i", "-x", &p.url(), &origin.url("/c")]);
+    assert!(
+        out.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_bytes(
+        &out.stdout,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 11", "Via: 1.1 ringway"],
+            b"hello curl\n",
+        ),
+        "curl -i output",
+    );
+    let log = origin.wait_requests(1);
+    let h = Head::parse(&log.requests[0]);
+    assert_eq!(h.start, "GET /c HTTP/1.1");
+    assert!(
+        h.get("proxy-connection").is_none(),
+        "{}",
+        show(&log.requests[0])
+    );
+    assert_eq!(
+        h.headers.last().map(|(n, v)| format!("{n}: {v}")),
+        Some("Via: 1.1 ringway".to_string())
+    );
+}
+
+/// The access-log line of a known request: exact client, method, target, status, RX, TX.
+fn access_log_exact(d: Driver) {
+    let response = message(&["HTTP/1.1 200 OK", "Content-Length: 5"], b"12345");
+    let origin = Origin::fixed(&response);
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    let req = message(
+        &[
+            &format!("POST http://{a}/log?q=1 HTTP/1.1"),
+            &format!("Host: {a}"),
+            "Content-Length: 3",
+        ],
+        b"abc",
+    );
+    c.write(&req);
+    let resp = c.read_response("POST");
+    let line = p.wait_access(c.local_addr(), "POST");
+    assert_eq!(line.target, format!("http://{a}/log?q=1"));
+    assert_eq!(line.status, 200);
+    assert_eq!(
+        line.rx,
+        req.len() as u64,
+        "RX = request head + body as sent by the client"
+    );
+    assert_eq!(
+        line.tx,
+        resp.len() as u64,
+        "TX = response bytes the client received"
+    );
+    assert!(line.extra.is_empty(), "{line:?}");
+}
+
+/// A close-delimited origin response reaches a 1.1 client intact: either re-chunked, or
+/// close-delimited with `Connection: close`.
+fn close_delimited_response(d: Driver) {
+    let origin = Origin::start(|c| {
+        if c.read_request().is_some() {
+            c.write(&message(
+                &["HTTP/1.1 200 OK", "X-A: 1"],
+                b"until the origin closes",
+            ));
+        }
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/eof HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("GET");
+    let (h, body) = split_message(&resp);
+    let head = Head::parse(h);
+    assert_eq!(head.start, "HTTP/1.1 200 OK", "{}", show(&resp));
+    if head.get("transfer-encoding").is_some() {
+        assert_eq!(head.get("transfer-encoding"), Some("chunked"));
+        assert_bytes(
+            &dechunk(body),
+            b"until the origin closes",
+            "re-chunked body",
+        );
+    } else {
+        assert_eq!(
+            head.get("connection"),
+            Some("close"),
+            "close-delimited body needs Connection: close: {}",
+            show(h)
+        );
+        assert_bytes(body, b"until the origin closes", "close-delimited body");
+    }
+}
+
+/// The origin closes a kept-alive connection after answering; the next request through
+/// the proxy must still succeed (fresh dial, or retry of the idempotent GET), not fail.
+fn pooled_connection_closed_by_origin(d: Driver) {
+    let origin = Origin::start(|c| {
+        let body: &[u8] = if c.index == 0 { b"one" } else { b"two" };
+        while c.read_request().is_some() {
+            c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 3"], body));
+            if c.index == 0 {
+                let _ = c.conn.stream.shutdown(std::net::Shutdown::Both);
+                c.mark("closed");
+                return;
+            }
+        }
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/1 HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let r1 = c.read_response("GET");
+    assert_bytes(
+        &r1,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"],
+            b"one",
+        ),
+        "first response",
+    );
+    origin.wait(WAIT, "origin closed its first connection", |l| {
+        !l.marks.is_empty()
+    });
+    c.write(&head(&[
+        &format!("GET http://{a}/2 HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let r2 = c.read_response("GET");
+    assert_bytes(
+        &r2,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"],
+            b"two",
+        ),
+        "second response",
+    );
+}
+
+/// A 16 MiB chunked upload streams through with every byte intact.
+fn large_chunked_upload(d: Driver) {
+    const N: usize = 16 << 20;
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    let data: Vec<u8> = (0..N).map(|i| (i % 253) as u8).collect();
+    let mut w = c.stream.try_clone().unwrap();
+    let (h, sent) = (
+        head(&[
+            &format!("POST http://{a}/up HTTP/1.1"),
+            &format!("Host: {a}"),
+            "Transfer-Encoding: chunked",
+        ]),
+        data.clone(),
+    );
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        w.write_all(&h).unwrap();
+        for chunk in sent.chunks(60_000) {
+            w.write_all(format!("{:x}\r\n", chunk.len()).as_bytes())
+                .unwrap();
+            w.write_all(chunk).unwrap();
+            w.write_all(b"\r\n").unwrap();
+        }
+        w.write_all(b"0\r\n\r\n").unwrap();
+    });
+    let resp = c.read_response("POST");
+    writer.join().unwrap();
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"ok",
+        ),
+        "response",
+    );
+    let log = origin.wait_requests(1);
+    let (_, body) = split_message(&log.requests[0]);
+    let got = dechunk(body);
+    assert_eq!(got.len(), N, "bytes at origin");
+    assert!(got == data, "uploaded bytes differ");
+}
+
+/// A request pipelined right behind a POST body (same write) is answered too.
+fn pipelined_after_post_body(d: Driver) {
+    let origin = Origin::reply_with(|req| {
+        let path = Head::parse(req)
+            .start
+            .split(' ')
+            .nth(1)
+            .unwrap_or("")
+            .to_string();
+        message(
+            &[
+                "HTTP/1.1 200 OK",
+                &format!("Content-Length: {}", path.len()),
+            ],
+            path.as_bytes(),
+        )
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    let mut both = message(
+        &[
+            &format!("POST http://{a}/p HTTP/1.1"),
+            &format!("Host: {a}"),
+            "Content-Length: 4",
+        ],
+        b"data",
+    );
+    both.extend_from_slice(&head(&[
+        &format!("GET http://{a}/g HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    c.write(&both);
+    assert_bytes(
+        &c.read_response("POST"),
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"/p",
+        ),
+        "POST answer",
+    );
+    assert_bytes(
+        &c.read_response("GET"),
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"/g",
+        ),
+        "GET answer",
+    );
+    let log = origin.wait_requests(2);
+    assert_bytes(
+        &log.requests[0],
+        &message(
+            &[
+                "POST /p HTTP/1.1",
+                &format!("Host: {a}"),
+                "Content-Length: 4",
+                "Via: 1.1 ringway",
+            ],
+            b"data",
+        ),
+        "POST at origin",
+    );
+}
+
+/// --idle-timeout closes a kept-alive client connection that stays silent, without bytes.
+fn idle_keep_alive_connection_closed(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &["--idle-timeout", "1s"]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/ HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    c.read_response("GET");
+    let t = std::time::Instant::now();
+    c.set_read_timeout(std::time::Duration::from_secs(5));
+    c.expect_eof();
+    let took = t.elapsed();
+    assert!(
+        took >= std::time::Duration::from_millis(800) && took < std::time::Duration::from_secs(4),
+        "idle connection closed after {took:?}, expected about 1 s"
+    );
+}
+
+/// A host name (resolved through /etc/hosts, no network) works like an IP literal.
+fn hostname_target(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"name"));
+    let p = Proxy::start(d, &[]);
+    let a = format!("localhost:{}", origin.addr.port());
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/n HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("GET");
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
+            b"name",
+        ),
+        "response",
+    );
+    let log = origin.wait_requests(1);
+    assert_bytes(
+        &log.requests[0],
+        &head(&["GET /n HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]),
+        "request at origin",
+    );
+}
+
+/// `Connection: close` from the client: the answer says `Connection: close`, then EOF;
+/// the client's Connection header does not reach the origin.
+fn client_connection_close(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/bye HTTP/1.1"),
+        &format!("Host: {a}"),
+        "Connection: close",
+    ]));
+    let resp = c.read_response("GET");
+    let (h, body) = split_message(&resp);
+    let (start, headers) = sorted_headers(h);
+    assert_eq!(start, "HTTP/1.1 200 OK");
+    assert_eq!(
+        headers,
+        strs(&["Content-Length: 2", "Via: 1.1 ringway", "Connection: close"]),
+        "{}",
+        show(h)
+    );
+    assert_eq!(body, b"ok");
+    c.expect_eof();
+    let log = origin.wait_requests(1);
+    assert_bytes(
+        &log.requests[0],
+        &head(&[
+            "GET /bye HTTP/1.1",
+            &format!("Host: {a}"),
+            "Via: 1.1 ringway",
+        ]),
+        "request at origin",
+    );
 }

@@ -41,343 +41,515 @@ fn served(proxy: SocketAddr, origin: &str) -> bool {
     matches!(c.try_read_head(), Ok(Some(h)) if Head::parse(&h).status() == 200)
 }
 
-e2e! {
-    /// 200 MiB through the proxy, counted and compared exactly, while the proxy's RSS stays
-    /// under 64 MiB. The client pauses early on so an unbounded buffer would show.
-    fn download_200mib_bounded_memory(d) {
-        const TOTAL: usize = 200 << 20;
-        const BLOCK: usize = 1 << 20;
-        let origin = Origin::start(|c| {
-            if c.read_request().is_none() {
-                return;
-            }
-            let pat = pattern_buf(BLOCK);
-            if !c.write(&head(&["HTTP/1.1 200 OK", &format!("Content-Length: {TOTAL}"), "Content-Type: application/octet-stream"])) {
-                return;
-            }
-            let mut off = 0;
-            while off < TOTAL {
-                let n = BLOCK.min(TOTAL - off);
-                let s = off % 251;
-                if !c.write(&pat[s..s + n]) {
-                    return;
-                }
-                off += n;
-            }
-        });
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/big HTTP/1.1"), &format!("Host: {a}")]));
-        let h = c.read_head();
-        assert_bytes(
-            &h,
-            &head(&["HTTP/1.1 200 OK", &format!("Content-Length: {TOTAL}"), "Content-Type: application/octet-stream", "Via: 1.1 ringway"]),
-            "response head",
-        );
-        let pat = pattern_buf(64 * 1024);
-        let mut got = 0usize;
-        let mut max_rss = p.rss_kib();
-        let mut next_sample = 0usize;
-        let mut paused = false;
-        let mut leftover = c.buffered().to_vec();
-        let mut buf = vec![0u8; 64 * 1024];
-        let started = Instant::now();
-        let deadline = started + Duration::from_secs(120);
-        while got < TOTAL {
-            assert!(Instant::now() < deadline, "download too slow: {got} of {TOTAL} bytes after 120 s");
-            let n = if !leftover.is_empty() {
-                let n = leftover.len().min(buf.len());
-                buf[..n].copy_from_slice(&leftover[..n]);
-                leftover.drain(..n);
-                n
-            } else {
-                match c.stream.read(&mut buf) {
-                    Ok(0) => panic!("EOF after {got} of {TOTAL} body bytes"),
-                    Ok(n) => n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => continue,
-                    Err(e) => panic!("read after {got} of {TOTAL} body bytes: {e}"),
-                }
-            };
-            let n = n.min(TOTAL - got);
-            let s = got % 251;
-            assert!(buf[..n] == pat[s..s + n], "body bytes differ from the pattern at offset {got}..{}", got + n);
-            got += n;
-            if got >= next_sample {
-                max_rss = max_rss.max(p.rss_kib());
-                next_sample += 4 << 20;
-            }
-            if !paused && got >= 4 << 20 {
-                // Pacing, not synchronisation: a stalled reader lets the origin run ahead, so a
-                // proxy that buffers without bound would grow now.
-                paused = true;
-                thread::sleep(Duration::from_millis(500));
-                max_rss = max_rss.max(p.rss_kib());
-            }
-        }
-        assert_eq!(got, TOTAL);
-        eprintln!("200 MiB through the proxy in {:?}; proxy max RSS {max_rss} KiB", started.elapsed());
-        assert!(max_rss < 64 * 1024, "proxy RSS reached {max_rss} KiB during a 200 MiB download (limit 64 MiB)");
-        let line = p.wait_access(c.local_addr(), "GET");
-        assert_eq!((line.status, line.tx), (200, (h.len() + TOTAL) as u64), "{line:?}");
-    }
+both_drivers!(
+    download_200mib_bounded_memory,
+    slowloris_cut_by_header_timeout,
+    thousand_concurrent_clients,
+    sigterm_drains_in_flight_request,
+    sigterm_idle_exits_zero,
+    origin_dies_mid_body,
+    max_connections_closes_extra,
+    abrupt_clients_do_not_hurt_others,
+    two_threads_many_clients,
+);
 
-    /// Slowloris: one header byte per second is cut at --header-timeout 2s (408 or close),
-    /// while another client is served normally meanwhile.
-    fn slowloris_cut_by_header_timeout(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &["--header-timeout", "2s"]);
-        let a = origin.authority();
-        let addr = p.addr();
-        let slow_req = head(&[&format!("GET http://{a}/slow HTTP/1.1"), &format!("Host: {a}"), "User-Agent: a-very-slow-client"]);
-        let (started_tx, started) = mpsc::channel();
-        let slow = thread::spawn(move || {
-            let mut c = Conn::connect(addr);
-            // The read timeout paces the writes and at once notices the proxy answering or closing.
-            c.set_read_timeout(Duration::from_secs(1));
-            let start = Instant::now();
-            let mut got = Vec::new();
-            // Never send the whole head: the proxy must not get a complete request.
-            for (i, b) in slow_req[..slow_req.len() - 1].iter().enumerate() {
-                assert!(start.elapsed() < Duration::from_secs(15), "slow client not cut after {:?}", start.elapsed());
-                if c.stream.write_all(&[*b]).is_err() {
-                    break; // the proxy closed
-                }
-                if i == 0 {
-                    started_tx.send(()).unwrap();
-                }
-                let mut buf = [0u8; 4096];
-                match c.stream.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        got.extend_from_slice(&buf[..n]);
-                        break;
-                    }
-                    Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => continue,
-                    Err(_) => break, // reset: cut
-                }
+/// 200 MiB through the proxy, counted and compared exactly, while the proxy's RSS stays
+/// under 64 MiB. The client pauses early on so an unbounded buffer would show.
+fn download_200mib_bounded_memory(d: Driver) {
+    const TOTAL: usize = 200 << 20;
+    const BLOCK: usize = 1 << 20;
+    let origin = Origin::start(|c| {
+        if c.read_request().is_none() {
+            return;
+        }
+        let pat = pattern_buf(BLOCK);
+        if !c.write(&head(&[
+            "HTTP/1.1 200 OK",
+            &format!("Content-Length: {TOTAL}"),
+            "Content-Type: application/octet-stream",
+        ])) {
+            return;
+        }
+        let mut off = 0;
+        while off < TOTAL {
+            let n = BLOCK.min(TOTAL - off);
+            let s = off % 251;
+            if !c.write(&pat[s..s + n]) {
+                return;
             }
-            let cut_after = start.elapsed();
-            c.set_read_timeout(IO_TIMEOUT);
-            if !got.is_empty() {
-                got.extend_from_slice(&c.read_to_eof());
-            }
-            (cut_after, got)
-        });
-        started.recv_timeout(WAIT).expect("slow client started");
-        // Meanwhile a normal client is served at once.
-        let t = Instant::now();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/fast HTTP/1.1"), &format!("Host: {a}")]));
-        let resp = c.read_response("GET");
-        assert_bytes(&resp, &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "normal client during slowloris");
-        assert!(t.elapsed() < Duration::from_millis(1500), "normal client took {:?} during slowloris", t.elapsed());
-        let (cut_after, got) = slow.join().unwrap();
+            off += n;
+        }
+    });
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/big HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let h = c.read_head();
+    assert_bytes(
+        &h,
+        &head(&[
+            "HTTP/1.1 200 OK",
+            &format!("Content-Length: {TOTAL}"),
+            "Content-Type: application/octet-stream",
+            "Via: 1.1 ringway",
+        ]),
+        "response head",
+    );
+    let pat = pattern_buf(64 * 1024);
+    let mut got = 0usize;
+    let mut max_rss = p.rss_kib();
+    let mut next_sample = 0usize;
+    let mut paused = false;
+    let mut leftover = c.buffered().to_vec();
+    let mut buf = vec![0u8; 64 * 1024];
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(120);
+    while got < TOTAL {
         assert!(
-            cut_after >= Duration::from_millis(1500) && cut_after < Duration::from_secs(6),
-            "slow client cut after {cut_after:?}; expected about 2 s"
+            Instant::now() < deadline,
+            "download too slow: {got} of {TOTAL} bytes after 120 s"
         );
-        eprintln!("slow client cut after {cut_after:?} with {}", if got.is_empty() { "a close".to_string() } else { show(&got) });
-        if !got.is_empty() {
-            assert_canned(&got, 408);
-        }
-        assert_eq!(origin.log().requests.iter().filter(|r| path_of(r) == "/slow").count(), 0);
-    }
-
-    /// 1000 clients at once, each doing one request; every answer is the right one.
-    fn thousand_concurrent_clients(d) {
-        const THREADS: usize = 4;
-        const PER: usize = 250;
-        let origin = Origin::reply_with(|req| {
-            let path = path_of(req);
-            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
-        });
-        let p = Proxy::start(d, &["--access-log", "off"]);
-        let addr: SocketAddr = p.addr();
-        let a = origin.authority();
-        let barrier = Arc::new(Barrier::new(THREADS));
-        let failures = Arc::new(Mutex::new(Vec::<String>::new()));
-        let workers: Vec<_> = (0..THREADS)
-            .map(|t| {
-                let (a, barrier, failures) = (a.clone(), barrier.clone(), failures.clone());
-                thread::spawn(move || {
-                    let mut conns: Vec<Conn> = (0..PER).map(|_| Conn::connect(addr)).collect();
-                    barrier.wait(); // all 1000 connections are open
-                    for (i, c) in conns.iter_mut().enumerate() {
-                        c.write(&head(&[&format!("GET http://{a}/t{t}-{i} HTTP/1.1"), &format!("Host: {a}")]));
-                    }
-                    for (i, c) in conns.iter_mut().enumerate() {
-                        let want_body = format!("/t{t}-{i}");
-                        let want = message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", want_body.len()), "Via: 1.1 ringway"], want_body.as_bytes());
-                        let got = c.read_response("GET");
-                        if got != want {
-                            failures.lock().unwrap().push(format!("{want_body}: {}", show(&got)));
-                        }
-                    }
-                })
-            })
-            .collect();
-        for w in workers {
-            if let Err(panic) = w.join() {
-                std::panic::resume_unwind(panic);
-            }
-        }
-        let f = failures.lock().unwrap();
-        assert!(f.is_empty(), "{} of 1000 answers wrong, first: {:?}", f.len(), f.first());
-        assert_eq!(origin.log().requests.len(), THREADS * PER);
-    }
-
-    /// SIGTERM while a request is in flight: new clients stop being served, the slow answer
-    /// still reaches the client, then the process exits 0.
-    fn sigterm_drains_in_flight_request(d) {
-        let (got_tx, got_rx) = mpsc::channel::<()>();
-        let (go_tx, go_rx) = mpsc::channel::<()>();
-        let got_tx = Mutex::new(got_tx);
-        let go_rx = Mutex::new(go_rx);
-        let origin = Origin::start(move |c| {
-            if c.read_request().is_none() {
-                return;
-            }
-            let _ = got_tx.lock().unwrap().send(());
-            if go_rx.lock().unwrap().recv_timeout(WAIT).is_err() {
-                return;
-            }
-            // The slow part of "an origin that answers slowly".
-            thread::sleep(Duration::from_millis(500));
-            c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"late"));
-        });
-        let mut p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/slow HTTP/1.1"), &format!("Host: {a}")]));
-        got_rx.recv_timeout(WAIT).expect("request reached the origin");
-        p.sigterm();
-        // Stop accepting: poll until a new client is no longer served (polling, as nothing
-        // signals it), then let the in-flight request's origin answer.
-        let probe_origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while served(p.addr(), &probe_origin.authority()) {
-            assert!(Instant::now() < deadline, "new clients still served 5 s after SIGTERM");
-            thread::sleep(Duration::from_millis(20));
-        }
-        go_tx.send(()).unwrap();
-        let resp = c.read_response("GET");
-        let (h, body) = split_message(&resp);
-        let h = Head::parse(h);
-        assert_eq!(h.start, "HTTP/1.1 200 OK", "{}", show(&resp));
-        assert_eq!(body, b"late");
-        c.expect_eof();
-        let status = p.wait_exit(WAIT).expect("ringway still running 10 s after SIGTERM and drain");
-        assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status:?}; stderr: {}", p.stderr());
-    }
-
-    /// After SIGTERM with nothing in flight the process exits 0 promptly.
-    fn sigterm_idle_exits_zero(d) {
-        let mut p = Proxy::start(d, &[]);
-        p.sigterm();
-        let status = p.wait_exit(WAIT).expect("ringway still running 10 s after SIGTERM");
-        assert_eq!(status.code(), Some(0), "{status:?}; stderr: {}", p.stderr());
-    }
-
-    /// The origin dies in the middle of a Content-Length body: the client must not be left
-    /// waiting for bytes that will never come, and must not get padding.
-    fn origin_dies_mid_body(d) {
-        let origin = Origin::start(|c| {
-            if c.read_request().is_some() {
-                c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 10"], b"hello"));
-            }
-        });
-        let p = Proxy::start(d, &[]);
-        let a = origin.authority();
-        let mut c = p.connect();
-        c.write(&head(&[&format!("GET http://{a}/cut HTTP/1.1"), &format!("Host: {a}")]));
-        c.set_read_timeout(Duration::from_secs(5));
-        let all = c.read_to_eof();
-        let (h, body) = split_message(&all);
-        let status = Head::parse(h).status();
-        if status == 502 {
-            assert_canned(&all, 502);
+        let n = if !leftover.is_empty() {
+            let n = leftover.len().min(buf.len());
+            buf[..n].copy_from_slice(&leftover[..n]);
+            leftover.drain(..n);
+            n
         } else {
-            assert_eq!(status, 200, "{}", show(&all));
-            assert_bytes(body, b"hello", "truncated body, then EOF");
-        }
-    }
-
-    /// `--max-connections 2`: a third client is closed on accept; once one leaves, a new
-    /// client is served again.
-    fn max_connections_closes_extra(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let p = Proxy::start(d, &["--max-connections", "2"]);
-        let a = origin.authority();
-        let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
-        let ok = message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok");
-        let mut held: Vec<Conn> = (0..2).map(|_| p.connect()).collect();
-        for c in held.iter_mut() {
-            c.write(&get);
-            assert_bytes(&c.read_response("GET"), &ok, "one of the first two clients");
-        }
-        let mut extra = p.connect();
-        let _ = extra.stream.write_all(&get); // may fail: the proxy closes on accept
-        let got = extra.read_to_eof();
-        assert!(got.is_empty(), "a third client over --max-connections 2 was answered: {}", show(&got));
-        drop(held.pop());
-        // The proxy notices the close asynchronously: poll (bounded) until a client is served.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let mut c = p.connect();
-            let _ = c.stream.write_all(&get);
-            c.set_read_timeout(Duration::from_secs(2));
-            if let Ok(Some(h)) = c.try_read_head() {
-                assert_eq!(Head::parse(&h).status(), 200, "{}", show(&h));
-                break;
+            match c.stream.read(&mut buf) {
+                Ok(0) => panic!("EOF after {got} of {TOTAL} body bytes"),
+                Ok(n) => n,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e) => panic!("read after {got} of {TOTAL} body bytes: {e}"),
             }
-            assert!(Instant::now() < deadline, "no client served 5 s after one of the two left");
-            thread::sleep(Duration::from_millis(20));
+        };
+        let n = n.min(TOTAL - got);
+        let s = got % 251;
+        assert!(
+            buf[..n] == pat[s..s + n],
+            "body bytes differ from the pattern at offset {got}..{}",
+            got + n
+        );
+        got += n;
+        if got >= next_sample {
+            max_rss = max_rss.max(p.rss_kib());
+            next_sample += 4 << 20;
+        }
+        if !paused && got >= 4 << 20 {
+            // Pacing, not synchronisation: a stalled reader lets the origin run ahead, so a
+            // proxy that buffers without bound would grow now.
+            paused = true;
+            thread::sleep(Duration::from_millis(500));
+            max_rss = max_rss.max(p.rss_kib());
         }
     }
+    assert_eq!(got, TOTAL);
+    eprintln!(
+        "200 MiB through the proxy in {:?}; proxy max RSS {max_rss} KiB",
+        started.elapsed()
+    );
+    assert!(
+        max_rss < 64 * 1024,
+        "proxy RSS reached {max_rss} KiB during a 200 MiB download (limit 64 MiB)"
+    );
+    let line = p.wait_access(c.local_addr(), "GET");
+    assert_eq!(
+        (line.status, line.tx),
+        (200, (h.len() + TOTAL) as u64),
+        "{line:?}"
+    );
+}
 
-    /// Clients that vanish at awkward moments do not hurt the proxy or the next client.
-    fn abrupt_clients_do_not_hurt_others(d) {
-        let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
-        let echo = EchoServer::start(EchoMode::Echo);
-        let mut p = Proxy::start(d, &["--connect-ports", "any"]);
-        let a = origin.authority();
-        let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
-        let abuse: Vec<Vec<u8>> = vec![
-            Vec::new(),                                       // connect, close
-            get[..10].to_vec(),                               // half a head
-            message(&[&format!("POST http://{a}/ HTTP/1.1"), &format!("Host: {a}"), "Content-Length: 100"], b"only ten.."), // half a body
-            head(&[&format!("CONNECT {} HTTP/1.1", echo.addr)]).into_iter().chain(b"tunnel bytes".iter().copied()).collect(), // tunnel, then gone
-            (0..=255u8).cycle().take(5000).collect(),         // binary garbage
-            get.repeat(100),                                  // 100 pipelined, never read
-        ];
-        for bytes in &abuse {
-            let mut c = p.connect();
-            let _ = c.stream.write_all(bytes);
-            drop(c);
+/// Slowloris: one header byte per second is cut at --header-timeout 2s (408 or close),
+/// while another client is served normally meanwhile.
+fn slowloris_cut_by_header_timeout(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &["--header-timeout", "2s"]);
+    let a = origin.authority();
+    let addr = p.addr();
+    let slow_req = head(&[
+        &format!("GET http://{a}/slow HTTP/1.1"),
+        &format!("Host: {a}"),
+        "User-Agent: a-very-slow-client",
+    ]);
+    let (started_tx, started) = mpsc::channel();
+    let slow = thread::spawn(move || {
+        let mut c = Conn::connect(addr);
+        // The read timeout paces the writes and at once notices the proxy answering or closing.
+        c.set_read_timeout(Duration::from_secs(1));
+        let start = Instant::now();
+        let mut got = Vec::new();
+        // Never send the whole head: the proxy must not get a complete request.
+        for (i, b) in slow_req[..slow_req.len() - 1].iter().enumerate() {
+            assert!(
+                start.elapsed() < Duration::from_secs(15),
+                "slow client not cut after {:?}",
+                start.elapsed()
+            );
+            if c.stream.write_all(&[*b]).is_err() {
+                break; // the proxy closed
+            }
+            if i == 0 {
+                started_tx.send(()).unwrap();
+            }
+            let mut buf = [0u8; 4096];
+            match c.stream.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    got.extend_from_slice(&buf[..n]);
+                    break;
+                }
+                Err(e) if e.kind() == ErrorKind::WouldBlock || e.kind() == ErrorKind::TimedOut => {
+                    continue
+                }
+                Err(_) => break, // reset: cut
+            }
         }
-        let mut c = p.connect();
+        let cut_after = start.elapsed();
+        c.set_read_timeout(IO_TIMEOUT);
+        if !got.is_empty() {
+            got.extend_from_slice(&c.read_to_eof());
+        }
+        (cut_after, got)
+    });
+    started.recv_timeout(WAIT).expect("slow client started");
+    // Meanwhile a normal client is served at once.
+    let t = Instant::now();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/fast HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("GET");
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"ok",
+        ),
+        "normal client during slowloris",
+    );
+    assert!(
+        t.elapsed() < Duration::from_millis(1500),
+        "normal client took {:?} during slowloris",
+        t.elapsed()
+    );
+    let (cut_after, got) = slow.join().unwrap();
+    assert!(
+        cut_after >= Duration::from_millis(1500) && cut_after < Duration::from_secs(6),
+        "slow client cut after {cut_after:?}; expected about 2 s"
+    );
+    eprintln!(
+        "slow client cut after {cut_after:?} with {}",
+        if got.is_empty() {
+            "a close".to_string()
+        } else {
+            show(&got)
+        }
+    );
+    if !got.is_empty() {
+        assert_canned(&got, 408);
+    }
+    assert_eq!(
+        origin
+            .log()
+            .requests
+            .iter()
+            .filter(|r| path_of(r) == "/slow")
+            .count(),
+        0
+    );
+}
+
+/// 1000 clients at once, each doing one request; every answer is the right one.
+fn thousand_concurrent_clients(d: Driver) {
+    const THREADS: usize = 4;
+    const PER: usize = 250;
+    let origin = Origin::reply_with(|req| {
+        let path = path_of(req);
+        message(
+            &[
+                "HTTP/1.1 200 OK",
+                &format!("Content-Length: {}", path.len()),
+            ],
+            path.as_bytes(),
+        )
+    });
+    let p = Proxy::start(d, &["--access-log", "off"]);
+    let addr: SocketAddr = p.addr();
+    let a = origin.authority();
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (a, barrier, failures) = (a.clone(), barrier.clone(), failures.clone());
+            thread::spawn(move || {
+                let mut conns: Vec<Conn> = (0..PER).map(|_| Conn::connect(addr)).collect();
+                barrier.wait(); // all 1000 connections are open
+                for (i, c) in conns.iter_mut().enumerate() {
+                    c.write(&head(&[
+                        &format!("GET http://{a}/t{t}-{i} HTTP/1.1"),
+                        &format!("Host: {a}"),
+                    ]));
+                }
+                for (i, c) in conns.iter_mut().enumerate() {
+                    let want_body = format!("/t{t}-{i}");
+                    let want = message(
+                        &[
+                            "HTTP/1.1 200 OK",
+                            &format!("Content-Length: {}", want_body.len()),
+                            "Via: 1.1 ringway",
+                        ],
+                        want_body.as_bytes(),
+                    );
+                    let got = c.read_response("GET");
+                    if got != want {
+                        failures
+                            .lock()
+                            .unwrap()
+                            .push(format!("{want_body}: {}", show(&got)));
+                    }
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        if let Err(panic) = w.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+    let f = failures.lock().unwrap();
+    assert!(
+        f.is_empty(),
+        "{} of 1000 answers wrong, first: {:?}",
+        f.len(),
+        f.first()
+    );
+    assert_eq!(origin.log().requests.len(), THREADS * PER);
+}
+
+/// SIGTERM while a request is in flight: new clients stop being served, the slow answer
+/// still reaches the client, then the process exits 0.
+fn sigterm_drains_in_flight_request(d: Driver) {
+    let (got_tx, got_rx) = mpsc::channel::<()>();
+    let (go_tx, go_rx) = mpsc::channel::<()>();
+    let got_tx = Mutex::new(got_tx);
+    let go_rx = Mutex::new(go_rx);
+    let origin = Origin::start(move |c| {
+        if c.read_request().is_none() {
+            return;
+        }
+        let _ = got_tx.lock().unwrap().send(());
+        if go_rx.lock().unwrap().recv_timeout(WAIT).is_err() {
+            return;
+        }
+        // The slow part of "an origin that answers slowly".
+        thread::sleep(Duration::from_millis(500));
+        c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"late"));
+    });
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/slow HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    got_rx
+        .recv_timeout(WAIT)
+        .expect("request reached the origin");
+    p.sigterm();
+    // Stop accepting: poll until a new client is no longer served (polling, as nothing
+    // signals it), then let the in-flight request's origin answer.
+    let probe_origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while served(p.addr(), &probe_origin.authority()) {
+        assert!(
+            Instant::now() < deadline,
+            "new clients still served 5 s after SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+    go_tx.send(()).unwrap();
+    let resp = c.read_response("GET");
+    let (h, body) = split_message(&resp);
+    let h = Head::parse(h);
+    assert_eq!(h.start, "HTTP/1.1 200 OK", "{}", show(&resp));
+    assert_eq!(body, b"late");
+    c.expect_eof();
+    let status = p
+        .wait_exit(WAIT)
+        .expect("ringway still running 10 s after SIGTERM and drain");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status after SIGTERM: {status:?}; stderr: {}",
+        p.stderr()
+    );
+}
+
+/// After SIGTERM with nothing in flight the process exits 0 promptly.
+fn sigterm_idle_exits_zero(d: Driver) {
+    let mut p = Proxy::start(d, &[]);
+    p.sigterm();
+    let status = p
+        .wait_exit(WAIT)
+        .expect("ringway still running 10 s after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{status:?}; stderr: {}", p.stderr());
+}
+
+/// The origin dies in the middle of a Content-Length body: the client must not be left
+/// waiting for bytes that will never come, and must not get padding.
+fn origin_dies_mid_body(d: Driver) {
+    let origin = Origin::start(|c| {
+        if c.read_request().is_some() {
+            c.write(&message(
+                &["HTTP/1.1 200 OK", "Content-Length: 10"],
+                b"hello",
+            ));
+        }
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/cut HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    c.set_read_timeout(Duration::from_secs(5));
+    let all = c.read_to_eof();
+    let (h, body) = split_message(&all);
+    let status = Head::parse(h).status();
+    if status == 502 {
+        assert_canned(&all, 502);
+    } else {
+        assert_eq!(status, 200, "{}", show(&all));
+        assert_bytes(body, b"hello", "truncated body, then EOF");
+    }
+}
+
+/// `--max-connections 2`: a third client is closed on accept; once one leaves, a new
+/// client is served again.
+fn max_connections_closes_extra(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let p = Proxy::start(d, &["--max-connections", "2"]);
+    let a = origin.authority();
+    let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
+    let ok = message(
+        &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+        b"ok",
+    );
+    let mut held: Vec<Conn> = (0..2).map(|_| p.connect()).collect();
+    for c in held.iter_mut() {
         c.write(&get);
-        assert_bytes(&c.read_response("GET"), &message(&["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"], b"ok"), "normal client after the abuse");
-        assert!(p.wait_exit(Duration::from_millis(10)).is_none(), "proxy exited; stderr: {}", p.stderr());
+        assert_bytes(&c.read_response("GET"), &ok, "one of the first two clients");
     }
+    let mut extra = p.connect();
+    let _ = extra.stream.write_all(&get); // may fail: the proxy closes on accept
+    let got = extra.read_to_eof();
+    assert!(
+        got.is_empty(),
+        "a third client over --max-connections 2 was answered: {}",
+        show(&got)
+    );
+    drop(held.pop());
+    // The proxy notices the close asynchronously: poll (bounded) until a client is served.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = p.connect();
+        let _ = c.stream.write_all(&get);
+        c.set_read_timeout(Duration::from_secs(2));
+        if let Ok(Some(h)) = c.try_read_head() {
+            assert_eq!(Head::parse(&h).status(), 200, "{}", show(&h));
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no client served 5 s after one of the two left"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
 
-    /// Two worker threads: 200 concurrent clients all answered correctly.
-    fn two_threads_many_clients(d) {
-        let origin = Origin::reply_with(|req| {
-            let path = path_of(req);
-            message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", path.len())], path.as_bytes())
-        });
-        let p = Proxy::start(d, &["--threads", "2", "--access-log", "off"]);
-        let a = origin.authority();
-        let mut conns: Vec<Conn> = (0..200).map(|_| p.connect()).collect();
-        for (i, c) in conns.iter_mut().enumerate() {
-            c.write(&head(&[&format!("GET http://{a}/c{i} HTTP/1.1"), &format!("Host: {a}")]));
-        }
-        for (i, c) in conns.iter_mut().enumerate() {
-            let body = format!("/c{i}");
-            let want = message(&["HTTP/1.1 200 OK", &format!("Content-Length: {}", body.len()), "Via: 1.1 ringway"], body.as_bytes());
-            assert_bytes(&c.read_response("GET"), &want, "answer");
-        }
+/// Clients that vanish at awkward moments do not hurt the proxy or the next client.
+fn abrupt_clients_do_not_hurt_others(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let echo = EchoServer::start(EchoMode::Echo);
+    let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+    let a = origin.authority();
+    let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
+    let abuse: Vec<Vec<u8>> = vec![
+        Vec::new(),         // connect, close
+        get[..10].to_vec(), // half a head
+        message(
+            &[
+                &format!("POST http://{a}/ HTTP/1.1"),
+                &format!("Host: {a}"),
+                "Content-Length: 100",
+            ],
+            b"only ten..",
+        ), // half a body
+        head(&[&format!("CONNECT {} HTTP/1.1", echo.addr)])
+            .into_iter()
+            .chain(b"tunnel bytes".iter().copied())
+            .collect(), // tunnel, then gone
+        (0..=255u8).cycle().take(5000).collect(), // binary garbage
+        get.repeat(100),    // 100 pipelined, never read
+    ];
+    for bytes in &abuse {
+        let mut c = p.connect();
+        let _ = c.stream.write_all(bytes);
+        drop(c);
+    }
+    let mut c = p.connect();
+    c.write(&get);
+    assert_bytes(
+        &c.read_response("GET"),
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"ok",
+        ),
+        "normal client after the abuse",
+    );
+    assert!(
+        p.wait_exit(Duration::from_millis(10)).is_none(),
+        "proxy exited; stderr: {}",
+        p.stderr()
+    );
+}
+
+/// Two worker threads: 200 concurrent clients all answered correctly.
+fn two_threads_many_clients(d: Driver) {
+    let origin = Origin::reply_with(|req| {
+        let path = path_of(req);
+        message(
+            &[
+                "HTTP/1.1 200 OK",
+                &format!("Content-Length: {}", path.len()),
+            ],
+            path.as_bytes(),
+        )
+    });
+    let p = Proxy::start(d, &["--threads", "2", "--access-log", "off"]);
+    let a = origin.authority();
+    let mut conns: Vec<Conn> = (0..200).map(|_| p.connect()).collect();
+    for (i, c) in conns.iter_mut().enumerate() {
+        c.write(&head(&[
+            &format!("GET http://{a}/c{i} HTTP/1.1"),
+            &format!("Host: {a}"),
+        ]));
+    }
+    for (i, c) in conns.iter_mut().enumerate() {
+        let body = format!("/c{i}");
+        let want = message(
+            &[
+                "HTTP/1.1 200 OK",
+                &format!("Content-Length: {}", body.len()),
+                "Via: 1.1 ringway",
+            ],
+            body.as_bytes(),
+        );
+        assert_bytes(&c.read_response("GET"), &want, "answer");
     }
 }
