@@ -109,53 +109,62 @@ macro_rules! both_drivers {
 /// `RINGWAY_BIN` wins. Otherwise, once per test process, runs `$CARGO build -p ringway` (cargo
 /// sets `CARGO` for tests; falls back to `cargo`) with the profile and target directory this test
 /// binary was built with (derived from its own path, `<target>/<profile>/deps/<test>`), and
-/// returns `<target>/<profile>/ringway`.
+/// returns `<target>/<profile>/ringway`. A failed build is remembered, so every test of the
+/// process reports the same error at once instead of building again.
 pub fn ringway_bin() -> &'static Path {
-    static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        if let Some(bin) = std::env::var_os("RINGWAY_BIN") {
-            return PathBuf::from(bin);
+    static BIN: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    match BIN.get_or_init(build_ringway) {
+        Ok(path) => path,
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn build_ringway() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("RINGWAY_BIN") {
+        return Ok(PathBuf::from(bin));
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut profile_dir = exe.parent().expect("test exe has a parent").to_path_buf();
+    if profile_dir.file_name().is_some_and(|n| n == "deps") {
+        profile_dir.pop();
+    }
+    let profile = profile_dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("debug")
+        .to_string();
+    let target_dir = profile_dir
+        .parent()
+        .expect("profile dir has a parent")
+        .to_path_buf();
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(workspace)
+        .args(["build", "-p", "ringway", "--bin", "ringway"])
+        .env("CARGO_TARGET_DIR", &target_dir);
+    match profile.as_str() {
+        "debug" => {}
+        "release" => {
+            cmd.arg("--release");
         }
-        let exe = std::env::current_exe().expect("current_exe");
-        let mut profile_dir = exe.parent().expect("test exe has a parent").to_path_buf();
-        if profile_dir.file_name().is_some_and(|n| n == "deps") {
-            profile_dir.pop();
+        other => {
+            cmd.args(["--profile", other]);
         }
-        let profile = profile_dir
-            .file_name()
-            .and_then(|n| n.to_str())
-            .unwrap_or("debug")
-            .to_string();
-        let target_dir = profile_dir
-            .parent()
-            .expect("profile dir has a parent")
-            .to_path_buf();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .parent()
-            .expect("workspace root");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| OsString::from("cargo"));
-        let mut cmd = Command::new(cargo);
-        cmd.current_dir(workspace)
-            .args(["build", "-p", "ringway", "--bin", "ringway"])
-            .env("CARGO_TARGET_DIR", &target_dir);
-        match profile.as_str() {
-            "debug" => {}
-            "release" => {
-                cmd.arg("--release");
-            }
-            other => {
-                cmd.args(["--profile", other]);
-            }
-        }
-        let out = cmd.output().expect("run cargo build -p ringway");
-        assert!(
-            out.status.success(),
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("run cargo build -p ringway: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
             "cargo build -p ringway failed ({}):\n{}",
             out.status,
             String::from_utf8_lossy(&out.stderr)
-        );
-        profile_dir.join("ringway")
-    })
+        ));
+    }
+    Ok(profile_dir.join("ringway"))
 }
 
 /// Runs `ringway ARGS` to completion (killed after `timeout`), returning its output.
