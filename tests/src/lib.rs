@@ -963,11 +963,10 @@ pub fn reason(code: u16) -> &'static str {
     }
 }
 
-/// Asserts `all` (everything received until EOF) is exactly one canned error:
+/// Checks that `all` (everything received until EOF) is exactly one canned error:
 /// `HTTP/1.1 CODE PHRASE\r\nContent-Type: text/plain\r\nContent-Length: N\r\nConnection: close\r\n\r\n`
 /// followed by N bytes of one line of text ending in `\n`, and nothing after.
-#[track_caller]
-pub fn assert_canned(all: &[u8], code: u16) {
+pub fn check_canned(all: &[u8], code: u16) -> Result<(), String> {
     let (h, body) = split_message(all);
     let expected_head = head(&[
         &format!("HTTP/1.1 {code} {}", reason(code)),
@@ -975,18 +974,29 @@ pub fn assert_canned(all: &[u8], code: u16) {
         &format!("Content-Length: {}", body.len()),
         "Connection: close",
     ]);
-    assert_bytes(
-        h,
-        &expected_head,
-        &format!("canned {code} head (Content-Length must equal the bytes before EOF)"),
-    );
-    assert!(
-        body.ends_with(b"\n")
-            && body.iter().filter(|&&b| b == b'\n').count() == 1
-            && body.len() > 1,
-        "canned {code} body must be one non-empty line ending in \\n: {}",
-        show(body)
-    );
+    if h != expected_head {
+        return Err(format!(
+            "canned {code} head (Content-Length must equal the bytes before EOF)\n  expected: {}\n  actual:   {}",
+            show(&expected_head),
+            show(h)
+        ));
+    }
+    let one_line = body.ends_with(b"\n") && body.iter().filter(|&&b| b == b'\n').count() == 1;
+    if !one_line || body.len() < 2 {
+        return Err(format!(
+            "canned {code} body must be one non-empty line ending in \\n: {}",
+            show(body)
+        ));
+    }
+    Ok(())
+}
+
+/// Asserts [`check_canned`].
+#[track_caller]
+pub fn assert_canned(all: &[u8], code: u16) {
+    if let Err(e) = check_canned(all, code) {
+        panic!("{e}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1707,8 +1717,11 @@ mod tests {
     fn canned_checker() {
         let ok = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n";
         assert_canned(ok, 400);
-        let r = std::panic::catch_unwind(|| assert_canned(&ok[..ok.len() - 1], 400));
-        assert!(r.is_err(), "short body must fail");
+        assert!(
+            check_canned(&ok[..ok.len() - 1], 400).is_err(),
+            "short body must fail"
+        );
+        assert!(check_canned(ok, 403).is_err(), "wrong code must fail");
     }
 
     #[test]

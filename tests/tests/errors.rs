@@ -60,6 +60,8 @@ both_drivers!(
     https_scheme_in_absolute_form_400,
     upstream_closes_before_head_502,
     forwarding_loop_refused,
+    more_malformed_requests_400,
+    more_bad_connect_targets_400,
 );
 
 fn origin_form_request_400(d: Driver) {
@@ -323,5 +325,128 @@ fn forwarding_loop_refused(d: Driver) {
         origin.log().connections,
         0,
         "a looping request must not be forwarded"
+    );
+}
+
+/// Sends each request on its own connection to one proxy; collects every case that did not get
+/// the exact canned `code` (so one run shows all of them).
+fn expect_all(p: &mut Proxy, cases: &[(&str, Vec<u8>)], code: u16) -> Vec<String> {
+    let mut problems = Vec::new();
+    for (what, req) in cases {
+        let mut c = p.connect();
+        c.write(req);
+        let all = c.read_to_eof();
+        if let Err(e) = check_canned(&all, code) {
+            problems.push(format!("{what}: sent {}: {e}", show(req)));
+        }
+    }
+    problems
+}
+
+/// Smuggling-prone framing and malformed syntax: each must get 400 and never reach the origin.
+fn more_malformed_requests_400(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let get = format!("GET http://{a}/ HTTP/1.1");
+    let post = format!("POST http://{a}/ HTTP/1.1");
+    let host = format!("Host: {a}");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("space before colon", head(&[&get, &format!("Host : {a}")])),
+        ("space in field name", head(&[&get, &host, "X Y: z"])),
+        (
+            "negative Content-Length",
+            message(&[&post, &host, "Content-Length: -1"], b""),
+        ),
+        (
+            "hex Content-Length",
+            message(&[&post, &host, "Content-Length: 0x10"], b""),
+        ),
+        (
+            "plus Content-Length",
+            message(&[&post, &host, "Content-Length: +5"], b"hello"),
+        ),
+        (
+            "list Content-Length",
+            message(&[&post, &host, "Content-Length: 5, 6"], b"hello"),
+        ),
+        (
+            "chunked not final",
+            message(
+                &[&post, &host, "Transfer-Encoding: chunked, gzip"],
+                b"0\r\n\r\n",
+            ),
+        ),
+        (
+            "unknown coding only",
+            message(&[&post, &host, "Transfer-Encoding: identity"], b""),
+        ),
+        (
+            "Transfer-Encoding in HTTP/1.0",
+            message(
+                &[
+                    &format!("POST http://{a}/ HTTP/1.0"),
+                    &host,
+                    "Transfer-Encoding: chunked",
+                ],
+                b"0\r\n\r\n",
+            ),
+        ),
+        ("CR in field value", head(&[&get, &host, "X-Cr: a\rb"])),
+        ("no version", head(&[&format!("GET http://{a}/"), &host])),
+        (
+            "lowercase version",
+            head(&[&format!("GET http://{a}/ http/1.1"), &host]),
+        ),
+        (
+            "double space in request line",
+            head(&[&format!("GET  http://{a}/ HTTP/1.1"), &host]),
+        ),
+        (
+            "userinfo in URI",
+            head(&[&format!("GET http://user:pw@{a}/ HTTP/1.1"), &host]),
+        ),
+        (
+            "empty host in URI",
+            head(&["GET http:///x HTTP/1.1", "Host: x"]),
+        ),
+    ];
+    let problems = expect_all(&mut p, &cases, 400);
+    assert!(
+        problems.is_empty(),
+        "requests that should get a canned 400:\n{}",
+        problems.join("\n")
+    );
+    assert_eq!(
+        origin.log().connections,
+        0,
+        "a malformed request reached the origin"
+    );
+}
+
+/// CONNECT targets that are not host:port with a port from 1 to 65535.
+fn more_bad_connect_targets_400(d: Driver) {
+    let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+    let cases: Vec<(&str, Vec<u8>)> = [
+        ("port 0", "127.0.0.1:0"),
+        ("port too big", "127.0.0.1:65536"),
+        ("no port", "127.0.0.1"),
+        ("empty port", "127.0.0.1:"),
+        ("unclosed IPv6 bracket", "[::1:443"),
+        ("absolute URI", "http://127.0.0.1:443/"),
+    ]
+    .iter()
+    .map(|(what, t)| {
+        (
+            *what,
+            head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
+        )
+    })
+    .collect();
+    let problems = expect_all(&mut p, &cases, 400);
+    assert!(
+        problems.is_empty(),
+        "CONNECT targets that should get a canned 400:\n{}",
+        problems.join("\n")
     );
 }
