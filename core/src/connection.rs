@@ -482,9 +482,11 @@ impl Connection {
             return false;
         }
         let max = self.config.max_head_bytes;
-        // On rejection, rx counts the bytes up to the point of failure, whatever else arrived,
-        // so the log does not depend on how the input was split.
-        let len = match self.client_scan.scan(&self.client_in) {
+        // Only the first max + 1 bytes are looked at: the limit wins over anything later, and
+        // on rejection rx counts the bytes up to the point of failure, whatever else arrived,
+        // so neither the answer nor the log depends on how the input was split.
+        let window = &self.client_in[..self.client_in.len().min(max + 1)];
+        let len = match self.client_scan.scan(window) {
             Err(problem) => return self.reject_head(now, problem, self.client_scan.error_end()),
             Ok(None) if self.client_in.len() > max => {
                 return self.reject_head(now, Problem::HeadTooLarge, max + 1)
@@ -634,7 +636,8 @@ impl Connection {
             match &mut e.response {
                 ResponseState::AwaitingHead => {
                     let max = self.config.max_head_bytes;
-                    let len = match self.upstream_scan.scan(&self.upstream_in) {
+                    let window = &self.upstream_in[..self.upstream_in.len().min(max + 1)];
+                    let len = match self.upstream_scan.scan(window) {
                         Ok(Some(len)) if len <= max => len,
                         Ok(None) if self.upstream_in.len() <= max => return,
                         _ => return self.fail(now, Problem::BadResponse),
@@ -863,6 +866,11 @@ impl Connection {
             to_upstream,
             to_client,
         });
+        if self.client_eof {
+            // The client half-closed before the tunnel existed (e.g. while CONNECT dialed):
+            // that EOF was reported once and must reach the upstream now.
+            self.tunnel_end(now, Direction::ClientToUpstream);
+        }
     }
 
     fn tunnel_end(&mut self, now: Instant, direction: Direction) {

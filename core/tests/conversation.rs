@@ -923,3 +923,39 @@ This proxy needs a user name and password (Proxy-Authorization: Basic).\n"
         "credentials never go upstream"
     );
 }
+
+#[test]
+fn client_eof_while_connect_dials_reaches_the_upstream() {
+    let mut s = Script::new();
+    s.client(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\nlast words");
+    s.client_eof();
+    assert!(s.take_events().contains(&dial("example.com:443", false)));
+    s.dial_ok(false);
+    assert_eq!(s.take_client(), "HTTP/1.1 200 Connection Established\r\n\r\n");
+    assert_eq!(
+        s.take_events(),
+        [Event::StartTunnel(b"last words".to_vec(), vec![]), Event::ShutdownUpstreamWrite]
+    );
+    s.relayed(Direction::UpstreamToClient, 7);
+    s.upstream_eof();
+    assert_eq!(s.take_events(), [log("127.0.0.1:50000 CONNECT example.com:443 200 10 7 0.000ms"), Event::Close]);
+}
+
+#[test]
+fn the_head_limit_wins_over_anything_after_it() {
+    // A bare LF after the limit: 431 whether the bytes come at once or one by one.
+    let config = Config { max_head_bytes: 64, ..support::config() };
+    let mut head = b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 80));
+    head.extend_from_slice(b"\nmore\r\n\r\n");
+    for bytewise in [false, true] {
+        let mut s = Script::with_config(config.clone());
+        if bytewise {
+            s.client_bytewise(&head);
+        } else {
+            s.client(&head);
+        }
+        assert!(s.take_client().starts_with("HTTP/1.1 431 "), "bytewise: {bytewise}");
+        assert!(matches!(&s.take_events()[0], Event::Log(l) if l.contains(" 431 65 ")), "rx is the limit + 1");
+    }
+}
