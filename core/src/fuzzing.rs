@@ -688,7 +688,7 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
 /// `fuzz/pending/split_invariance/`), a head over the limit with a bare CR or LF beyond the
 /// limit is answered 400 when it arrives at once and 431 when it trickles in, so the harness
 /// skips such inputs.
-const HEAD_LIMIT_BEFORE_SCAN: bool = false;
+const HEAD_LIMIT_BEFORE_SCAN: bool = true;
 
 /// Whether the first head in `client` has a line-ending error beyond the head size limit.
 fn line_error_past_limit(client: &[u8]) -> bool {
@@ -771,7 +771,7 @@ const UPSTREAM_TEMPLATES: &[&[u8]] = &[
 /// that direction at once). Until it does (finding F1 in `/work/notes/fuzz-findings.md`,
 /// reproducer `fuzz/pending/connection/`), the harness reports the EOF again once the tunnel
 /// started, as a runtime re-reading a socket at EOF would.
-const EOF_BEFORE_TUNNEL_IS_KEPT: bool = false;
+const EOF_BEFORE_TUNNEL_IS_KEPT: bool = true;
 
 /// What the harness, playing the runtime, knows about the connection.
 #[derive(Default)]

@@ -3,6 +3,8 @@
 
 /// `(target, path under fuzz/, bytes)`.
 pub const CORPUS: &[(&str, &str, &[u8])] = &[
+    ("connection", "regressions/connection/client-eof-while-dialing-connect", include_bytes!("../../../fuzz/regressions/connection/client-eof-while-dialing-connect")),
+    ("split_invariance", "regressions/split_invariance/bare-lf-past-head-limit", include_bytes!("../../../fuzz/regressions/split_invariance/bare-lf-past-head-limit")),
     ("chunked", "seeds/chunked/bad-data-end", include_bytes!("../../../fuzz/seeds/chunked/bad-data-end")),
     ("chunked", "seeds/chunked/bad-lf", include_bytes!("../../../fuzz/seeds/chunked/bad-lf")),
     ("chunked", "seeds/chunked/ext-trailers", include_bytes!("../../../fuzz/seeds/chunked/ext-trailers")),
