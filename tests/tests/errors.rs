@@ -62,6 +62,8 @@ both_drivers!(
     forwarding_loop_refused,
     more_malformed_requests_400,
     more_bad_connect_targets_400,
+    upstream_conflicting_content_lengths_502,
+    upstream_content_length_with_chunked,
 );
 
 fn origin_form_request_400(d: Driver) {
@@ -449,4 +451,62 @@ fn more_bad_connect_targets_400(d: Driver) {
         "CONNECT targets that should get a canned 400:\n{}",
         problems.join("\n")
     );
+}
+
+/// An origin response with two different Content-Lengths: RFC 9112 section 6.3 says a proxy
+/// MUST discard it and answer 502.
+fn upstream_conflicting_content_lengths_502(d: Driver) {
+    let origin = Origin::fixed(&message(
+        &["HTTP/1.1 200 OK", "Content-Length: 5", "Content-Length: 7"],
+        b"hello, !",
+    ));
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    expect_error(
+        &mut p,
+        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
+        502,
+    );
+}
+
+/// An origin response with Content-Length and chunked: chunked wins and Content-Length must
+/// not reach the client (RFC 9112 section 6.3), or the proxy refuses it with 502.
+fn upstream_content_length_with_chunked(d: Driver) {
+    let origin = Origin::fixed(&message(
+        &[
+            "HTTP/1.1 200 OK",
+            "Content-Length: 100",
+            "Transfer-Encoding: chunked",
+        ],
+        b"5\r\nhello\r\n0\r\n\r\n",
+    ));
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/ HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let resp = c.read_response("GET");
+    let (h, body) = split_message(&resp);
+    let parsed = Head::parse(h);
+    if parsed.status() == 502 {
+        let mut all = resp.clone();
+        all.extend_from_slice(&c.read_to_eof());
+        assert_canned(&all, 502);
+        return;
+    }
+    assert_eq!(parsed.start, "HTTP/1.1 200 OK", "{}", show(&resp));
+    assert!(
+        parsed.get("content-length").is_none(),
+        "Content-Length forwarded next to chunked: {}",
+        show(h)
+    );
+    assert_eq!(
+        parsed.get("transfer-encoding"),
+        Some("chunked"),
+        "{}",
+        show(h)
+    );
+    assert_bytes(&dechunk(body), b"hello", "body");
 }
