@@ -45,6 +45,8 @@ both_drivers!(
     idle_keep_alive_connection_closed,
     hostname_target,
     client_connection_close,
+    bodiless_responses_keep_framing,
+    early_hints_forwarded,
 );
 
 /// Absolute-form GET: origin-form at the origin, hop-by-hop headers gone on both legs,
@@ -973,5 +975,95 @@ fn client_connection_close(d: Driver) {
             "Via: 1.1 ringway",
         ]),
         "request at origin",
+    );
+}
+
+/// Responses that never have a body whatever their headers say (HEAD with chunked, 204, 304
+/// with Content-Length): each ends at its head, and the next request on the connection works.
+fn bodiless_responses_keep_framing(d: Driver) {
+    let origin = Origin::script(vec![
+        head(&["HTTP/1.1 200 OK", "Transfer-Encoding: chunked"]),
+        head(&["HTTP/1.1 204 No Content"]),
+        head(&[
+            "HTTP/1.1 304 Not Modified",
+            "Content-Length: 50",
+            "ETag: \"x\"",
+        ]),
+        message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"last"),
+    ]);
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let host = format!("Host: {a}");
+    let mut c = p.connect();
+    c.write(&head(&[&format!("HEAD http://{a}/h HTTP/1.1"), &host]));
+    let r = c.read_response("HEAD");
+    let (start, headers) = sorted_headers(&r);
+    assert_eq!(start, "HTTP/1.1 200 OK");
+    assert_eq!(
+        headers,
+        strs(&["Transfer-Encoding: chunked", "Via: 1.1 ringway"]),
+        "HEAD answer {}",
+        show(&r)
+    );
+    assert!(r.ends_with(b"\r\n\r\n"), "{}", show(&r));
+    c.write(&head(&[&format!("GET http://{a}/204 HTTP/1.1"), &host]));
+    assert_bytes(
+        &c.read_response("GET"),
+        b"HTTP/1.1 204 No Content\r\nVia: 1.1 ringway\r\n\r\n",
+        "204",
+    );
+    c.write(&head(&[
+        &format!("GET http://{a}/304 HTTP/1.1"),
+        &host,
+        "If-None-Match: \"x\"",
+    ]));
+    assert_bytes(
+        &c.read_response("GET"),
+        &head(&[
+            "HTTP/1.1 304 Not Modified",
+            "Content-Length: 50",
+            "ETag: \"x\"",
+            "Via: 1.1 ringway",
+        ]),
+        "304",
+    );
+    c.write(&head(&[&format!("GET http://{a}/last HTTP/1.1"), &host]));
+    assert_bytes(
+        &c.read_response("GET"),
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
+            b"last",
+        ),
+        "request after the bodiless ones",
+    );
+}
+
+/// A 103 Early Hints before the final answer reaches a 1.1 client (RFC 9110 section 15.2:
+/// a proxy MUST forward 1xx responses), followed by the 200.
+fn early_hints_forwarded(d: Driver) {
+    let mut answer = head(&[
+        "HTTP/1.1 103 Early Hints",
+        "Link: </style.css>; rel=preload",
+    ]);
+    answer.extend_from_slice(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&answer);
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/ HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    let interim = c.read_response("GET");
+    let h = Head::parse(&interim);
+    assert_eq!(h.start, "HTTP/1.1 103 Early Hints", "{}", show(&interim));
+    assert_eq!(h.get("link"), Some("</style.css>; rel=preload"));
+    assert_bytes(
+        &c.read_response("GET"),
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+            b"ok",
+        ),
+        "final answer",
     );
 }
