@@ -29,7 +29,7 @@ use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
-use std::os::raw::c_int;
+use std::os::raw::{c_int, c_void};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -47,8 +47,42 @@ pub const WAIT: Duration = Duration::from_secs(10);
 extern "C" {
     fn listen(fd: c_int, backlog: c_int) -> c_int;
     fn kill(pid: c_int, sig: c_int) -> c_int;
+    fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: u32) -> c_int;
 }
 const SIGTERM: c_int = 15;
+const SOL_SOCKET: c_int = 1;
+const SO_LINGER: c_int = 13;
+
+#[repr(C)]
+struct Linger {
+    l_onoff: c_int,
+    l_linger: c_int,
+}
+
+/// Closes `stream` with a TCP RST instead of a FIN (SO_LINGER with a zero timeout).
+pub fn reset(stream: TcpStream) {
+    let l = Linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: a valid socket fd we own and a correctly sized `struct linger`.
+    let rc = unsafe {
+        setsockopt(
+            stream.as_raw_fd(),
+            SOL_SOCKET,
+            SO_LINGER,
+            (&l as *const Linger).cast(),
+            std::mem::size_of::<Linger>() as u32,
+        )
+    };
+    assert_eq!(
+        rc,
+        0,
+        "setsockopt(SO_LINGER): {}",
+        io::Error::last_os_error()
+    );
+    drop(stream);
+}
 
 // ---------------------------------------------------------------------------------------------
 // Drivers and the per-driver test macro
@@ -430,13 +464,7 @@ impl Proxy {
 
     /// Resident set size of the proxy in KiB (`VmRSS` in /proc/PID/status).
     pub fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
-            .expect("read /proc status");
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc status")
+        rss_kib_of(self.pid()).expect("VmRSS of the running proxy")
     }
 
     /// Sends SIGTERM.
@@ -480,6 +508,15 @@ impl Drop for Proxy {
             );
         }
     }
+}
+
+/// Resident set size in KiB of process `pid` (`VmRSS` in /proc/PID/status); `None` once gone.
+pub fn rss_kib_of(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// Parses `ringway listening on ADDR[, ADDR...] (DRIVER, N thread[s])`, checking the driver.
@@ -1772,6 +1809,17 @@ mod tests {
         let r = TcpStream::connect_timeout(&hole.addr, Duration::from_millis(500));
         assert!(r.is_err(), "connect to a full accept queue should hang");
         assert!(t.elapsed() >= Duration::from_millis(450));
+    }
+
+    #[test]
+    fn reset_sends_rst() {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let c = TcpStream::connect(l.local_addr().unwrap()).unwrap();
+        let (s, _) = l.accept().unwrap();
+        reset(s);
+        let mut c = Conn::new(c);
+        assert!(c.read_to_eof().is_empty());
+        assert!(c.reset, "the peer should see ECONNRESET");
     }
 
     #[test]

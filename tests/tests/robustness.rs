@@ -51,6 +51,8 @@ both_drivers!(
     max_connections_closes_extra,
     abrupt_clients_do_not_hurt_others,
     two_threads_many_clients,
+    client_gone_mid_download_releases_upstream,
+    upload_200mib_bounded_memory,
 );
 
 /// 200 MiB through the proxy, counted and compared exactly, while the proxy's RSS stays
@@ -552,4 +554,154 @@ fn two_threads_many_clients(d: Driver) {
         );
         assert_bytes(&c.read_response("GET"), &want, "answer");
     }
+}
+
+/// The client resets in the middle of a large download: the proxy must close the upstream
+/// (the origin's writes fail soon), not keep reading it, and stay healthy.
+fn client_gone_mid_download_releases_upstream(d: Driver) {
+    const TOTAL: usize = 1 << 30;
+    let origin = Origin::start(|c| {
+        if c.read_request().is_none() {
+            return;
+        }
+        let block = pattern_buf(64 * 1024);
+        let mut ok = c.write(&head(&[
+            "HTTP/1.1 200 OK",
+            &format!("Content-Length: {TOTAL}"),
+        ]));
+        let mut sent = 0;
+        while ok && sent < TOTAL {
+            ok = c.write(&block[..64 * 1024]);
+            sent += 64 * 1024;
+        }
+        c.mark(&format!("stopped after {sent} bytes"));
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/huge HTTP/1.1"),
+        &format!("Host: {a}"),
+    ]));
+    c.read_head();
+    c.read_exact(1 << 20);
+    let t = Instant::now();
+    reset(c.stream);
+    let log = origin.wait(
+        Duration::from_secs(5),
+        "the origin's writes to fail after the client left",
+        |l| !l.marks.is_empty(),
+    );
+    eprintln!(
+        "origin {} ({:?} after the client reset)",
+        log.marks[0],
+        t.elapsed()
+    );
+    let ok = message(
+        &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
+        b"ok",
+    );
+    let small = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let b = small.authority();
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{b}/ HTTP/1.1"),
+        &format!("Host: {b}"),
+    ]));
+    assert_bytes(&c.read_response("GET"), &ok, "next client");
+}
+
+/// A 200 MiB upload to an origin that starts reading late: every byte arrives, and the proxy's
+/// RSS stays under 64 MiB (it must stop reading the client while the origin is slow).
+fn upload_200mib_bounded_memory(d: Driver) {
+    const TOTAL: usize = 200 << 20;
+    let origin = Origin::start(|c| {
+        let Some(h) = c.read_head() else { return };
+        // Pacing: a slow origin lets the client run ahead of it.
+        thread::sleep(Duration::from_millis(500));
+        let pat = pattern_buf(64 * 1024);
+        let mut got = 0usize;
+        let mut bad = None;
+        let mut check = |data: &[u8], got: &mut usize| {
+            let s = *got % 251;
+            if bad.is_none() && data != &pat[s..s + data.len()] {
+                bad = Some(*got);
+            }
+            *got += data.len();
+        };
+        let early = c.conn.buffered().to_vec();
+        let early = &early[..early.len().min(TOTAL)];
+        check(early, &mut got);
+        // Read the body straight from the socket: the origin's byte log would hold 200 MiB.
+        let mut buf = vec![0u8; 64 * 1024];
+        while got < TOTAL {
+            let want = buf.len().min(TOTAL - got);
+            match c.conn.stream.read(&mut buf[..want]) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => check(&buf[..n], &mut got),
+            }
+        }
+        c.mark(&format!("{got} {bad:?}"));
+        let mut req = h.clone();
+        req.extend_from_slice(format!("<{got} body bytes>").as_bytes());
+        c.record(&req);
+        c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"got!"));
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    let mut w = c.stream.try_clone().unwrap();
+    let h = head(&[
+        &format!("PUT http://{a}/up HTTP/1.1"),
+        &format!("Host: {a}"),
+        &format!("Content-Length: {TOTAL}"),
+    ]);
+    let writer = thread::spawn(move || {
+        w.write_all(&h).unwrap();
+        let pat = pattern_buf(1 << 20);
+        let mut off = 0;
+        while off < TOTAL {
+            let n = (1 << 20).min(TOTAL - off);
+            let s = off % 251;
+            w.write_all(&pat[s..s + n]).unwrap();
+            off += n;
+        }
+    });
+    let pid = p.pid();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let sampler = {
+        let done = done.clone();
+        thread::spawn(move || {
+            let mut max = 0;
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                max = max.max(rss_kib_of(pid).unwrap_or(0));
+                thread::sleep(Duration::from_millis(20));
+            }
+            max
+        })
+    };
+    c.set_read_timeout(Duration::from_secs(60));
+    let resp = c.read_response("PUT");
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    let max_rss = sampler.join().unwrap();
+    assert_bytes(
+        &resp,
+        &message(
+            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
+            b"got!",
+        ),
+        "response",
+    );
+    let log = origin.wait_requests(1);
+    assert_eq!(
+        log.marks,
+        vec![format!("{TOTAL} None")],
+        "origin: bytes received, first bad offset"
+    );
+    eprintln!("200 MiB upload; proxy max RSS {max_rss} KiB");
+    assert!(
+        max_rss < 64 * 1024,
+        "proxy RSS reached {max_rss} KiB during a 200 MiB upload (limit 64 MiB)"
+    );
 }

@@ -37,6 +37,7 @@ both_drivers!(
     ipv6_tunnel,
     tunnel_idle_timeout,
     client_eof_while_dialing_reaches_upstream,
+    upstream_reset_closes_client,
 );
 
 /// Client shuts down writing first: the echo server sees EOF, sends what is left, closes;
@@ -252,4 +253,37 @@ fn client_eof_while_dialing_reaches_upstream(d: Driver) {
     );
     assert_bytes(&got, b"early", "payload at the upstream");
     assert_bytes(&all, &want, "client: 200, echoed payload, EOF");
+}
+
+/// The upstream resets the tunnel's connection: the client's side is closed promptly (not
+/// left open until the tunnel idle timeout), and the tunnel is logged.
+fn upstream_reset_closes_client(d: Driver) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let target = listener.local_addr().unwrap().to_string();
+    let server = thread::spawn(move || {
+        let (s, _) = listener.accept().unwrap();
+        let mut c = Conn::new(s);
+        let got = c.read_exact(5);
+        reset(c.stream);
+        got
+    });
+    let mut p = Proxy::start(d, &["--connect-ports", "any"]);
+    let mut c = open_tunnel(&p, &target);
+    c.write(b"hello");
+    assert_eq!(server.join().unwrap(), b"hello");
+    let t = Instant::now();
+    c.set_read_timeout(Duration::from_secs(5));
+    let rest = c.read_to_eof();
+    assert!(
+        rest.is_empty(),
+        "bytes after the upstream reset: {}",
+        show(&rest)
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "client closed {:?} after the upstream reset",
+        t.elapsed()
+    );
+    let line = p.wait_access(c.local_addr(), "CONNECT");
+    assert_eq!((line.status, line.rx, line.tx), (200, 5, 0), "{line:?}");
 }
