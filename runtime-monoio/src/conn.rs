@@ -5,16 +5,19 @@
 //! 1. Drain `poll_output`, carrying out each output in order: writes are queued per socket
 //!    (see [`Socket`]), a dial becomes an in-flight future (or a pooled stream), logs are
 //!    written, `Close` ends the loop.
-//! 2. Start reads the core (or, in a tunnel, the relay) wants, and queued writes. A side is
-//!    read only while the socket its bytes go to has nothing left to write, so at most one
-//!    read buffer per direction is ever held: backpressure without unbounded buffering.
-//! 3. Poll everything in flight (both reads, both writes, the dial, the timer, the drain
-//!    notice), starting at a rotating slot so no source starves the others. The first event
-//!    is fed to the core; then back to 1.
+//! 2. Make synchronous progress: flush both write queues (one `sendmsg` each, so a response
+//!    head and its body leave together), then read from a side the core wants to hear from,
+//!    if it may have bytes. A side is read only while the socket its bytes go to has nothing
+//!    left to write: backpressure without unbounded buffering. Anything fed to the core
+//!    sends the loop back to 1.
+//! 3. When nothing more can happen now, poll what we wait for (readiness of the wanted
+//!    sides, writability of a full socket, the dial, the timer, the drain notice) and return
+//!    `Pending`; a ready one sends the loop back to 2.
 //!
-//! In a tunnel the core stops taking bytes: reads from one side are queued as writes to the
-//! other, and each completed write is reported with `handle_relayed`. The reads in flight at
-//! the switch simply carry on, so no byte is lost across it.
+//! An idle connection therefore holds a readiness wait and a timer, and no buffer.
+//!
+//! In a tunnel the core stops taking bytes: the [`Relay`] moves them (copy or splice) and
+//! each written piece is reported with `handle_relayed`.
 //!
 //! Failure: socket errors become `handle_*_error` inputs; the core decides. Once closed, the
 //! client socket gets up to [`CLOSE_LIMIT`] to flush and linger; then everything is dropped.
@@ -24,7 +27,6 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use monoio::net::TcpStream;
 use ringway_core::target::Authority;
@@ -33,41 +35,58 @@ use ringway_core::{Connection, DialError, Dialed, Output};
 
 use crate::clock;
 use crate::dial::dial;
-use crate::socket::{ReadEvent, Socket, WriteEvent, WriteOp, CLOSE_LIMIT};
-use crate::worker::Env;
+use crate::relay::{Moved, Relay};
+use crate::socket::{ReadEvent, Socket, WriteOp, CLOSE_LIMIT};
+use crate::timers::TimerKey;
+use crate::worker::{Admitted, Env, Isolated};
 
 type DialFuture = Pin<Box<dyn Future<Output = Result<TcpStream, DialError>>>>;
 
-/// Events handled per wake before yielding to other connections on this thread.
+/// Steps handled per wake before yielding to other connections on this thread.
 const BUDGET: usize = 64;
 /// How much unread client input a closing connection reads and discards.
 const LINGER_BYTES: usize = 256 * 1024;
-/// Added to each timer so it fires after, not just before, the core's deadline (monoio's
-/// timer has millisecond resolution; an early wake is harmless but costs a loop).
-const TIMER_SLACK: Duration = Duration::from_millis(1);
 
-/// Serves one accepted client until the core closes it.
-pub async fn serve(env: Rc<Env>, id: u64, stream: TcpStream, peer: SocketAddr) {
+/// Serves one accepted client until the core closes it, then hands the closing (flush,
+/// linger) to a task of its own, so the long-lived future stays small.
+pub async fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let core = Connection::new(env.config.clone(), peer, clock::now());
     let mut conn = Conn {
         env,
-        id,
+        id: admitted.id,
         core,
-        client: Socket::new(stream),
+        client: Socket::new(stream, true),
         upstream: None,
         authority: None,
         dialing: None,
         timer: None,
+        relay: None,
         closing: false,
         draining: false,
+        drain_registered: false,
         linger: true,
-        turn: 0,
     };
     poll_fn(|cx| conn.poll(cx)).await;
-    conn.env.drain.unregister(id);
-    let Conn { client, linger, .. } = conn;
-    let _ = monoio::time::timeout(CLOSE_LIMIT, client.close_gracefully(linger, LINGER_BYTES)).await;
+    let Conn {
+        env,
+        id,
+        client,
+        linger,
+        relay,
+        timer,
+        ..
+    } = conn;
+    env.drain.unregister(id);
+    if let Some(key) = timer {
+        env.timers.remove(key);
+    }
+    drop(relay);
+    monoio::spawn(Isolated(async move {
+        let _ =
+            monoio::time::timeout(CLOSE_LIMIT, client.close_gracefully(linger, LINGER_BYTES)).await;
+        drop(admitted);
+    }));
 }
 
 struct Conn {
@@ -79,13 +98,17 @@ struct Conn {
     /// Where `upstream` (or the dial in flight) goes: the pool key.
     authority: Option<Authority>,
     dialing: Option<DialFuture>,
-    timer: Option<(ringway_core::Instant, Pin<Box<monoio::time::Sleep>>)>,
+    /// The deadline registered with this thread's timers.
+    timer: Option<TimerKey>,
+    /// Tunnel mode: how bytes are relayed.
+    relay: Option<Relay>,
     closing: bool,
     /// Shutdown was passed on to the core (`Connection::drain`).
     draining: bool,
+    /// This task's waker is known to the drain notice (a task's waker never changes).
+    drain_registered: bool,
     /// Whether closing should read and discard late client input (see `close_gracefully`).
     linger: bool,
-    turn: usize,
 }
 
 impl Conn {
@@ -107,81 +130,194 @@ impl Conn {
             if self.closing {
                 return Poll::Ready(());
             }
-            self.start_io();
-            self.arm_timer();
-            if !self.poll_one(cx) {
-                if !self.env.drain.is_on() {
-                    self.env.drain.register(self.id, cx.waker());
-                }
-                return Poll::Pending;
+            if self.step() {
+                continue;
             }
+            if self.poll_waits(cx) {
+                continue;
+            }
+            if !self.drain_registered && !self.env.drain.is_on() {
+                self.env.drain.register(self.id, cx.waker());
+                self.drain_registered = true;
+            }
+            return Poll::Pending;
         }
         // Plenty done: let other connections run, then continue.
         cx.waker().wake_by_ref();
         Poll::Pending
     }
 
-    /// Polls each source once, starting at a rotating slot; handles the first ready event.
-    fn poll_one(&mut self, cx: &mut Context<'_>) -> bool {
-        const SLOTS: usize = 6;
-        let start = self.turn;
-        for i in 0..SLOTS {
-            let slot = (start + i) % SLOTS;
-            if self.poll_slot(slot, cx) {
-                self.turn = slot + 1;
+    /// Synchronous progress: flushes, then at most one read (or relay steps). Returns
+    /// whether anything happened that may have produced outputs or enabled more progress.
+    fn step(&mut self) -> bool {
+        let now = clock::now();
+        let tunnel = self.core.is_tunnel();
+        let mut fed = false;
+        let flushed = self.client.flush();
+        if flushed.relayed > 0 {
+            self.core
+                .handle_relayed(now, Direction::UpstreamToClient, flushed.relayed);
+            fed = true;
+        }
+        if flushed.error {
+            self.core.handle_client_error(now);
+            return true;
+        }
+        if let Some(u) = &mut self.upstream {
+            let flushed = u.flush();
+            if flushed.relayed > 0 {
+                self.core
+                    .handle_relayed(now, Direction::ClientToUpstream, flushed.relayed);
+                fed = true;
+            }
+            if flushed.error {
+                self.core.handle_upstream_error(now);
+                return true;
+            }
+        }
+        if tunnel {
+            return self.relay_step() || fed;
+        }
+        if fed {
+            return true;
+        }
+        let upstream_idle = self.upstream.as_ref().map_or(true, Socket::write_idle);
+        if self.core.wants_client_read() && upstream_idle {
+            if let Some(ev) = self.client.try_read() {
+                self.on_client_read(ev);
+                return true;
+            }
+        }
+        if self.core.wants_upstream_read() && self.client.write_idle() {
+            if let Some(ev) = self.upstream.as_mut().and_then(Socket::try_read) {
+                self.on_upstream_read(ev);
                 return true;
             }
         }
         false
     }
 
-    fn poll_slot(&mut self, slot: usize, cx: &mut Context<'_>) -> bool {
-        match slot {
-            0 => match self.client.poll_read(cx) {
-                Poll::Ready(ev) => self.on_client_read(ev),
-                Poll::Pending => return false,
-            },
-            1 => match self.upstream.as_mut().map(|u| u.poll_read(cx)) {
-                Some(Poll::Ready(ev)) => self.on_upstream_read(ev),
-                _ => return false,
-            },
-            2 => match self.client.poll_write(cx) {
-                Poll::Ready(ev) => self.on_write(ev, true),
-                Poll::Pending => return false,
-            },
-            3 => match self.upstream.as_mut().map(|u| u.poll_write(cx)) {
-                Some(Poll::Ready(ev)) => self.on_write(ev, false),
-                _ => return false,
-            },
-            4 => match self.dialing.as_mut().map(|d| d.as_mut().poll(cx)) {
-                Some(Poll::Ready(result)) => {
-                    self.dialing = None;
-                    self.on_dialed(result);
-                }
-                _ => return false,
-            },
-            _ => match self.timer.as_mut().map(|(_, t)| t.as_mut().poll(cx)) {
-                Some(Poll::Ready(())) => {
-                    self.timer = None;
-                    self.core.handle_timeout(clock::now());
-                }
-                _ => return false,
-            },
+    /// One relay step in each open direction of a tunnel.
+    fn relay_step(&mut self) -> bool {
+        let (Some(relay), Some(upstream), Some(meter)) =
+            (&mut self.relay, &mut self.upstream, self.core.tunnel())
+        else {
+            return false;
+        };
+        let ended = [
+            meter.has_ended(Direction::ClientToUpstream),
+            meter.has_ended(Direction::UpstreamToClient),
+        ];
+        let mut results = [Moved::Nothing, Moved::Nothing];
+        if !ended[0] {
+            results[0] = relay.step(Direction::ClientToUpstream, &mut self.client, upstream);
         }
-        true
+        if !ended[1] {
+            results[1] = relay.step(Direction::UpstreamToClient, upstream, &mut self.client);
+        }
+        let now = clock::now();
+        let mut fed = false;
+        for (direction, moved) in [Direction::ClientToUpstream, Direction::UpstreamToClient]
+            .into_iter()
+            .zip(results)
+        {
+            let from_client = direction == Direction::ClientToUpstream;
+            match moved {
+                Moved::Nothing => continue,
+                Moved::Bytes(0) => {}
+                Moved::Bytes(n) => self.core.handle_relayed(now, direction, n),
+                Moved::Eof if from_client => self.core.handle_client_eof(now),
+                Moved::Eof => self.core.handle_upstream_eof(now),
+                // A read error is the source's, a write error the destination's.
+                Moved::ReadError if from_client => self.core.handle_client_error(now),
+                Moved::ReadError => self.core.handle_upstream_error(now),
+                Moved::WriteError if from_client => self.core.handle_upstream_error(now),
+                Moved::WriteError => self.core.handle_client_error(now),
+            }
+            fed = true;
+        }
+        fed
+    }
+
+    /// Polls everything waited for; returns whether any of it is ready (more progress).
+    fn poll_waits(&mut self, cx: &mut Context<'_>) -> bool {
+        let mut ready = false;
+        let (want_client, want_upstream) = self.wanted_reads();
+        if want_client && self.client.poll_readable(cx).is_ready() {
+            ready = true;
+        }
+        if let Some(u) = &mut self.upstream {
+            if want_upstream && u.poll_readable(cx).is_ready() {
+                ready = true;
+            }
+            if u.write_blocked() && u.poll_writable(cx).is_ready() {
+                ready = true;
+            }
+        }
+        if self.client.write_blocked() && self.client.poll_writable(cx).is_ready() {
+            ready = true;
+        }
+        if let Some(d) = &mut self.dialing {
+            if let Poll::Ready(result) = d.as_mut().poll(cx) {
+                self.dialing = None;
+                self.on_dialed(result);
+                ready = true;
+            }
+        }
+        self.arm_timer(cx);
+        if let Some(key) = self.timer {
+            let now = clock::now();
+            if now >= key.at() {
+                self.env.timers.remove(key);
+                self.timer = None;
+                self.core.handle_timeout(now);
+                ready = true;
+            }
+        }
+        ready
+    }
+
+    /// Which sides to wait on for readability: wanted (by the core, or by an open tunnel
+    /// direction), allowed by backpressure, and not already known to have bytes.
+    fn wanted_reads(&self) -> (bool, bool) {
+        let client_free = self.client.write_idle() && !self.client.write_blocked();
+        let Some(u) = &self.upstream else {
+            return (
+                self.core.wants_client_read() && !self.client.read_hint(),
+                false,
+            );
+        };
+        let upstream_free = u.write_idle() && !u.write_blocked();
+        let (want_client, want_upstream) = match (self.core.tunnel(), &self.relay) {
+            (Some(meter), Some(relay)) => (
+                !meter.has_ended(Direction::ClientToUpstream)
+                    && relay.may_read(Direction::ClientToUpstream, u),
+                !meter.has_ended(Direction::UpstreamToClient)
+                    && relay.may_read(Direction::UpstreamToClient, &self.client),
+            ),
+            (Some(_), None) => (false, false),
+            (None, _) => (
+                self.core.wants_client_read() && upstream_free,
+                self.core.wants_upstream_read() && client_free,
+            ),
+        };
+        (
+            want_client && !self.client.read_hint() && !self.client.read_ended(),
+            want_upstream && !u.read_hint() && !u.read_ended(),
+        )
     }
 
     fn carry_out(&mut self, out: Output, cx: &mut Context<'_>) {
         match out {
             Output::ToClient(bytes) => self.client.push(WriteOp::Data {
                 bytes,
-                relayed: None,
+                relayed: false,
             }),
             Output::ToUpstream(bytes) => {
                 if let Some(u) = &mut self.upstream {
                     u.push(WriteOp::Data {
                         bytes,
-                        relayed: None,
+                        relayed: false,
                     });
                 }
             }
@@ -204,20 +340,17 @@ impl Conn {
                 to_upstream,
                 to_client,
             } => {
-                if !to_upstream.is_empty() {
-                    if let Some(u) = &mut self.upstream {
-                        u.push(WriteOp::Data {
-                            bytes: to_upstream,
-                            relayed: None,
-                        });
-                    }
-                }
-                if !to_client.is_empty() {
-                    self.client.push(WriteOp::Data {
-                        bytes: to_client,
-                        relayed: None,
+                if let Some(u) = &mut self.upstream {
+                    u.push(WriteOp::Data {
+                        bytes: to_upstream,
+                        relayed: false,
                     });
+                    self.relay = Some(Relay::new(self.env.relay_mode, &self.client, u));
                 }
+                self.client.push(WriteOp::Data {
+                    bytes: to_client,
+                    relayed: false,
+                });
             }
             Output::Log(record) => self.env.log.write(&record),
             Output::Close => {
@@ -228,27 +361,27 @@ impl Conn {
         }
     }
 
-    /// Puts the upstream connection in the pool. Usually its last write has completed (the
-    /// upstream answered it), maybe without our having polled it yet: one poll settles that.
-    /// Otherwise a small task waits for the write before pooling.
-    fn release_upstream(&mut self, cx: &mut Context<'_>) {
+    /// Puts the upstream connection in the pool. Its writes normally all went out already
+    /// (the upstream answered them); otherwise a small task finishes them before pooling.
+    fn release_upstream(&mut self, _cx: &mut Context<'_>) {
         let (Some(mut socket), Some(authority)) = (self.upstream.take(), self.authority.take())
         else {
             return;
         };
         let env = Rc::clone(&self.env);
-        if socket.settle_write(cx) {
-            let stream = std::pin::pin!(socket.into_idle_stream());
-            // Nothing left to await: the future completes on its first poll.
-            if let Poll::Ready(Some(stream)) = stream.poll(cx) {
+        socket.flush();
+        if socket.write_idle() {
+            if let Some(stream) = socket.into_idle_stream() {
                 env.pool.borrow_mut().put(authority, stream);
             }
             return;
         }
         monoio::spawn(async move {
-            let settled = monoio::time::timeout(CLOSE_LIMIT, socket.into_idle_stream()).await;
-            if let Ok(Some(stream)) = settled {
-                env.pool.borrow_mut().put(authority, stream);
+            let finished = monoio::time::timeout(CLOSE_LIMIT, socket.finish_writes()).await;
+            if finished == Ok(true) {
+                if let Some(stream) = socket.into_idle_stream() {
+                    env.pool.borrow_mut().put(authority, stream);
+                }
             }
         });
     }
@@ -258,7 +391,7 @@ impl Conn {
         if allow_pooled {
             let pooled = self.env.pool.borrow_mut().take(&authority);
             if let Some(stream) = pooled {
-                self.upstream = Some(Socket::new(stream));
+                self.upstream = Some(Socket::new(stream, false));
                 self.authority = Some(authority);
                 self.core
                     .handle_dial(clock::now(), Ok(Dialed { reused: true }));
@@ -277,7 +410,7 @@ impl Conn {
         let now = clock::now();
         match result {
             Ok(stream) => {
-                self.upstream = Some(Socket::new(stream));
+                self.upstream = Some(Socket::new(stream, false));
                 self.core.handle_dial(now, Ok(Dialed { reused: false }));
             }
             Err(e) => self.core.handle_dial(now, Err(e)),
@@ -287,14 +420,6 @@ impl Conn {
     fn on_client_read(&mut self, ev: ReadEvent) {
         let now = clock::now();
         match ev {
-            ReadEvent::Data(bytes) if self.core.is_tunnel() => {
-                if let Some(u) = &mut self.upstream {
-                    u.push(WriteOp::Data {
-                        bytes,
-                        relayed: Some(Direction::ClientToUpstream),
-                    });
-                }
-            }
             ReadEvent::Data(bytes) => self.core.handle_client_data(now, bytes),
             ReadEvent::Eof => self.core.handle_client_eof(now),
             ReadEvent::Error => self.core.handle_client_error(now),
@@ -304,64 +429,26 @@ impl Conn {
     fn on_upstream_read(&mut self, ev: ReadEvent) {
         let now = clock::now();
         match ev {
-            ReadEvent::Data(bytes) if self.core.is_tunnel() => self.client.push(WriteOp::Data {
-                bytes,
-                relayed: Some(Direction::UpstreamToClient),
-            }),
             ReadEvent::Data(bytes) => self.core.handle_upstream_data(now, bytes),
             ReadEvent::Eof => self.core.handle_upstream_eof(now),
             ReadEvent::Error => self.core.handle_upstream_error(now),
         }
     }
 
-    fn on_write(&mut self, ev: WriteEvent, to_client: bool) {
-        let now = clock::now();
-        match ev {
-            WriteEvent::Done(Some((direction, n))) => self.core.handle_relayed(now, direction, n),
-            WriteEvent::Done(None) => {}
-            WriteEvent::Error if to_client => self.core.handle_client_error(now),
-            WriteEvent::Error => self.core.handle_upstream_error(now),
-        }
-    }
-
-    /// Starts the reads that are wanted and allowed by backpressure, and queued writes.
-    fn start_io(&mut self) {
-        let upstream_idle = self.upstream.as_ref().map_or(true, Socket::write_idle);
-        let client_idle = self.client.write_idle();
-        let (want_client, want_upstream) = match self.core.tunnel() {
-            Some(meter) => (
-                !meter.has_ended(Direction::ClientToUpstream),
-                !meter.has_ended(Direction::UpstreamToClient),
-            ),
-            None if self.core.is_closed() => (false, false),
-            None => (
-                self.core.wants_client_read(),
-                self.core.wants_upstream_read(),
-            ),
-        };
-        if want_client && upstream_idle {
-            self.client.start_read();
-        }
-        if let Some(u) = &mut self.upstream {
-            if want_upstream && client_idle {
-                u.start_read();
+    /// Keeps a deadline registered at or before the core's. One that fires early is
+    /// harmless (`handle_timeout` ignores it), so it is replaced only when the core's
+    /// deadline moves earlier.
+    fn arm_timer(&mut self, cx: &mut Context<'_>) {
+        let deadline = self.core.poll_timeout();
+        if let Some(key) = self.timer {
+            if deadline.is_some_and(|d| key.at() <= d) {
+                return;
             }
-            u.start_write();
-        }
-        self.client.start_write();
-    }
-
-    /// Keeps a timer at or before the core's deadline. A timer that fires early is harmless
-    /// (`handle_timeout` ignores it), so one is replaced only when the deadline moves earlier.
-    fn arm_timer(&mut self) {
-        let Some(deadline) = self.core.poll_timeout() else {
+            self.env.timers.remove(key);
             self.timer = None;
-            return;
-        };
-        if matches!(&self.timer, Some((at, _)) if *at <= deadline) {
-            return;
         }
-        let sleep = monoio::time::sleep_until(clock::to_monoio(deadline + TIMER_SLACK));
-        self.timer = Some((deadline, Box::pin(sleep)));
+        if let Some(deadline) = deadline {
+            self.timer = Some(self.env.timers.insert(deadline, cx.waker()));
+        }
     }
 }

@@ -22,6 +22,7 @@ use ringway_core::Config;
 use crate::access_log::AccessLog;
 use crate::cli::DriverChoice;
 use crate::listener;
+use crate::relay::Mode as RelayMode;
 use crate::shutdown;
 use crate::worker::{self, Env, Limit};
 
@@ -111,6 +112,19 @@ pub fn start(threads: usize, plan: WorkerPlan) -> anyhow::Result<Vec<JoinHandle<
     Ok(handles)
 }
 
+/// How tunnels move bytes on `driver`. `RINGWAY_TUNNEL=copy|splice` overrides it (for
+/// measuring one against the other).
+fn relay_mode(driver: Driver) -> RelayMode {
+    match std::env::var("RINGWAY_TUNNEL").as_deref() {
+        Ok("copy") => RelayMode::Copy,
+        Ok("splice") => RelayMode::Splice,
+        _ => match driver {
+            Driver::Uring => RelayMode::Copy,
+            Driver::Epoll => RelayMode::Splice,
+        },
+    }
+}
+
 fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Result<(), String>>) {
     let WorkerPlan {
         driver,
@@ -132,7 +146,8 @@ fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Res
         }
         let _ = ready.send(Ok(()));
         drop(ready);
-        worker::run(Rc::new(Env::new(config, log, limit)), listeners).await;
+        let env = Env::new(config, log, limit, relay_mode(driver));
+        worker::run(Rc::new(env), listeners).await;
     };
     let built = match driver {
         Driver::Uring => RuntimeBuilder::<IoUringDriver>::new()

@@ -77,11 +77,7 @@ pub async fn accept_loop(env: Rc<Env>, listener: TcpListener) {
                     continue;
                 };
                 let task_env = Rc::clone(&env);
-                monoio::spawn(Isolated(Box::pin(async move {
-                    let id = admitted.id;
-                    conn::serve(task_env, id, stream, peer).await;
-                    drop(admitted);
-                })));
+                monoio::spawn(Isolated(conn::serve(task_env, admitted, stream, peer)));
             }
             Some(Err(e)) => {
                 if is_exhaustion(&e) {

@@ -20,8 +20,10 @@ mod dns;
 mod driver;
 mod listener;
 mod pool;
+mod relay;
 mod shutdown;
 mod socket;
+mod timers;
 mod worker;
 
 use std::io::Write;

@@ -1,42 +1,54 @@
-//! One socket of a proxied connection (the client's or the upstream's): a read kept in
-//! flight across loop iterations, and an ordered write queue.
+//! One socket of a proxied connection (the client's or the upstream's): readiness waits,
+//! reads into a per-thread buffer, and an ordered write queue sent with one `writev`.
 //!
-//! Why reads are owned futures: under io_uring a read that is submitted and then dropped
-//! still consumes the bytes it receives, so "select on a read, then drop it when the timer
-//! wins" loses data. Here the stream is split into owned halves; a read moves the read half
-//! and its buffer into a boxed future that hands both back on completion, and that future
-//! stays in [`Socket`] until it completes, however many times the connection loop wakes for
-//! other reasons. It is only dropped when the socket itself is closed (monoio then cancels it).
+//! Why readiness and not monoio's rent-style `read`: a pending monoio read owns its buffer
+//! until bytes arrive, so every idle connection would park a buffer of tens of KiB; and
+//! under io_uring a submitted read that is dropped still consumes the bytes it receives. Here
+//! a connection waits with [`TcpStream::readable`] (a `PollAdd` under io_uring, epoll
+//! readiness under the legacy driver), which holds no buffer and loses nothing when dropped.
+//! Once readable, a non-blocking `recv` (`MSG_DONTWAIT`, so the io_uring driver's blocking
+//! fds are fine too) fills this thread's read buffer ([`READ_CHUNK`]); small reads are copied
+//! out into an exact-size allocation, large ones hand over the filled part of the buffer
+//! without copying. An idle connection therefore holds no buffer at all.
 //!
-//! Writes go out strictly in queue order, one at a time (`write_all`), so bytes and
-//! half-closes reach the peer in the order the core emitted them.
+//! Writes are synchronous too: everything queued goes out with one `sendmsg` (head and body
+//! of a response, pieces of a dechunked body) with `MSG_DONTWAIT`; what the kernel does not
+//! take stays queued and the socket waits for writability. Bytes and half-closes reach the
+//! peer in the order the core emitted them.
 //!
-//! Failure: a read error or EOF is reported once and no further read is started; a write
+//! Failure: a read error or EOF is reported once and no further read is attempted; a write
 //! error marks the socket broken, drops its queue and is reported once. Nothing here panics.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
+use std::rc::Rc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use monoio::io::{AsyncReadRent, AsyncWriteRentExt, OwnedReadHalf, OwnedWriteHalf, Splitable};
+use bytes::{Buf, Bytes, BytesMut};
 use monoio::net::TcpStream;
-use ringway_core::tunnel::Direction;
 
-/// Bytes asked for per read: large enough for throughput, small enough that a thousand
-/// connections in flight stay in tens of MiB.
-pub const READ_SIZE: usize = 32 * 1024;
+/// Size of each thread's read buffer: one read takes at most this much.
+pub const READ_CHUNK: usize = 128 * 1024;
+/// A read buffer with less room than this left is replaced by a fresh one.
+const MIN_READ: usize = 32 * 1024;
+/// Reads up to this size are copied out (exact-size allocation, the buffer is kept); larger
+/// ones take the buffer's filled part as is.
+const COPY_MAX: usize = 4 * 1024;
+/// Most buffers handed to one `sendmsg`.
+const MAX_IOV: usize = 64;
 
-type ReadHalf = OwnedReadHalf<TcpStream>;
-type WriteHalf = OwnedWriteHalf<TcpStream>;
-type ReadFuture = Pin<Box<dyn Future<Output = (ReadHalf, BytesMut, io::Result<usize>)>>>;
-type WriteFuture = Pin<Box<dyn Future<Output = (WriteHalf, io::Result<usize>)>>>;
+thread_local! {
+    static READ_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
 
-/// What a completed read brought.
+type Wait = Pin<Box<dyn Future<Output = io::Result<()>>>>;
+
+/// What a read brought.
 #[derive(Debug)]
 pub enum ReadEvent {
     /// Bytes (never empty).
@@ -50,190 +62,290 @@ pub enum ReadEvent {
 /// Something to send, in order.
 #[derive(Debug)]
 pub enum WriteOp {
-    /// Bytes; `relayed` names the tunnel direction to report once they are written.
+    /// Bytes; `relayed` says whether they are tunnel payload to report once written.
     Data {
-        /// The bytes.
+        /// The bytes (advanced as they are written).
         bytes: Bytes,
-        /// Tunnel accounting, if these are relayed tunnel bytes.
-        relayed: Option<Direction>,
+        /// Tunnel payload, counted in [`Flushed::relayed`].
+        relayed: bool,
     },
     /// Shut down our write side (FIN) once everything before it is written.
     Shutdown,
 }
 
-/// What a completed write means for the connection.
-#[derive(Debug)]
-pub enum WriteEvent {
-    /// Written; report these relayed bytes, if any.
-    Done(Option<(Direction, u64)>),
-    /// The write failed; the socket is broken.
-    Error,
+/// What a flush did.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Flushed {
+    /// Tunnel payload bytes written.
+    pub relayed: u64,
+    /// The write failed; the socket is now broken.
+    pub error: bool,
 }
 
-/// One socket with its in-flight read and its write queue.
+/// One socket with its readiness waits and its write queue.
 pub struct Socket {
+    stream: Rc<TcpStream>,
     fd: RawFd,
-    reader: Option<ReadHalf>,
-    reading: Option<ReadFuture>,
-    /// Reused between reads when the previous data has been dropped.
-    spare: BytesMut,
+    read_wait: Option<Wait>,
+    /// Bytes may be waiting: a readiness event came, or the last read filled its buffer.
+    read_hint: bool,
     read_ended: bool,
-    writer: Option<WriteHalf>,
-    writing: Option<(WriteFuture, Option<Direction>)>,
+    write_wait: Option<Wait>,
+    /// The kernel refused bytes: wait for writability before the next flush.
+    write_blocked: bool,
     queue: VecDeque<WriteOp>,
     broken: bool,
 }
 
 impl Socket {
-    /// Wraps a connected stream.
-    pub fn new(stream: TcpStream) -> Socket {
+    /// Wraps a connected stream. `maybe_readable`: bytes may already wait (a fresh client),
+    /// so the first read is tried before waiting for readiness.
+    pub fn new(stream: TcpStream, maybe_readable: bool) -> Socket {
         let fd = stream.as_raw_fd();
-        let (reader, writer) = stream.into_split();
         Socket {
+            stream: Rc::new(stream),
             fd,
-            reader: Some(reader),
-            reading: None,
-            spare: BytesMut::new(),
+            read_wait: None,
+            read_hint: maybe_readable,
             read_ended: false,
-            writer: Some(writer),
-            writing: None,
+            write_wait: None,
+            write_blocked: false,
             queue: VecDeque::new(),
             broken: false,
         }
     }
 
-    /// Starts a read unless one is in flight or reading has ended.
-    pub fn start_read(&mut self) {
-        if self.read_ended || self.reading.is_some() {
-            return;
+    /// The raw descriptor (for the tunnel relay's own syscalls).
+    pub fn fd(&self) -> RawFd {
+        self.fd
+    }
+
+    // ----- reading -----
+
+    /// Whether a read may find bytes now (no readiness wait needed first).
+    pub fn read_hint(&self) -> bool {
+        self.read_hint && !self.read_ended
+    }
+
+    /// Whether reading has ended (EOF or error seen).
+    pub fn read_ended(&self) -> bool {
+        self.read_ended
+    }
+
+    /// The relay found the socket drained (`EAGAIN`): wait for readiness next time.
+    pub fn mark_drained(&mut self) {
+        self.read_hint = false;
+    }
+
+    /// The relay saw EOF or an error: no further reads.
+    pub fn mark_read_ended(&mut self) {
+        self.read_ended = true;
+    }
+
+    /// Reads what is there, if the hint says bytes may wait. `None`: nothing to read now
+    /// (wait with [`Socket::poll_readable`]).
+    pub fn try_read(&mut self) -> Option<ReadEvent> {
+        if !self.read_hint() {
+            return None;
         }
-        let Some(mut half) = self.reader.take() else {
-            return;
-        };
-        let mut buf = std::mem::take(&mut self.spare);
-        buf.clear();
-        buf.reserve(READ_SIZE);
-        self.reading = Some(Box::pin(async move {
-            let (res, buf) = half.read(buf).await;
-            (half, buf, res)
-        }));
-    }
-
-    /// Whether a read is in flight.
-    pub fn is_reading(&self) -> bool {
-        self.reading.is_some()
-    }
-
-    /// Polls the in-flight read, if any.
-    pub fn poll_read(&mut self, cx: &mut Context<'_>) -> Poll<ReadEvent> {
-        let Some(fut) = self.reading.as_mut() else {
-            return Poll::Pending;
-        };
-        let (half, mut buf, res) = std::task::ready!(fut.as_mut().poll(cx));
-        self.reading = None;
-        self.reader = Some(half);
-        Poll::Ready(match res {
-            Ok(0) => {
+        match recv_bytes(self.fd) {
+            Ok(Some((bytes, full))) => {
+                self.read_hint = full;
+                Some(ReadEvent::Data(bytes))
+            }
+            Ok(None) => {
                 self.read_ended = true;
-                ReadEvent::Eof
+                Some(ReadEvent::Eof)
             }
-            Ok(n) => {
-                let data = buf.split_to(n).freeze();
-                self.spare = buf;
-                ReadEvent::Data(data)
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                self.read_hint = false;
+                None
             }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => None,
             Err(_) => {
                 self.read_ended = true;
-                ReadEvent::Error
+                Some(ReadEvent::Error)
             }
-        })
+        }
     }
+
+    /// Waits until the socket is readable (sets the hint). Keeps the wait across calls.
+    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.read_hint() || self.read_ended {
+            return Poll::Ready(());
+        }
+        let wait = self.read_wait.get_or_insert_with(|| {
+            let stream = Rc::clone(&self.stream);
+            Box::pin(async move { stream.readable(false).await })
+        });
+        // An error (or a cancelled wait) also ends the wait: the next read reports it.
+        let _ = std::task::ready!(wait.as_mut().poll(cx));
+        self.read_wait = None;
+        self.read_hint = true;
+        Poll::Ready(())
+    }
+
+    // ----- writing -----
 
     /// Queues a write after everything queued before.
     pub fn push(&mut self, op: WriteOp) {
-        if !self.broken {
-            self.queue.push_back(op);
+        if self.broken {
+            return;
         }
+        if let WriteOp::Data { bytes, .. } = &op {
+            if bytes.is_empty() {
+                return;
+            }
+        }
+        self.queue.push_back(op);
     }
 
-    /// Whether nothing is queued or being written (or the socket is broken and never will).
+    /// Whether nothing is queued (or the socket is broken and never will write).
     pub fn write_idle(&self) -> bool {
-        self.broken || (self.queue.is_empty() && self.writing.is_none())
+        self.broken || self.queue.is_empty()
     }
 
-    /// Starts the next queued write if none is in flight; carries out shutdowns at once.
-    pub fn start_write(&mut self) {
-        while self.writing.is_none() && !self.broken {
-            let Some(op) = self.queue.pop_front() else {
-                return;
-            };
-            let Some(mut half) = self.writer.take() else {
-                return;
-            };
-            match op {
-                WriteOp::Shutdown => {
-                    // A direct shutdown(SHUT_WR) syscall in monoio: completes immediately.
-                    shutdown_now(&mut half, self.fd);
-                    self.writer = Some(half);
-                }
-                WriteOp::Data { bytes, relayed } => {
-                    let fut: WriteFuture = Box::pin(async move {
-                        let (res, _) = half.write_all(bytes).await;
-                        (half, res)
-                    });
-                    self.writing = Some((fut, relayed));
-                }
-            }
-        }
+    /// Whether the socket waits for writability before it can write again.
+    pub fn write_blocked(&self) -> bool {
+        self.write_blocked && !self.broken
     }
 
-    /// Polls the in-flight write, if any.
-    pub fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<WriteEvent> {
-        let Some((fut, _)) = self.writing.as_mut() else {
-            return Poll::Pending;
-        };
-        let (half, res) = std::task::ready!(fut.as_mut().poll(cx));
-        let relayed = self.writing.take().and_then(|(_, r)| r);
-        self.writer = Some(half);
-        Poll::Ready(match res {
-            Ok(n) => WriteEvent::Done(relayed.map(|d| (d, n as u64))),
-            Err(_) => {
-                self.broken = true;
-                self.queue.clear();
-                WriteEvent::Error
-            }
-        })
+    /// The relay could not write everything: wait for writability.
+    pub fn mark_write_blocked(&mut self) {
+        self.write_blocked = true;
     }
 
-    /// The stream back, for the idle pool, once the last write is done: only if no read is
-    /// in flight, the peer has not ended and nothing failed. A write still in flight (its
-    /// completion not yet polled) is waited for.
-    pub async fn into_idle_stream(mut self) -> Option<TcpStream> {
-        if self.broken || self.read_ended || self.reading.is_some() {
-            return None;
+    /// The relay's write failed: the socket is broken.
+    pub fn mark_broken(&mut self) {
+        self.broken = true;
+        self.queue.clear();
+    }
+
+    /// Whether a write failed.
+    pub fn is_broken(&self) -> bool {
+        self.broken
+    }
+
+    /// Writes as much of the queue as the kernel takes now (unless waiting for writability).
+    pub fn flush(&mut self) -> Flushed {
+        let mut done = Flushed::default();
+        if self.broken || self.write_blocked {
+            return done;
         }
         loop {
-            self.start_write();
-            if self.writing.is_none() {
-                break;
+            match self.queue.front() {
+                None => return done,
+                Some(WriteOp::Shutdown) => {
+                    // SAFETY: `fd` belongs to `stream`, which is alive; shutdown does not
+                    // invalidate it.
+                    unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
+                    self.queue.pop_front();
+                    continue;
+                }
+                Some(WriteOp::Data { .. }) => {}
             }
-            let done = std::future::poll_fn(|cx| self.poll_write(cx)).await;
-            if matches!(done, WriteEvent::Error) {
-                return None;
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; MAX_IOV];
+            let mut count = 0;
+            let mut offered = 0;
+            for op in &self.queue {
+                let WriteOp::Data { bytes, .. } = op else {
+                    break;
+                };
+                iov[count] = libc::iovec {
+                    iov_base: bytes.as_ptr() as *mut libc::c_void,
+                    iov_len: bytes.len(),
+                };
+                offered += bytes.len();
+                count += 1;
+                if count == MAX_IOV {
+                    break;
+                }
+            }
+            let written = match sendv(self.fd, &iov[..count]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.write_blocked = true;
+                    return done;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => {
+                    self.mark_broken();
+                    done.error = true;
+                    return done;
+                }
+            };
+            self.consume(written, &mut done);
+            if written < offered {
+                // The send buffer is full: the rest waits for writability.
+                self.write_blocked = true;
+                return done;
             }
         }
-        let reader = self.reader.take()?;
-        let writer = self.writer.take()?;
-        reader.reunite(writer).ok()
     }
 
-    /// Polls the in-flight write once, so that a write the kernel already completed stops
-    /// counting as in flight. Returns whether the socket is now write-idle.
-    pub fn settle_write(&mut self, cx: &mut Context<'_>) -> bool {
-        if self.writing.is_some() && self.poll_write(cx).is_ready() && !self.broken {
-            self.start_write();
+    fn consume(&mut self, mut n: usize, done: &mut Flushed) {
+        while n > 0 {
+            let Some(WriteOp::Data { bytes, relayed }) = self.queue.front_mut() else {
+                return;
+            };
+            let take = n.min(bytes.len());
+            if *relayed {
+                done.relayed += take as u64;
+            }
+            n -= take;
+            if take == bytes.len() {
+                self.queue.pop_front();
+            } else {
+                bytes.advance(take);
+            }
         }
-        self.write_idle()
+    }
+
+    /// Waits until the socket is writable again after a refused write. Keeps the wait.
+    pub fn poll_writable(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if !self.write_blocked() {
+            return Poll::Ready(());
+        }
+        let wait = self.write_wait.get_or_insert_with(|| {
+            let stream = Rc::clone(&self.stream);
+            Box::pin(async move { stream.writable(false).await })
+        });
+        let _ = std::task::ready!(wait.as_mut().poll(cx));
+        self.write_wait = None;
+        self.write_blocked = false;
+        Poll::Ready(())
+    }
+
+    // ----- ending -----
+
+    /// The stream back, for the idle pool: only if everything was written, the peer has not
+    /// ended and nothing failed.
+    pub fn into_idle_stream(mut self) -> Option<TcpStream> {
+        if self.broken || self.read_ended || !self.queue.is_empty() {
+            return None;
+        }
+        // Dropping a readiness wait loses nothing.
+        self.read_wait = None;
+        self.write_wait = None;
+        Rc::try_unwrap(self.stream).ok()
+    }
+
+    /// Writes what is still queued, waiting for writability as needed. Returns false if
+    /// writing failed.
+    pub async fn finish_writes(&mut self) -> bool {
+        loop {
+            let flushed = self.flush();
+            if flushed.error || self.broken {
+                return false;
+            }
+            if self.queue.is_empty() {
+                return true;
+            }
+            poll_fn(|cx| self.poll_writable(cx)).await;
+        }
     }
 
     /// Closing: writes what is still queued, shuts down the write side, then, when `linger`,
@@ -241,56 +353,82 @@ impl Socket {
     /// that closing with unread input does not turn into a reset that destroys the response
     /// we just wrote. Callers bound the whole thing with a timeout.
     pub async fn close_gracefully(mut self, linger: bool, linger_bytes: usize) {
-        if let Some((fut, _)) = self.writing.take() {
-            let (half, res) = fut.await;
-            self.writer = Some(half);
-            if res.is_err() {
-                return;
-            }
-        }
-        let Some(mut writer) = self.writer.take() else {
-            return;
-        };
-        if self.broken {
+        if !self.finish_writes().await {
             return;
         }
-        while let Some(op) = self.queue.pop_front() {
-            match op {
-                WriteOp::Data { bytes, .. } => {
-                    if writer.write_all(bytes).await.0.is_err() {
-                        return;
-                    }
-                }
-                WriteOp::Shutdown => {
-                    shutdown_now(&mut writer, self.fd);
-                }
-            }
-        }
-        shutdown_now(&mut writer, self.fd);
+        // SAFETY: `fd` belongs to `stream`, which is alive.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
         if !linger {
             return;
         }
         let mut discarded = 0;
         while discarded < linger_bytes && !self.read_ended {
-            self.start_read();
-            if !self.is_reading() {
-                return;
-            }
-            match std::future::poll_fn(|cx| self.poll_read(cx)).await {
-                ReadEvent::Data(b) => discarded += b.len(),
-                ReadEvent::Eof | ReadEvent::Error => return,
+            match self.try_read() {
+                Some(ReadEvent::Data(b)) => discarded += b.len(),
+                Some(ReadEvent::Eof | ReadEvent::Error) => return,
+                None => poll_fn(|cx| self.poll_readable(cx)).await,
             }
         }
     }
 }
 
-/// `shutdown(SHUT_WR)` right away (what monoio's own `shutdown` does too, minus the future).
-/// `_half` proves the stream, and so `fd`, is still open.
-fn shutdown_now(_half: &mut WriteHalf, fd: RawFd) {
-    // SAFETY: `fd` belongs to the stream behind `_half`, which is alive; shutdown does not
-    // invalidate it.
-    unsafe {
-        libc::shutdown(fd, libc::SHUT_WR);
+/// `recv` into this thread's read buffer. `Ok(None)` is EOF; `Ok(Some((bytes, full)))` says
+/// whether the read filled the space it was given (more may wait).
+fn recv_bytes(fd: RawFd) -> io::Result<Option<(Bytes, bool)>> {
+    READ_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.capacity() - buf.len() < MIN_READ {
+            *buf = BytesMut::with_capacity(READ_CHUNK);
+        }
+        let spare = buf.spare_capacity_mut();
+        let room = spare.len();
+        // SAFETY: `spare` is writable memory of `room` bytes owned by `buf`.
+        let n = unsafe { libc::recv(fd, spare.as_mut_ptr().cast(), room, libc::MSG_DONTWAIT) };
+        if n < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let n = n as usize;
+        if n == 0 {
+            return Ok(None);
+        }
+        // SAFETY: the kernel initialised the first `n` bytes of the spare capacity.
+        unsafe { buf.set_len(n) };
+        let bytes = if n <= COPY_MAX {
+            let copy = Bytes::copy_from_slice(&buf);
+            buf.clear();
+            copy
+        } else {
+            buf.split().freeze()
+        };
+        Ok(Some((bytes, n == room)))
+    })
+}
+
+/// `sendmsg` of `iov` without blocking or raising SIGPIPE.
+fn sendv(fd: RawFd, iov: &[libc::iovec]) -> io::Result<usize> {
+    let n = if iov.len() == 1 {
+        // SAFETY: the buffer is valid for its length for the duration of the call.
+        unsafe {
+            libc::send(
+                fd,
+                iov[0].iov_base,
+                iov[0].iov_len,
+                libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+            )
+        }
+    } else {
+        // SAFETY: a zeroed msghdr is valid; it points at `iov`, alive for the call.
+        unsafe {
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = iov.as_ptr() as *mut libc::iovec;
+            msg.msg_iovlen = iov.len() as _;
+            libc::sendmsg(fd, &msg, libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL)
+        }
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
     }
 }
 
@@ -300,23 +438,33 @@ pub const CLOSE_LIMIT: Duration = Duration::from_secs(2);
 #[cfg(test)]
 mod tests {
     use super::*;
+    use monoio::io::{AsyncReadRent, AsyncWriteRentExt};
     use monoio::net::TcpListener;
-    use std::future::poll_fn;
 
-    /// A read in flight survives many wakes for other reasons (a timer here) and still
-    /// delivers every byte, in order, on both drivers.
+    async fn read_event(socket: &mut Socket) -> ReadEvent {
+        loop {
+            if let Some(ev) = socket.try_read() {
+                return ev;
+            }
+            poll_fn(|cx| socket.poll_readable(cx)).await;
+        }
+    }
+
+    /// A readiness wait survives many wakes for other reasons (a timer here), holds no
+    /// buffer, and the read after it delivers every byte; queued writes keep their order and
+    /// the half-close comes last, on both drivers.
     #[monoio::test_all(timer_enabled = true)]
-    async fn read_survives_other_wakes_and_writes_keep_order() {
+    async fn readiness_survives_other_wakes_and_writes_keep_order() {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mut peer = TcpStream::connect_addr(addr).await.unwrap();
         let (server, _) = listener.accept().await.unwrap();
-        let mut socket = Socket::new(server);
-        socket.start_read();
+        let mut socket = Socket::new(server, true);
+        assert!(socket.try_read().is_none(), "nothing was sent yet");
         for _ in 0..3 {
             let mut tick = std::pin::pin!(monoio::time::sleep(Duration::from_millis(5)));
             let woke_by_timer = poll_fn(|cx| {
-                if socket.poll_read(cx).is_ready() {
+                if socket.poll_readable(cx).is_ready() {
                     return Poll::Ready(false);
                 }
                 tick.as_mut().poll(cx).map(|()| true)
@@ -326,22 +474,20 @@ mod tests {
         }
         let (res, _) = peer.write_all(b"hello".to_vec()).await;
         res.unwrap();
-        match poll_fn(|cx| socket.poll_read(cx)).await {
+        match read_event(&mut socket).await {
             ReadEvent::Data(b) => assert_eq!(&b[..], b"hello"),
             other => panic!("{other:?}"),
         }
         for part in [&b"one "[..], b"two ", b"three"] {
             socket.push(WriteOp::Data {
                 bytes: Bytes::from_static(part),
-                relayed: None,
+                relayed: part == b"two ",
             });
         }
         socket.push(WriteOp::Shutdown);
-        while !socket.write_idle() {
-            socket.start_write();
-            let _ = poll_fn(|cx| socket.poll_write(cx)).await;
-            socket.start_write();
-        }
+        let flushed = socket.flush();
+        assert_eq!(flushed.relayed, 4, "only the relayed piece is counted");
+        assert!(socket.write_idle());
         let mut got = Vec::new();
         loop {
             let (res, buf) = peer.read(vec![0u8; 64]).await;
@@ -351,5 +497,44 @@ mod tests {
             }
         }
         assert_eq!(got, b"one two three", "in order, then FIN");
+    }
+
+    /// A write larger than the socket buffers goes out in pieces across writability waits,
+    /// intact, while the reader is slow; large reads arrive whole and in order.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn large_writes_wait_for_writability() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let peer = TcpStream::connect_addr(addr).await.unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut writer = Socket::new(server, false);
+        let mut reader = Socket::new(peer, false);
+        let data: Vec<u8> = (0..8 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        writer.push(WriteOp::Data {
+            bytes: Bytes::from(data.clone()),
+            relayed: false,
+        });
+        let mut got = Vec::with_capacity(data.len());
+        while got.len() < data.len() {
+            writer.flush();
+            match reader.try_read() {
+                Some(ReadEvent::Data(b)) => got.extend_from_slice(&b),
+                Some(other) => panic!("{other:?}"),
+                None => {
+                    poll_fn(|cx| {
+                        let r = reader.poll_readable(cx);
+                        let w = writer.poll_writable(cx);
+                        if r.is_ready() || (w.is_ready() && !writer.write_idle()) {
+                            Poll::Ready(())
+                        } else {
+                            Poll::Pending
+                        }
+                    })
+                    .await
+                }
+            }
+        }
+        assert!(got == data, "every byte, in order");
+        assert!(writer.write_idle());
     }
 }

@@ -23,7 +23,9 @@ use crate::access_log::AccessLog;
 use crate::dns::Resolver;
 use crate::listener;
 use crate::pool::Pool;
+use crate::relay::Mode as RelayMode;
 use crate::shutdown::{self, Drain, GRACE};
+use crate::timers::Timers;
 
 /// Connection count over all threads, against `--max-connections`.
 pub struct Limit {
@@ -53,6 +55,10 @@ pub struct Env {
     pub log: AccessLog,
     /// Set at shutdown; wakes idle connections.
     pub drain: Drain,
+    /// This thread's connection deadlines.
+    pub timers: Timers,
+    /// How tunnels relay bytes on this thread's driver.
+    pub relay_mode: RelayMode,
     limit: Arc<Limit>,
     active: Cell<usize>,
     next_id: Cell<u64>,
@@ -60,13 +66,20 @@ pub struct Env {
 
 impl Env {
     /// State for one worker thread.
-    pub fn new(config: Arc<Config>, log: AccessLog, limit: Arc<Limit>) -> Env {
+    pub fn new(
+        config: Arc<Config>,
+        log: AccessLog,
+        limit: Arc<Limit>,
+        relay_mode: RelayMode,
+    ) -> Env {
         Env {
             config,
             resolver: Resolver::default(),
             pool: RefCell::new(Pool::default()),
             log,
             drain: Drain::default(),
+            timers: Timers::default(),
+            relay_mode,
             limit,
             active: Cell::new(0),
             next_id: Cell::new(0),
@@ -105,13 +118,16 @@ impl Drop for Admitted {
     }
 }
 
-/// Runs a task, turning a panic into "this task ended" plus a line on stderr.
-pub struct Isolated<F>(pub Pin<Box<F>>);
+/// Runs a task, turning a panic into "this task ended" plus a line on stderr. The future is
+/// stored inline (no extra box), so a connection costs one task allocation.
+pub struct Isolated<F>(pub F);
 
 impl<F: Future<Output = ()>> Future for Isolated<F> {
     type Output = ();
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        match catch_unwind(AssertUnwindSafe(|| self.0.as_mut().poll(cx))) {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // SAFETY: structural pinning: the inner future is never moved out of `self`.
+        let inner = unsafe { self.map_unchecked_mut(|s| &mut s.0) };
+        match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(p) => p,
             Err(_) => {
                 eprintln!("ringway: a connection task panicked; that connection was closed");
@@ -131,6 +147,8 @@ pub async fn run(env: Rc<Env>, listeners: Vec<TcpListener>) {
     for l in listeners {
         monoio::spawn(listener::accept_loop(Rc::clone(&env), l));
     }
+    let timers_env = Rc::clone(&env);
+    monoio::spawn(async move { timers_env.timers.run().await });
     let janitor_env = Rc::clone(&env);
     monoio::spawn(async move {
         loop {
