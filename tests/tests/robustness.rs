@@ -492,10 +492,13 @@ fn abrupt_clients_do_not_hurt_others(d: Driver) {
             ],
             b"only ten..",
         ), // half a body
-        head(&[&format!("CONNECT {} HTTP/1.1", echo.addr)])
-            .into_iter()
-            .chain(b"tunnel bytes".iter().copied())
-            .collect(), // tunnel, then gone
+        message(
+            &[
+                &format!("CONNECT {} HTTP/1.1", echo.addr),
+                &format!("Host: {}", echo.addr),
+            ],
+            b"tunnel bytes",
+        ), // tunnel, then gone
         (0..=255u8).cycle().take(5000).collect(), // binary garbage
         get.repeat(100),    // 100 pipelined, never read
     ];
@@ -519,6 +522,11 @@ fn abrupt_clients_do_not_hurt_others(d: Driver) {
         "proxy exited; stderr: {}",
         p.stderr()
     );
+    // The vanished tunnel client's upstream side is closed too, not left to the idle timeout.
+    let log = echo.wait(WAIT, "EOF at the upstream of the abandoned tunnel", |l| {
+        l.eof.first() == Some(&true)
+    });
+    assert_eq!(log.received[0], b"tunnel bytes");
 }
 
 /// Two worker threads: 200 concurrent clients all answered correctly.
