@@ -3,6 +3,8 @@
 
 use ringway_e2e::*;
 use std::net::TcpListener;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const RUN: Duration = Duration::from_secs(10);
@@ -16,6 +18,7 @@ both_drivers!(
     port_in_use_by_other_ringway,
     access_log_off,
     two_listen_addresses,
+    port_zero_start_is_reliable,
 );
 
 fn help_exits_zero(d: Driver) {
@@ -247,5 +250,45 @@ fn assert_bind_failure(out: &std::process::Output, addr: &str) {
     assert!(
         err.contains(port) && err.to_lowercase().contains("in use"),
         "error should name the address and say it is in use; stderr: {err:?}"
+    );
+}
+
+/// `--listen 127.0.0.1:0` must always start, even while other sockets on the machine keep
+/// taking ephemeral ports (a parallel test suite does exactly that). Catches a window between
+/// learning the port and binding it.
+fn port_zero_start_is_reliable(d: Driver) {
+    const STARTS: usize = 60;
+    let stop = Arc::new(AtomicBool::new(false));
+    let churn: Vec<_> = (0..2)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut held = std::collections::VecDeque::new();
+                while !stop.load(Ordering::SeqCst) {
+                    if let Ok(l) = TcpListener::bind("127.0.0.1:0") {
+                        held.push_back(l);
+                    }
+                    if held.len() > 1000 {
+                        held.pop_front();
+                    }
+                }
+            })
+        })
+        .collect();
+    let mut failures = Vec::new();
+    for _ in 0..STARTS {
+        if let Err(e) = Proxy::try_start(d, &["--threads", "2"]) {
+            failures.push(e);
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in churn {
+        t.join().unwrap();
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {STARTS} starts on port 0 failed; first: {}",
+        failures.len(),
+        failures[0]
     );
 }
