@@ -24,7 +24,6 @@
 //! a deadline. Client-side helpers panic with the bytes seen so far; origin-side helpers return
 //! `None` instead, so a stuck origin thread ends quietly and the test's own timeout reports.
 
-use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -1646,15 +1645,6 @@ pub fn curl(args: &[&str]) -> Output {
 /// Whether IPv6 loopback is usable here.
 pub fn ipv6_available() -> bool {
     TcpListener::bind("[::1]:0").is_ok()
-}
-
-/// Counts how many items of `v` equal each key (for diagnostics).
-pub fn histogram<T: std::hash::Hash + Eq + Clone>(v: &[T]) -> HashMap<T, usize> {
-    let mut m = HashMap::new();
-    for x in v {
-        *m.entry(x.clone()).or_insert(0) += 1;
-    }
-    m
 }
 
 #[cfg(test)]
