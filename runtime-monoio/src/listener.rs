@@ -4,8 +4,8 @@
 //! kernel spreads connections over threads with no shared accept queue. Because
 //! `SO_REUSEPORT` would also let us silently share a port with another process, [`reserve`]
 //! first binds every address with a plain std listener (no `SO_REUSEPORT`): if something
-//! already listens there, start-up fails with a clear error. Port 0 is resolved there too,
-//! and all threads then bind the port the kernel chose.
+//! already listens there, start-up fails with a clear error. Port 0 needs no check: the
+//! first worker binds it and the others bind the port it got (see `driver::start`).
 //!
 //! Failure: accept errors never end the loop. Running out of descriptors (EMFILE/ENFILE) or
 //! kernel memory backs off for a moment while existing connections keep being served;
@@ -32,22 +32,19 @@ const BACKOFF: Duration = Duration::from_millis(50);
 /// At most one "out of descriptors" line on stderr per this period.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// Checks every address is free and resolves port 0, returning the addresses to bind.
-pub fn reserve(listen: &[SocketAddr]) -> anyhow::Result<Vec<SocketAddr>> {
+/// Checks that every address with a fixed port is free (and not given twice).
+pub fn reserve(listen: &[SocketAddr]) -> anyhow::Result<()> {
     // Held until all are bound, so a repeated address is refused as well.
     let mut probes = Vec::with_capacity(listen.len());
-    for addr in listen {
+    for addr in listen.iter().filter(|a| a.port() != 0) {
         let probe = std::net::TcpListener::bind(addr)
             .with_context(|| format!("--listen {addr}: cannot listen"))?;
         probes.push(probe);
     }
-    probes
-        .iter()
-        .map(|p| p.local_addr().context("reading the bound address"))
-        .collect()
+    Ok(())
 }
 
-/// Binds this thread's socket for `addr` (a real port from [`reserve`]).
+/// Binds this thread's socket for `addr`.
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
     TcpListener::bind_with_config(addr, &opts)
@@ -115,15 +112,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reserve_resolves_port_zero_and_refuses_an_address_in_use() {
-        let addrs = reserve(&["127.0.0.1:0".parse().unwrap()]).unwrap();
-        assert_ne!(addrs[0].port(), 0, "the real port is reported");
+    fn reserve_refuses_an_address_in_use_or_given_twice() {
+        reserve(&["127.0.0.1:0".parse().unwrap()]).expect("port 0 is always free");
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let err = reserve(&[taken.local_addr().unwrap()]).unwrap_err();
         assert!(format!("{err:#}").contains("--listen"), "{err:#}");
-        let twice: SocketAddr = addrs[0];
+        let free = taken.local_addr().unwrap();
+        drop(taken);
         assert!(
-            reserve(&[twice, twice]).is_err(),
+            reserve(&[free, free]).is_err(),
             "the same address twice is refused"
         );
     }

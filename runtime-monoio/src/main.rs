@@ -68,16 +68,16 @@ fn main() -> ExitCode {
 
 fn run(settings: Settings, log: access_log::AccessLog) -> anyhow::Result<()> {
     let driver = driver::choose(settings.driver)?;
-    let addrs = listener::reserve(&settings.listen)?;
+    listener::reserve(&settings.listen)?;
     shutdown::block_signals().context("blocking SIGINT/SIGTERM for orderly shutdown")?;
     let plan = driver::WorkerPlan {
         driver,
-        addrs: addrs.clone(),
+        addrs: settings.listen.clone(),
         config: Arc::new(settings.config),
         log,
         limit: Arc::new(worker::Limit::new(settings.max_connections)),
     };
-    let workers = driver::start(settings.threads, plan)?;
+    let (workers, addrs) = driver::start(settings.threads, plan)?;
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     let plural = if settings.threads == 1 { "" } else { "s" };
     {
