@@ -74,10 +74,14 @@ enum Chunked {
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 enum State {
-    Length { remaining: u64 },
+    Length {
+        remaining: u64,
+    },
     Chunked(Chunked),
     Close,
     Done,
+    /// Malformed chunked framing was found; every later call reports it.
+    Failed(ChunkError),
 }
 
 /// Tracks where a body ends as its bytes pass by.
@@ -115,6 +119,10 @@ impl BodyDecoder {
     /// Accounts for the start of `input`. Each step yields at most one payload range; call
     /// again with the rest of the input (`&input[step.consumed..]`) until it is used up or
     /// `done`. A step that consumes nothing only happens on empty input or after `done`.
+    ///
+    /// Malformed chunked framing is an error, and stays one for every later call. The bytes
+    /// before the offending one are first reported as a (framing-only) step, so the bytes
+    /// counted as consumed up to an error are the same however the body was split.
     pub fn decode(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
         match &mut self.state {
             State::Done => Ok(Step {
@@ -140,11 +148,29 @@ impl BodyDecoder {
                     done,
                 })
             }
-            State::Chunked(_) => self.decode_chunked(input),
+            State::Chunked(_) => match self.decode_chunked(input) {
+                Ok(step) => Ok(step),
+                Err((error, valid)) => {
+                    self.state = State::Failed(error);
+                    if valid == 0 {
+                        return Err(error);
+                    }
+                    // The bytes before the offending one first, the error with the next call:
+                    // how much of a bad body is consumed does not depend on how it was split.
+                    Ok(Step {
+                        consumed: valid,
+                        payload: valid..valid,
+                        done: false,
+                    })
+                }
+            },
+            State::Failed(error) => Err(*error),
         }
     }
 
-    fn decode_chunked(&mut self, input: &[u8]) -> Result<Step, ChunkError> {
+    /// Decodes chunked framing; an error comes with how many bytes before the offending one
+    /// were valid.
+    fn decode_chunked(&mut self, input: &[u8]) -> Result<Step, (ChunkError, usize)> {
         let State::Chunked(mut st) = self.state else {
             unreachable!("only called in chunked state")
         };
@@ -181,12 +207,12 @@ impl BodyDecoder {
             st = match st {
                 Chunked::Size { size, digits, line } => {
                     if line >= MAX_CHUNK_LINE {
-                        return Err(ChunkError::TooLong);
+                        return Err((ChunkError::TooLong, i - 1));
                     }
                     match hex_value(b) {
                         Some(v) => {
                             if size > u64::MAX >> 4 {
-                                return Err(ChunkError::BadSize);
+                                return Err((ChunkError::BadSize, i - 1));
                             }
                             Chunked::Size {
                                 size: (size << 4) | u64::from(v),
@@ -194,35 +220,35 @@ impl BodyDecoder {
                                 line: line + 1,
                             }
                         }
-                        None if digits == 0 => return Err(ChunkError::BadSize),
+                        None if digits == 0 => return Err((ChunkError::BadSize, i - 1)),
                         None => match b {
                             b'\r' => Chunked::SizeLf { size },
                             b';' | b' ' | b'\t' => Chunked::Extension {
                                 size,
                                 line: line + 1,
                             },
-                            _ => return Err(ChunkError::BadSize),
+                            _ => return Err((ChunkError::BadSize, i - 1)),
                         },
                     }
                 }
                 Chunked::Extension { size, line } => {
                     if line >= MAX_CHUNK_LINE {
-                        return Err(ChunkError::TooLong);
+                        return Err((ChunkError::TooLong, i - 1));
                     }
                     match b {
                         b'\r' => Chunked::SizeLf { size },
-                        b'\n' => return Err(ChunkError::BadLineEnding),
+                        b'\n' => return Err((ChunkError::BadLineEnding, i - 1)),
                         b'\t' | b' '..=b'~' | 0x80..=0xff => Chunked::Extension {
                             size,
                             line: line + 1,
                         },
-                        _ => return Err(ChunkError::BadSize),
+                        _ => return Err((ChunkError::BadSize, i - 1)),
                     }
                 }
                 Chunked::SizeLf { size } => match (b, size) {
                     (b'\n', 0) => Chunked::TrailerStart { total: 0 },
                     (b'\n', size) => Chunked::Data { remaining: size },
-                    _ => return Err(ChunkError::BadLineEnding),
+                    _ => return Err((ChunkError::BadLineEnding, i - 1)),
                 },
                 Chunked::Data { .. } => unreachable!("handled above"),
                 Chunked::DataCr if b == b'\r' => Chunked::DataLf,
@@ -231,27 +257,29 @@ impl BodyDecoder {
                     digits: 0,
                     line: 0,
                 },
-                Chunked::DataCr | Chunked::DataLf => return Err(ChunkError::BadLineEnding),
+                Chunked::DataCr | Chunked::DataLf => {
+                    return Err((ChunkError::BadLineEnding, i - 1))
+                }
                 Chunked::TrailerStart { total } => match b {
                     b'\r' => Chunked::FinalLf,
-                    b'\n' => return Err(ChunkError::BadLineEnding),
-                    b' ' | b'\t' => return Err(ChunkError::BadLineEnding), // obs-fold
+                    b'\n' => return Err((ChunkError::BadLineEnding, i - 1)),
+                    b' ' | b'\t' => return Err((ChunkError::BadLineEnding, i - 1)), // obs-fold
                     _ => Chunked::TrailerLine { total: total + 1 },
                 },
                 Chunked::TrailerLine { total } => {
                     if total >= MAX_TRAILERS {
-                        return Err(ChunkError::TooLong);
+                        return Err((ChunkError::TooLong, i - 1));
                     }
                     match b {
                         b'\r' => Chunked::TrailerLf { total: total + 1 },
-                        b'\n' | 0 => return Err(ChunkError::BadLineEnding),
+                        b'\n' | 0 => return Err((ChunkError::BadLineEnding, i - 1)),
                         _ => Chunked::TrailerLine { total: total + 1 },
                     }
                 }
                 Chunked::TrailerLf { total } if b == b'\n' => {
                     Chunked::TrailerStart { total: total + 1 }
                 }
-                Chunked::TrailerLf { .. } => return Err(ChunkError::BadLineEnding),
+                Chunked::TrailerLf { .. } => return Err((ChunkError::BadLineEnding, i - 1)),
                 Chunked::FinalLf if b == b'\n' => {
                     self.state = State::Done;
                     return Ok(Step {
@@ -260,7 +288,7 @@ impl BodyDecoder {
                         done: true,
                     });
                 }
-                Chunked::FinalLf => return Err(ChunkError::BadLineEnding),
+                Chunked::FinalLf => return Err((ChunkError::BadLineEnding, i - 1)),
             };
         };
         self.state = State::Chunked(st);
@@ -387,6 +415,50 @@ mod tests {
         assert_eq!((d.payload.as_slice(), d.done), (&b"hel"[..], false));
         let d = all_splits(BodyKind::Chunked, b"0\r\n\r").unwrap();
         assert!(!d.done);
+    }
+
+    /// Bytes consumed before the decoder stops (error or end), fed in pieces of `piece`.
+    fn consumed_until_stop(input: &[u8], piece: usize) -> (usize, bool) {
+        let mut d = BodyDecoder::new(BodyKind::Chunked);
+        let mut total = 0;
+        for mut window in input.chunks(piece) {
+            while !window.is_empty() {
+                match d.decode(window) {
+                    Ok(step) if step.done => return (total + step.consumed, false),
+                    Ok(step) => {
+                        total += step.consumed;
+                        window = &window[step.consumed..];
+                    }
+                    Err(_) => return (total, true),
+                }
+            }
+        }
+        (total, false)
+    }
+
+    #[test]
+    fn bytes_before_an_error_count_the_same_however_split() {
+        let bad = b"5\r\nhello\r\n0\r\nX: 1\r\n\n";
+        for piece in 1..=bad.len() {
+            assert_eq!(
+                consumed_until_stop(bad, piece),
+                (bad.len() - 1, true),
+                "piece {piece}"
+            );
+        }
+        let mut d = BodyDecoder::new(BodyKind::Chunked);
+        assert_eq!(d.decode(b"5\r\nhello").map(|s| s.consumed), Ok(8));
+        assert_eq!(d.decode(b"\r\nZ").map(|s| s.consumed), Ok(2));
+        assert_eq!(
+            d.decode(b"Z"),
+            Err(ChunkError::BadSize),
+            "errors are sticky"
+        );
+        assert_eq!(
+            d.decode(b"5\r\n"),
+            Err(ChunkError::BadSize),
+            "errors are sticky"
+        );
     }
 
     #[test]
