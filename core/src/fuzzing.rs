@@ -435,6 +435,27 @@ fn reencode(payload: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Bytes a fresh chunked decoder consumes from `input` fed in pieces of `piece` before it
+/// finishes or fails, and whether it failed.
+fn consumed_until_stop(input: &[u8], piece: usize) -> (usize, bool) {
+    let mut decoder = body::BodyDecoder::new(BodyKind::Chunked);
+    let mut total = 0;
+    for mut window in input.chunks(piece.max(1)) {
+        while !window.is_empty() {
+            match decoder.decode(window) {
+                Ok(step) if step.done => return (total + step.consumed, false),
+                Ok(step) => {
+                    assert!(step.consumed > 0, "no progress on non-empty input");
+                    total += step.consumed;
+                    window = &window[step.consumed..];
+                }
+                Err(_) => return (total, true),
+            }
+        }
+    }
+    (total, false)
+}
+
 /// Fuzz target `chunked`: arbitrary bytes as a chunked body.
 ///
 /// The first byte picks a piece size for feeding the decoder; the rest is the body.
@@ -485,6 +506,19 @@ pub fn chunked(data: &[u8]) {
             );
         }
         Err(_) => assert!(extended.is_err(), "more bytes turned an error into a body"),
+    }
+
+    // Up to an error, the same bytes count as consumed however the body was split.
+    let until_stop = consumed_until_stop(input, usize::MAX);
+    for p in [1, piece] {
+        assert_eq!(
+            consumed_until_stop(input, p),
+            until_stop,
+            "bytes consumed before stopping, in pieces of {p}"
+        );
+    }
+    if let Ok(d) = &whole {
+        assert_eq!(until_stop, (d.consumed, false));
     }
 
     let n = piece as u64 * 7;
@@ -690,6 +724,12 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
 /// skips such inputs.
 const HEAD_LIMIT_BEFORE_SCAN: bool = true;
 
+/// Whether the connection forwards the valid part of a response body before aborting on
+/// malformed chunked framing. Until it does (finding F4 in `/work/notes/fuzz-findings.md`,
+/// reproducer `fuzz/pending/split_invariance/`), the bytes a client gets before the abort
+/// depend on how the upstream's bytes were split, so the harness skips such exchanges.
+const BODY_PREFIX_FORWARDED_ON_ERROR: bool = false;
+
 /// Whether the first head in `client` has a line-ending error beyond the head size limit.
 fn line_error_past_limit(client: &[u8]) -> bool {
     let mut start = 0;
@@ -727,6 +767,13 @@ pub fn split_invariance(data: &[u8]) {
         return;
     }
     let whole = run_exchange(flags, &[client], &[upstream]);
+    if !BODY_PREFIX_FORWARDED_ON_ERROR
+        && whole
+            .iter()
+            .any(|e| matches!(e, Event::Log(r) if r.reason == Some("bad_response_body")))
+    {
+        return;
+    }
     let split = run_exchange(
         flags,
         &pieces(client, client_steps),
