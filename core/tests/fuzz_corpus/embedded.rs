@@ -3,8 +3,11 @@
 
 /// `(target, path under fuzz/, bytes)`.
 pub const CORPUS: &[(&str, &str, &[u8])] = &[
+    ("chunked", "regressions/chunked/bytes-before-bad-trailer-line", include_bytes!("../../../fuzz/regressions/chunked/bytes-before-bad-trailer-line")),
     ("connection", "regressions/connection/client-eof-while-dialing-connect", include_bytes!("../../../fuzz/regressions/connection/client-eof-while-dialing-connect")),
+    ("response_head", "regressions/response_head/status-line-without-reason", include_bytes!("../../../fuzz/regressions/response_head/status-line-without-reason")),
     ("split_invariance", "regressions/split_invariance/bare-lf-past-head-limit", include_bytes!("../../../fuzz/regressions/split_invariance/bare-lf-past-head-limit")),
+    ("split_invariance", "regressions/split_invariance/request-chunk-error-rx", include_bytes!("../../../fuzz/regressions/split_invariance/request-chunk-error-rx")),
     ("chunked", "seeds/chunked/bad-data-end", include_bytes!("../../../fuzz/seeds/chunked/bad-data-end")),
     ("chunked", "seeds/chunked/bad-lf", include_bytes!("../../../fuzz/seeds/chunked/bad-lf")),
     ("chunked", "seeds/chunked/ext-trailers", include_bytes!("../../../fuzz/seeds/chunked/ext-trailers")),
