@@ -931,20 +931,35 @@ fn client_eof_while_connect_dials_reaches_the_upstream() {
     s.client_eof();
     assert!(s.take_events().contains(&dial("example.com:443", false)));
     s.dial_ok(false);
-    assert_eq!(s.take_client(), "HTTP/1.1 200 Connection Established\r\n\r\n");
+    assert_eq!(
+        s.take_client(),
+        "HTTP/1.1 200 Connection Established\r\n\r\n"
+    );
     assert_eq!(
         s.take_events(),
-        [Event::StartTunnel(b"last words".to_vec(), vec![]), Event::ShutdownUpstreamWrite]
+        [
+            Event::StartTunnel(b"last words".to_vec(), vec![]),
+            Event::ShutdownUpstreamWrite
+        ]
     );
     s.relayed(Direction::UpstreamToClient, 7);
     s.upstream_eof();
-    assert_eq!(s.take_events(), [log("127.0.0.1:50000 CONNECT example.com:443 200 10 7 0.000ms"), Event::Close]);
+    assert_eq!(
+        s.take_events(),
+        [
+            log("127.0.0.1:50000 CONNECT example.com:443 200 10 7 0.000ms"),
+            Event::Close
+        ]
+    );
 }
 
 #[test]
 fn the_head_limit_wins_over_anything_after_it() {
     // A bare LF after the limit: 431 whether the bytes come at once or one by one.
-    let config = Config { max_head_bytes: 64, ..support::config() };
+    let config = Config {
+        max_head_bytes: 64,
+        ..support::config()
+    };
     let mut head = b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: ".to_vec();
     head.extend(std::iter::repeat_n(b'a', 80));
     head.extend_from_slice(b"\nmore\r\n\r\n");
@@ -955,7 +970,13 @@ fn the_head_limit_wins_over_anything_after_it() {
         } else {
             s.client(&head);
         }
-        assert!(s.take_client().starts_with("HTTP/1.1 431 "), "bytewise: {bytewise}");
-        assert!(matches!(&s.take_events()[0], Event::Log(l) if l.contains(" 431 65 ")), "rx is the limit + 1");
+        assert!(
+            s.take_client().starts_with("HTTP/1.1 431 "),
+            "bytewise: {bytewise}"
+        );
+        assert!(
+            matches!(&s.take_events()[0], Event::Log(l) if l.contains(" 431 65 ")),
+            "rx is the limit + 1"
+        );
     }
 }

@@ -70,6 +70,12 @@ struct Args {
     #[argh(option)]
     max_connections: Option<usize>,
 
+    /// require Proxy-Authorization (Basic): a file of `user:password` lines (blank lines and
+    /// lines starting with # are skipped); clients without valid credentials get 407
+    /// [default: no authentication]
+    #[argh(option)]
+    auth_file: Option<std::path::PathBuf>,
+
     /// print the version and exit
     #[argh(switch)]
     version: bool,
@@ -240,6 +246,9 @@ fn validate(args: Args) -> Result<Settings, String> {
             .unwrap_or_else(|| Policy::default().connect_ports),
         basic_credentials: Vec::new(),
     };
+    if let Some(path) = &args.auth_file {
+        load_credentials(path, &mut config.policy)?;
+    }
     Ok(Settings {
         listen,
         threads,
@@ -248,6 +257,29 @@ fn validate(args: Args) -> Result<Settings, String> {
         max_connections,
         config,
     })
+}
+
+/// Reads `user:password` lines into the policy. An empty file is refused: it would look like
+/// authentication is on while nobody could log in.
+fn load_credentials(path: &std::path::Path, policy: &mut Policy) -> Result<(), String> {
+    let flag = format!("--auth-file {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{flag}: {e}"))?;
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim_end_matches('\r');
+        if line.trim().is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.split_once(':') {
+            Some((user, password)) if !user.is_empty() => {
+                policy.add_basic_credentials(user, password)
+            }
+            _ => return Err(format!("{flag}: line {}: expected user:password", n + 1)),
+        }
+    }
+    if policy.basic_credentials.is_empty() {
+        return Err(format!("{flag}: no user:password lines"));
+    }
+    Ok(())
 }
 
 /// Parses a duration with a unit: `500ms`, `10s`, `5m`, `1h` (a fraction such as `1.5s` is
@@ -374,12 +406,41 @@ mod tests {
             (&["--idle-timeout", "60"][..], "--idle-timeout"),
             (&["--header-timeout", "0s"][..], "--header-timeout"),
             (&["--max-connections", "0"][..], "--max-connections"),
+            (
+                &["--auth-file", "/nonexistent/ringway-users"][..],
+                "--auth-file",
+            ),
         ] {
             let e = error(args);
             assert!(e.contains(flag), "{args:?}: {e:?} should name {flag}");
             assert!(!e.contains('\n'), "one line: {e:?}");
         }
         assert!(!error(&["--bogus"]).is_empty());
+    }
+
+    #[test]
+    fn auth_file_lines_become_credentials() {
+        let dir = std::env::temp_dir().join(format!("ringway-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("users");
+        std::fs::write(&good, "# users\n\nAladdin:open sesame\r\nbob:pa:ss\n").unwrap();
+        let Parsed::Run(s) = parse(&["--auth-file", good.to_str().unwrap()]) else {
+            panic!("a valid file is accepted")
+        };
+        let policy = &s.config.policy;
+        assert!(policy.authorizes(Some(b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
+        assert!(policy.authorizes(Some(b"Basic Ym9iOnBhOnNz")), "bob:pa:ss");
+        assert!(!policy.authorizes(None));
+        for (text, why) in [
+            ("nobody\n", "line 1"),
+            ("# only comments\n", "no user:password"),
+        ] {
+            let bad = dir.join("bad");
+            std::fs::write(&bad, text).unwrap();
+            let e = error(&["--auth-file", bad.to_str().unwrap()]);
+            assert!(e.contains("--auth-file") && e.contains(why), "{e}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

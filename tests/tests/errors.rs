@@ -50,6 +50,7 @@ both_drivers!(
     connect_port_not_allowed_403,
     connect_port_not_in_list_403,
     client_not_allowed_403,
+    proxy_auth_required_407,
     head_too_large_431,
     origin_refused_502,
     connect_refused_502,
@@ -195,6 +196,58 @@ fn client_not_allowed_403(d: Driver) {
         403,
     );
     assert_eq!(origin.log().connections, 0);
+}
+
+/// With `--auth-file`, a request without valid Basic credentials gets exactly this 407 (with
+/// `Proxy-Authenticate`, so clients know to retry); valid ones pass and never reach the origin.
+fn proxy_auth_required_407(d: Driver) {
+    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let users = std::env::temp_dir().join(format!(
+        "ringway-e2e-users-{}-{}",
+        std::process::id(),
+        d.flag()
+    ));
+    std::fs::write(&users, "# test users\nuser:pass\n").unwrap();
+    let mut p = Proxy::start(d, &["--auth-file", users.to_str().unwrap()]);
+    let a = origin.authority();
+    for credentials in [
+        None,
+        Some("Basic dXNlcjp3cm9uZw=="),
+        Some("Bearer dXNlcjpwYXNz"),
+    ] {
+        let mut c = p.connect();
+        let mut lines = vec![format!("GET http://{a}/ HTTP/1.1"), format!("Host: {a}")];
+        lines.extend(credentials.map(|v| format!("Proxy-Authorization: {v}")));
+        let refs: Vec<&str> = lines.iter().map(String::as_str).collect();
+        c.write(&head(&refs));
+        let body = "This proxy needs a user name and password (Proxy-Authorization: Basic).\n";
+        let want = format!(
+            "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\n\
+Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        assert_bytes(&c.read_to_eof(), want.as_bytes(), "407 answer");
+        assert_eq!(p.wait_access_of(c.local_addr()).status, 407);
+    }
+    assert_eq!(
+        origin.log().connections,
+        0,
+        "nothing reaches the origin without credentials"
+    );
+    let mut c = p.connect();
+    c.write(&head(&[
+        &format!("GET http://{a}/ HTTP/1.1"),
+        &format!("Host: {a}"),
+        "Proxy-Authorization: Basic dXNlcjpwYXNz",
+    ]));
+    assert_eq!(Head::parse(&c.read_head()).status(), 200);
+    let seen = origin.log().requests;
+    assert_bytes(
+        &seen[0],
+        &head(&["GET / HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]),
+        "the origin never sees the credentials",
+    );
+    std::fs::remove_file(&users).unwrap();
 }
 
 /// A head over 64 KiB gets 431.
