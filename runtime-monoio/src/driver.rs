@@ -133,7 +133,7 @@ pub fn start(
 /// time per byte): splice moved 2.3-2.7 GB per proxy CPU-second on io_uring and 2.5 on
 /// epoll, copying 0.9 on both (the sockets are switched to non-blocking for splice, so
 /// nothing is punted to io-wq). `RINGWAY_TUNNEL=copy` selects copying (for measuring).
-fn relay_mode(_driver: Driver) -> RelayMode {
+fn relay_mode() -> RelayMode {
     match std::env::var("RINGWAY_TUNNEL").as_deref() {
         Ok("copy") => RelayMode::Copy,
         _ => RelayMode::Splice,
@@ -167,7 +167,7 @@ fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Rea
             Ok(addrs) => drop(ready.send(Ok(addrs))),
             Err(e) => return drop(ready.send(Err(format!("reading a bound address: {e}")))),
         }
-        let env = Env::new(config, log, limit, relay_mode(driver));
+        let env = Env::new(config, log, limit, relay_mode());
         worker::run(Rc::new(env), listeners).await;
     };
     let built = match driver {

