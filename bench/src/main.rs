@@ -135,7 +135,12 @@ fn receive_pattern(stream: &mut TcpStream, pattern: &Pattern, total: u64) -> Res
                 received += n as u64;
             }
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("read failed after {received} bytes: {e}")),
+            Err(e) => {
+                return Err(format!(
+                    "read failed after {received} bytes: {}",
+                    io_error(&e)
+                ))
+            }
         }
     }
     Ok(())
@@ -159,11 +164,22 @@ fn read_head_exact(stream: &mut TcpStream) -> Result<(u16, String), String> {
             }
             Ok(_) => head.push(byte[0]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(format!("reading the response head: {e}")),
+            Err(e) => return Err(format!("reading the response head: {}", io_error(&e))),
         }
     }
     let text = String::from_utf8_lossy(&head).into_owned();
     Ok((status_of(&text)?, text))
+}
+
+/// A socket timeout shows up as EAGAIN ("Resource temporarily unavailable");
+/// say what it means.
+fn io_error(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
+            "timed out waiting for the proxy".to_string()
+        }
+        _ => e.to_string(),
+    }
 }
 
 fn status_of(head: &str) -> Result<u16, String> {
@@ -537,7 +553,7 @@ fn read_response(stream: &mut TcpStream) -> Result<(), String> {
         let mut line = String::new();
         let n = reader
             .read_line(&mut line)
-            .map_err(|e| format!("reading the response: {e}"))?;
+            .map_err(|e| format!("reading the response: {}", io_error(&e)))?;
         if n == 0 {
             return Err("connection closed inside the response head".into());
         }
