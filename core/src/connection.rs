@@ -654,10 +654,16 @@ impl Connection {
                     let framing = *framing;
                     let mut consumed = 0;
                     let mut done = false;
+                    let mut malformed = false;
                     while consumed < self.upstream_in.len() {
                         let step = match decoder.decode(&self.upstream_in[consumed..]) {
                             Ok(step) => step,
-                            Err(_) => return self.abort(now, "bad_response_body"),
+                            Err(_) => {
+                                // The valid bytes before the bad framing still go out, as
+                                // they would have had they come in an earlier read.
+                                malformed = true;
+                                break;
+                            }
                         };
                         if framing == ClientFraming::Dechunk && !step.payload.is_empty() {
                             let r = step.payload;
@@ -676,6 +682,9 @@ impl Connection {
                     if framing == ClientFraming::Passthrough && !chunk.is_empty() {
                         e.tx += chunk.len() as u64;
                         self.out.push_back(Output::ToClient(chunk));
+                    }
+                    if malformed {
+                        return self.abort(now, "bad_response_body");
                     }
                     if done {
                         self.response_done(now);
