@@ -150,28 +150,30 @@ impl Conn {
     /// Synchronous progress: flushes, then at most one read (or relay steps). Returns
     /// whether anything happened that may have produced outputs or enabled more progress.
     fn step(&mut self) -> bool {
-        let now = clock::now();
         let tunnel = self.core.is_tunnel();
         let mut fed = false;
         let flushed = self.client.flush();
         if flushed.relayed > 0 {
             self.core
-                .handle_relayed(now, Direction::UpstreamToClient, flushed.relayed);
+                .handle_relayed(clock::now(), Direction::UpstreamToClient, flushed.relayed);
             fed = true;
         }
         if flushed.error {
-            self.core.handle_client_error(now);
+            self.core.handle_client_error(clock::now());
             return true;
         }
         if let Some(u) = &mut self.upstream {
             let flushed = u.flush();
             if flushed.relayed > 0 {
-                self.core
-                    .handle_relayed(now, Direction::ClientToUpstream, flushed.relayed);
+                self.core.handle_relayed(
+                    clock::now(),
+                    Direction::ClientToUpstream,
+                    flushed.relayed,
+                );
                 fed = true;
             }
             if flushed.error {
-                self.core.handle_upstream_error(now);
+                self.core.handle_upstream_error(clock::now());
                 return true;
             }
         }
