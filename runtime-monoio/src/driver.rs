@@ -140,6 +140,22 @@ fn relay_mode() -> RelayMode {
     }
 }
 
+/// The ring's setup flags: `IORING_SETUP_COOP_TASKRUN` where the kernel has it (5.19+).
+/// Without it, every completion interrupts the thread with an IPI to run io_uring's task
+/// work; with it, the work runs at the thread's next syscall or wait, which this loop makes
+/// constantly. Measured on the 1 KiB keep-alive load: 30-34 instead of 37-44 µs of proxy CPU
+/// per request. (`DEFER_TASKRUN` measured the same and is stricter, so it is not used.)
+fn uring_setup() -> io_uring::Builder {
+    let mut coop = io_uring::IoUring::builder();
+    coop.setup_coop_taskrun();
+    // A throwaway ring tells whether this kernel accepts the flag.
+    if coop.build(2).is_ok() {
+        coop
+    } else {
+        io_uring::IoUring::builder()
+    }
+}
+
 fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Ready>) {
     let WorkerPlan {
         driver,
@@ -172,6 +188,7 @@ fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Rea
     };
     let built = match driver {
         Driver::Uring => RuntimeBuilder::<IoUringDriver>::new()
+            .uring_builder(uring_setup())
             .enable_timer()
             .attach_thread_pool(Box::new(pool))
             .build()
