@@ -22,7 +22,7 @@
 //! Failure: socket errors become `handle_*_error` inputs; the core decides. Once closed, the
 //! client socket gets up to [`CLOSE_LIMIT`] to flush and linger; then everything is dropped.
 
-use std::future::{poll_fn, Future};
+use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::rc::Rc;
@@ -48,11 +48,14 @@ const BUDGET: usize = 64;
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// Serves one accepted client until the core closes it, then hands the closing (flush,
-/// linger) to a task of its own, so the long-lived future stays small.
-pub async fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: SocketAddr) {
+/// linger) to a task of its own.
+///
+/// A hand-written future rather than an `async fn`, so an idle connection's task holds just
+/// the [`Conn`] (an `async fn` would also keep room for its arguments and the closing state).
+pub fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: SocketAddr) -> Serve {
     let _ = stream.set_nodelay(true);
     let core = Connection::new(env.config.clone(), peer, clock::now());
-    let mut conn = Conn {
+    let conn = Conn {
         env,
         id: admitted.id,
         core,
@@ -67,26 +70,32 @@ pub async fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: So
         drain_registered: false,
         linger: true,
     };
-    poll_fn(|cx| conn.poll(cx)).await;
-    let Conn {
-        env,
-        id,
-        client,
-        linger,
-        relay,
-        timer,
-        ..
-    } = conn;
-    env.drain.unregister(id);
-    if let Some(key) = timer {
-        env.timers.remove(key);
+    Serve {
+        conn: Some(conn),
+        admitted: Some(admitted),
     }
-    drop(relay);
-    monoio::spawn(Isolated(async move {
-        let _ =
-            monoio::time::timeout(CLOSE_LIMIT, client.close_gracefully(linger, LINGER_BYTES)).await;
-        drop(admitted);
-    }));
+}
+
+/// The task of one client connection (see [`serve`]).
+pub struct Serve {
+    conn: Option<Conn>,
+    admitted: Option<Admitted>,
+}
+
+impl Future for Serve {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let Some(conn) = &mut this.conn else {
+            return Poll::Ready(());
+        };
+        std::task::ready!(conn.poll(cx));
+        if let (Some(conn), Some(admitted)) = (this.conn.take(), this.admitted.take()) {
+            conn.finish(admitted);
+        }
+        Poll::Ready(())
+    }
 }
 
 struct Conn {
@@ -94,14 +103,15 @@ struct Conn {
     id: u64,
     core: Connection,
     client: Socket,
-    upstream: Option<Socket>,
+    /// Boxed: most idle connections have none, and a box is smaller than the socket.
+    upstream: Option<Box<Socket>>,
     /// Where `upstream` (or the dial in flight) goes: the pool key.
     authority: Option<Authority>,
     dialing: Option<DialFuture>,
     /// The deadline registered with this thread's timers.
     timer: Option<TimerKey>,
     /// Tunnel mode: how bytes are relayed.
-    relay: Option<Relay>,
+    relay: Option<Box<Relay>>,
     closing: bool,
     /// Shutdown was passed on to the core (`Connection::drain`).
     draining: bool,
@@ -112,6 +122,31 @@ struct Conn {
 }
 
 impl Conn {
+    /// After `Close`: forgets the deadline and the drain registration, and spawns the
+    /// closing of the client socket; `admitted` is released when that ends.
+    fn finish(self, admitted: Admitted) {
+        let Conn {
+            env,
+            id,
+            client,
+            linger,
+            relay,
+            timer,
+            ..
+        } = self;
+        env.drain.unregister(id);
+        if let Some(key) = timer {
+            env.timers.remove(key);
+        }
+        drop(relay);
+        monoio::spawn(Isolated(async move {
+            let _ =
+                monoio::time::timeout(CLOSE_LIMIT, client.close_gracefully(linger, LINGER_BYTES))
+                    .await;
+            drop(admitted);
+        }));
+    }
+
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         for _ in 0..BUDGET {
             if self.env.drain.is_on() && !self.draining {
@@ -183,7 +218,7 @@ impl Conn {
         if fed {
             return true;
         }
-        let upstream_idle = self.upstream.as_ref().map_or(true, Socket::write_idle);
+        let upstream_idle = self.upstream.as_ref().map_or(true, |u| u.write_idle());
         if self.core.wants_client_read() && upstream_idle {
             if let Some(ev) = self.client.try_read() {
                 self.on_client_read(ev);
@@ -191,7 +226,7 @@ impl Conn {
             }
         }
         if self.core.wants_upstream_read() && self.client.write_idle() {
-            if let Some(ev) = self.upstream.as_mut().and_then(Socket::try_read) {
+            if let Some(ev) = self.upstream.as_mut().and_then(|u| u.try_read()) {
                 self.on_upstream_read(ev);
                 return true;
             }
@@ -347,7 +382,7 @@ impl Conn {
                         bytes: to_upstream,
                         relayed: false,
                     });
-                    self.relay = Some(Relay::new(self.env.relay_mode, &self.client, u));
+                    self.relay = Some(Box::new(Relay::new(self.env.relay_mode, &self.client, u)));
                 }
                 self.client.push(WriteOp::Data {
                     bytes: to_client,
@@ -373,7 +408,7 @@ impl Conn {
         let env = Rc::clone(&self.env);
         socket.flush();
         if socket.write_idle() {
-            if let Some(stream) = socket.into_idle_stream() {
+            if let Some(stream) = (*socket).into_idle_stream() {
                 env.pool.borrow_mut().put(authority, stream);
             }
             return;
@@ -381,7 +416,7 @@ impl Conn {
         monoio::spawn(async move {
             let finished = monoio::time::timeout(CLOSE_LIMIT, socket.finish_writes()).await;
             if finished == Ok(true) {
-                if let Some(stream) = socket.into_idle_stream() {
+                if let Some(stream) = (*socket).into_idle_stream() {
                     env.pool.borrow_mut().put(authority, stream);
                 }
             }
@@ -393,7 +428,7 @@ impl Conn {
         if allow_pooled {
             let pooled = self.env.pool.borrow_mut().take(&authority);
             if let Some(stream) = pooled {
-                self.upstream = Some(Socket::new(stream, false));
+                self.upstream = Some(Box::new(Socket::new(stream, false)));
                 self.authority = Some(authority);
                 self.core
                     .handle_dial(clock::now(), Ok(Dialed { reused: true }));
@@ -412,7 +447,7 @@ impl Conn {
         let now = clock::now();
         match result {
             Ok(stream) => {
-                self.upstream = Some(Socket::new(stream, false));
+                self.upstream = Some(Box::new(Socket::new(stream, false)));
                 self.core.handle_dial(now, Ok(Dialed { reused: false }));
             }
             Err(e) => self.core.handle_dial(now, Err(e)),

@@ -234,7 +234,13 @@ impl Socket {
         }
         loop {
             match self.queue.front() {
-                None => return done,
+                None => {
+                    // An idle connection keeps no queue allocation.
+                    if self.queue.capacity() != 0 {
+                        self.queue = VecDeque::new();
+                    }
+                    return done;
+                }
                 Some(WriteOp::Shutdown) => {
                     // SAFETY: `fd` belongs to `stream`, which is alive; shutdown does not
                     // invalidate it.
