@@ -166,4 +166,6 @@ pub async fn run(env: Rc<Env>, listeners: Vec<TcpListener>) {
     while env.active.get() > 0 && Instant::now() < give_up {
         monoio::time::sleep(SHUTDOWN_POLL).await;
     }
+    // Lines of requests that ended in the last moments are still buffered.
+    env.log.flush();
 }
