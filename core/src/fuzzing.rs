@@ -461,7 +461,8 @@ fn consumed_until_stop(input: &[u8], piece: usize) -> (usize, bool) {
 /// The first byte picks a piece size for feeding the decoder; the rest is the body.
 /// Properties: never panics; the payload is never longer than what was consumed, which is
 /// never more than was given; unfinished input is consumed entirely; feeding in pieces of any
-/// size (1, the chosen size, all at once) gives the same result, errors included; a finished
+/// size (1, the chosen size, all at once) gives the same result, errors included, and the
+/// same count of bytes consumed before the decoder finished or failed; a finished
 /// body is unchanged by trailing bytes and an error stays an error; re-encoding the accepted
 /// payload and decoding again gives the same payload; a Content-Length body yields exactly
 /// its prefix.
