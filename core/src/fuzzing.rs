@@ -719,14 +719,14 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
 }
 
 /// Whether the connection enforces the head size limit before looking for bad line endings
-/// past it. Until it does (finding F3 in `/work/notes/fuzz-findings.md`, reproducer
+/// past it. Until it does (finding F3 in `docs/fuzzing.md`, reproducer
 /// `fuzz/pending/split_invariance/`), a head over the limit with a bare CR or LF beyond the
 /// limit is answered 400 when it arrives at once and 431 when it trickles in, so the harness
 /// skips such inputs.
 const HEAD_LIMIT_BEFORE_SCAN: bool = true;
 
 /// Whether the connection forwards the valid part of a response body before aborting on
-/// malformed chunked framing. Until it does (finding F4 in `/work/notes/fuzz-findings.md`,
+/// malformed chunked framing. Until it does (finding F4 in `docs/fuzzing.md`,
 /// reproducer `fuzz/pending/split_invariance/`), the bytes a client gets before the abort
 /// depend on how the upstream's bytes were split, so the harness skips such exchanges.
 const BODY_PREFIX_FORWARDED_ON_ERROR: bool = false;
@@ -816,7 +816,7 @@ const UPSTREAM_TEMPLATES: &[&[u8]] = &[
 ];
 
 /// Whether the core carries a client EOF that arrived while dialing into the tunnel (ending
-/// that direction at once). Until it does (finding F1 in `/work/notes/fuzz-findings.md`,
+/// that direction at once). Until it does (finding F1 in `docs/fuzzing.md`,
 /// reproducer `fuzz/pending/connection/`), the harness reports the EOF again once the tunnel
 /// started, as a runtime re-reading a socket at EOF would.
 const EOF_BEFORE_TUNNEL_IS_KEPT: bool = true;
