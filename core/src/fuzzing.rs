@@ -718,29 +718,6 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
     events
 }
 
-/// Whether the connection enforces the head size limit before looking for bad line endings
-/// past it. Until it does (finding F3 in `docs/fuzzing.md`, reproducer
-/// `fuzz/pending/split_invariance/`), a head over the limit with a bare CR or LF beyond the
-/// limit is answered 400 when it arrives at once and 431 when it trickles in, so the harness
-/// skips such inputs.
-const HEAD_LIMIT_BEFORE_SCAN: bool = true;
-
-/// Whether the connection forwards the valid part of a response body before aborting on
-/// malformed chunked framing. Until it does (finding F4 in `docs/fuzzing.md`,
-/// reproducer `fuzz/pending/split_invariance/`), the bytes a client gets before the abort
-/// depend on how the upstream's bytes were split, so the harness skips such exchanges.
-const BODY_PREFIX_FORWARDED_ON_ERROR: bool = false;
-
-/// Whether the first head in `client` has a line-ending error beyond the head size limit.
-fn line_error_past_limit(client: &[u8]) -> bool {
-    let mut start = 0;
-    while client[start..].starts_with(b"\r\n") {
-        start += 2;
-    }
-    let mut scanner = HeadScanner::default();
-    scanner.scan(&client[start..]).is_err() && scanner.error_end() > FUZZ_MAX_HEAD
-}
-
 /// Fuzz target `split_invariance`: one exchange fed whole and fed in fuzzer-chosen pieces.
 ///
 /// Layout: a flags byte (bit 0: the first dial is a pooled connection; bit 1: the upstream
@@ -764,17 +741,7 @@ pub fn split_invariance(data: &[u8]) {
     let client = r.take(client_len);
     let upstream = r.rest();
 
-    if !HEAD_LIMIT_BEFORE_SCAN && line_error_past_limit(client) {
-        return;
-    }
     let whole = run_exchange(flags, &[client], &[upstream]);
-    if !BODY_PREFIX_FORWARDED_ON_ERROR
-        && whole
-            .iter()
-            .any(|e| matches!(e, Event::Log(r) if r.reason == Some("bad_response_body")))
-    {
-        return;
-    }
     let split = run_exchange(
         flags,
         &pieces(client, client_steps),
@@ -814,12 +781,6 @@ const UPSTREAM_TEMPLATES: &[&[u8]] = &[
     b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
     b"hello",
 ];
-
-/// Whether the core carries a client EOF that arrived while dialing into the tunnel (ending
-/// that direction at once). Until it does (finding F1 in `docs/fuzzing.md`,
-/// reproducer `fuzz/pending/connection/`), the harness reports the EOF again once the tunnel
-/// started, as a runtime re-reading a socket at EOF would.
-const EOF_BEFORE_TUNNEL_IS_KEPT: bool = true;
 
 /// What the harness, playing the runtime, knows about the connection.
 #[derive(Default)]
@@ -936,7 +897,7 @@ impl Model {
                 self.tunnel = true;
                 // A client that half-closed before the tunnel opened need not report its EOF
                 // again: the tunnel must start with that direction ended.
-                if self.client_eof && EOF_BEFORE_TUNNEL_IS_KEPT {
+                if self.client_eof {
                     self.tunnel_ended[0] = true;
                 }
                 self.tunnel_bytes = [to_upstream.len() as u64, to_client.len() as u64];
@@ -1149,11 +1110,6 @@ pub fn connection(data: &[u8]) {
             }
         }
         m.drain(&mut conn, now);
-        if !EOF_BEFORE_TUNNEL_IS_KEPT && m.tunnel && m.client_eof && !m.tunnel_ended[0] {
-            m.tunnel_ended[0] = true;
-            conn.handle_client_eof(now);
-            m.drain(&mut conn, now);
-        }
     }
 }
 

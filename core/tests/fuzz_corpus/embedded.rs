@@ -8,6 +8,7 @@ pub const CORPUS: &[(&str, &str, &[u8])] = &[
     ("response_head", "regressions/response_head/status-line-without-reason", include_bytes!("../../../fuzz/regressions/response_head/status-line-without-reason")),
     ("split_invariance", "regressions/split_invariance/bare-lf-past-head-limit", include_bytes!("../../../fuzz/regressions/split_invariance/bare-lf-past-head-limit")),
     ("split_invariance", "regressions/split_invariance/request-chunk-error-rx", include_bytes!("../../../fuzz/regressions/split_invariance/request-chunk-error-rx")),
+    ("split_invariance", "regressions/split_invariance/response-body-prefix-before-bad-chunk", include_bytes!("../../../fuzz/regressions/split_invariance/response-body-prefix-before-bad-chunk")),
     ("chunked", "seeds/chunked/bad-data-end", include_bytes!("../../../fuzz/seeds/chunked/bad-data-end")),
     ("chunked", "seeds/chunked/bad-lf", include_bytes!("../../../fuzz/seeds/chunked/bad-lf")),
     ("chunked", "seeds/chunked/ext-trailers", include_bytes!("../../../fuzz/seeds/chunked/ext-trailers")),
