@@ -176,9 +176,11 @@ fn parse_request_prefix(buf: &[u8], config: &Config) -> RequestOutcome {
         complete,
         head_request: false,
     };
-    let len = match HeadScanner::default().scan(rest) {
+    // Only the first `max + 1` bytes decide: the limit wins over anything after it.
+    let window = &rest[..rest.len().min(max + 1)];
+    let len = match HeadScanner::default().scan(window) {
         Err(problem) => return reject(problem, true),
-        Ok(None) if rest.len() > max => return reject(Problem::HeadTooLarge, false),
+        Ok(None) if rest.len() > max => return reject(Problem::HeadTooLarge, true),
         Ok(None) => return RequestOutcome::Incomplete,
         Ok(Some(len)) if len > max => return reject(Problem::HeadTooLarge, true),
         Ok(Some(len)) => len,
