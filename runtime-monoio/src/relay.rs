@@ -31,6 +31,8 @@ use crate::socket::{Socket, WriteOp};
 /// Bytes moved per `recv` in copy mode.
 const COPY_CHUNK: usize = 256 * 1024;
 /// Pipe capacity asked for in splice mode (the kernel rounds it; failure keeps the default).
+/// 1 MiB is the default `pipe-max-size`. Measured (8 tunnels, GB per proxy CPU-second, two
+/// rounds): 64 KiB 1.89 / 1.74, 256 KiB 2.12 / 2.63, 1 MiB 2.67 / 3.70.
 const PIPE_SIZE: usize = 1024 * 1024;
 /// Empty pipes each thread keeps for the next burst.
 const PIPE_POOL: usize = 16;
