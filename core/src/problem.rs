@@ -71,6 +71,39 @@ pub enum Problem {
 }
 
 impl Problem {
+    /// Every problem, for tests and tools that want to walk them all.
+    pub const ALL: &'static [Problem] = &[
+        Problem::MalformedHead,
+        Problem::BareLineEnding,
+        Problem::OriginFormTarget,
+        Problem::BadTarget,
+        Problem::UnsupportedScheme,
+        Problem::BadConnectTarget,
+        Problem::HeadTooLarge,
+        Problem::TooManyHeaders,
+        Problem::UnsupportedVersion,
+        Problem::ContentLengthWithTransferEncoding,
+        Problem::DuplicateContentLength,
+        Problem::InvalidContentLength,
+        Problem::BadTransferEncoding,
+        Problem::TransferEncodingInHttp10,
+        Problem::DuplicateHost,
+        Problem::MissingHost,
+        Problem::UnexpectedBody,
+        Problem::BadChunk,
+        Problem::ForwardingLoop,
+        Problem::ClientDenied,
+        Problem::ProxyAuthRequired,
+        Problem::ConnectPortDenied,
+        Problem::HeaderTimeout,
+        Problem::DnsFailed,
+        Problem::DialFailed,
+        Problem::DialTimeout,
+        Problem::BadResponse,
+        Problem::UpstreamClosed,
+        Problem::UpstreamTimeout,
+    ];
+
     /// The status code of the canned answer.
     pub const fn status(self) -> u16 {
         use Problem::*;
@@ -252,37 +285,7 @@ mod tests {
 
     #[test]
     fn content_length_matches_body_for_every_problem() {
-        use Problem::*;
-        for p in [
-            MalformedHead,
-            BareLineEnding,
-            OriginFormTarget,
-            BadTarget,
-            UnsupportedScheme,
-            BadConnectTarget,
-            HeadTooLarge,
-            TooManyHeaders,
-            UnsupportedVersion,
-            ContentLengthWithTransferEncoding,
-            DuplicateContentLength,
-            InvalidContentLength,
-            BadTransferEncoding,
-            TransferEncodingInHttp10,
-            DuplicateHost,
-            MissingHost,
-            UnexpectedBody,
-            BadChunk,
-            ForwardingLoop,
-            ClientDenied,
-            ConnectPortDenied,
-            HeaderTimeout,
-            DnsFailed,
-            DialFailed,
-            DialTimeout,
-            BadResponse,
-            UpstreamClosed,
-            UpstreamTimeout,
-        ] {
+        for &p in Problem::ALL {
             let r = p.response(false);
             let text = core::str::from_utf8(&r).unwrap();
             let (head, body) = text.split_once("\r\n\r\n").unwrap();
@@ -290,6 +293,14 @@ mod tests {
             assert!(head.contains(&alloc::format!("Content-Length: {}", body.len())));
             assert!(!p.log_word().contains(' '));
         }
+        let mut words: alloc::vec::Vec<_> = Problem::ALL.iter().map(|p| p.log_word()).collect();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(
+            words.len(),
+            Problem::ALL.len(),
+            "each problem once, each with its own word"
+        );
     }
 
     #[test]
