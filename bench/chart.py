@@ -68,6 +68,9 @@ def render(report):
     width = COLS * PANEL_W + (COLS + 1) * PAD
     height = header + nrows * panel_h + PAD
     m = report["machine"]
+    threads = report["settings"].get("ringway_threads", 1)
+    layout = ("proxy pinned to one core" if threads == 1 else
+              f"ringway {threads} threads on both CPUs (shared with the load), peers on one core")
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'viewBox="0 0 {width} {height}" font-family="DejaVu Sans, Arial, sans-serif">',
            "<style>.t{font-size:12px;font-weight:bold;fill:#222}.l{font-size:11px;fill:#333;text-anchor:end}"
@@ -75,7 +78,7 @@ def render(report):
            ".h{font-size:14px;font-weight:bold}.s{font-size:11px;fill:#555}.n{font-size:11px;fill:#888}"
            ".h2{font-size:10px;fill:#888;text-anchor:end}</style>",
            f'<rect width="{width}" height="{height}" fill="#fff"/>',
-           f'<text x="{PAD}" y="20" class="h">Ringway side-by-side benchmark — proxy pinned to one core</text>',
+           f'<text x="{PAD}" y="20" class="h">Ringway side-by-side benchmark — {escape(layout)}</text>',
            f'<text x="{PAD}" y="36" class="s">{escape(report["command"])} · {escape(report["date"])} · '
            f'{m["nproc"]} CPUs {escape(m["cpu"])} · kernel {escape(m["kernel"])} · medians of '
            f'{report["settings"]["repeat"]}</text>']
