@@ -31,6 +31,10 @@ pub struct Config {
     pub policy: Policy,
     /// The name in our `Via` entries, and the one whose presence means a forwarding loop.
     pub via_pseudonym: &'static str,
+    /// Whether connections emit [`Output::Log`](crate::Output::Log) records (default true).
+    /// A runtime that logs nowhere turns this off so that no record is built or boxed on
+    /// the hot path.
+    pub access_records: bool,
 }
 
 /// Hard ceiling for [`Config::max_headers`]: the parser's header table lives on the stack.
@@ -48,6 +52,7 @@ impl Default for Config {
             exchange_idle_timeout: Duration::from_secs(300),
             policy: Policy::default(),
             via_pseudonym: "ringway",
+            access_records: true,
         }
     }
 }

@@ -935,6 +935,9 @@ impl Connection {
         let Some(e) = self.exchange.take() else {
             return;
         };
+        if !self.config.access_records {
+            return;
+        }
         let (rx, tx) = match &self.phase {
             Phase::Tunnel(m) if e.tunnel => (
                 m.bytes(Direction::ClientToUpstream),

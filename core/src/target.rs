@@ -6,8 +6,9 @@
 //! Parsing is strict: userinfo, fragments, empty hosts, bad or zero ports are all
 //! [`Problem`]s, since a lenient parser here is where proxies and origins start to disagree.
 
-use alloc::string::String;
+use alloc::boxed::Box;
 use core::fmt;
+use core::hash::{Hash, Hasher};
 use core::net::Ipv6Addr;
 
 use crate::problem::Problem;
@@ -15,26 +16,93 @@ use crate::problem::Problem;
 /// Longest host name accepted (DNS allows 253 characters).
 const MAX_HOST_LEN: usize = 255;
 
+/// Host names up to this many bytes are stored inside the [`Authority`] itself. Every
+/// request makes an authority and the runtime clones it as its pool key, so a heap string
+/// would be two allocations per request; nearly every real host name (and every IPv6
+/// literal, 39 bytes at most) fits.
+const INLINE_HOST: usize = 46;
+
+/// A lowercased host name: inline when short, boxed when long.
+#[derive(Clone)]
+enum HostName {
+    Inline { len: u8, bytes: [u8; INLINE_HOST] },
+    Boxed(Box<str>),
+}
+
+impl HostName {
+    fn new(host: &str) -> HostName {
+        if host.len() <= INLINE_HOST {
+            let mut bytes = [0u8; INLINE_HOST];
+            bytes[..host.len()].copy_from_slice(host.as_bytes());
+            bytes[..host.len()].make_ascii_lowercase();
+            HostName::Inline {
+                len: host.len() as u8,
+                bytes,
+            }
+        } else {
+            HostName::Boxed(host.to_ascii_lowercase().into_boxed_str())
+        }
+    }
+
+    /// The bytes: what the hot paths (pool lookups, `Host` rewriting) use, with no UTF-8
+    /// check.
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            HostName::Inline { len, bytes } => &bytes[..usize::from(*len)],
+            HostName::Boxed(s) => s.as_bytes(),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            // Made from a `&str` and lowercased as ASCII, so always valid UTF-8.
+            HostName::Inline { .. } => core::str::from_utf8(self.as_bytes()).unwrap_or_default(),
+            HostName::Boxed(s) => s,
+        }
+    }
+}
+
+impl PartialEq for HostName {
+    fn eq(&self, other: &HostName) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for HostName {}
+
+impl Hash for HostName {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl fmt::Debug for HostName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
 /// A host and port to dial: the key of the upstream connection pool.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Authority {
     /// A DNS name or IPv4 literal (lowercased), or an IPv6 literal without brackets.
-    host: String,
+    host: HostName,
     port: u16,
 }
 
 impl Authority {
-    /// An authority from a validated host (no brackets around IPv6) and port.
+    /// An authority from a validated host (no brackets around IPv6) and port. Allocates
+    /// nothing for hosts of up to 46 bytes.
     pub fn new(host: &str, port: u16) -> Authority {
         Authority {
-            host: host.to_ascii_lowercase(),
+            host: HostName::new(host),
             port,
         }
     }
 
     /// The host: a DNS name, an IPv4 literal, or an IPv6 literal without brackets.
     pub fn host(&self) -> &str {
-        &self.host
+        self.host.as_str()
     }
 
     /// The port.
@@ -44,7 +112,7 @@ impl Authority {
 
     /// Whether the host is an IPv6 literal (and so needs brackets in a URI or Host header).
     pub fn is_ipv6(&self) -> bool {
-        self.host.contains(':')
+        self.host.as_bytes().contains(&b':')
     }
 
     /// The `Host` header value for an `http` URI: the port is left out when it is 80.
@@ -68,9 +136,9 @@ impl fmt::Display for Authority {
     /// `host:port`, with brackets around an IPv6 host, as `connect(2)` helpers accept it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.is_ipv6() {
-            write!(f, "[{}]:{}", self.host, self.port)
+            write!(f, "[{}]:{}", self.host(), self.port)
         } else {
-            write!(f, "{}:{}", self.host, self.port)
+            write!(f, "{}:{}", self.host(), self.port)
         }
     }
 }
@@ -173,6 +241,52 @@ fn parse_port(digits: &[u8]) -> Option<u16> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use alloc::string::String;
+
+    #[test]
+    fn short_and_long_hosts_are_the_same_kind_of_key() {
+        use alloc::format;
+        use alloc::string::ToString;
+        for len in [
+            1,
+            INLINE_HOST - 1,
+            INLINE_HOST,
+            INLINE_HOST + 1,
+            MAX_HOST_LEN,
+        ] {
+            let upper: String = "AbC".chars().cycle().take(len).collect();
+            let a = Authority::new(&upper, 8080);
+            assert_eq!(a.host(), upper.to_ascii_lowercase(), "len {len}");
+            assert_eq!(a, Authority::new(&upper.to_ascii_lowercase(), 8080));
+            assert_ne!(a, Authority::new(&upper, 8081));
+            assert_eq!(a.clone(), a);
+            assert_eq!(
+                a.to_string(),
+                format!("{}:8080", upper.to_ascii_lowercase())
+            );
+            let hash = |x: &Authority| {
+                // FNV-1a over whatever `Hash` feeds: equal keys must hash equally.
+                struct Fnv(u64);
+                impl Hasher for Fnv {
+                    fn finish(&self) -> u64 {
+                        self.0
+                    }
+                    fn write(&mut self, bytes: &[u8]) {
+                        for &b in bytes {
+                            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+                        }
+                    }
+                }
+                let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+                x.hash(&mut h);
+                h.finish()
+            };
+            assert_eq!(
+                hash(&a),
+                hash(&Authority::new(&upper.to_ascii_lowercase(), 8080))
+            );
+        }
+    }
 
     fn abs(s: &str) -> Result<(String, u16, &str), Problem> {
         parse_absolute(s.as_bytes()).map(|t| {

@@ -249,6 +249,7 @@ fn validate(args: Args) -> Result<Settings, String> {
     if let Some(path) = &args.auth_file {
         load_credentials(path, &mut config.policy)?;
     }
+    config.access_records = args.access_log != AccessLogTarget::Off;
     Ok(Settings {
         listen,
         threads,
@@ -392,6 +393,14 @@ mod tests {
         assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));
         assert_eq!(s.max_connections, 10);
+        assert!(s.config.access_records);
+    }
+
+    #[test]
+    fn no_access_log_means_no_records_from_the_core() {
+        let s = run(&["--access-log", "off"]);
+        assert_eq!(s.access_log, AccessLogTarget::Off);
+        assert!(!s.config.access_records);
     }
 
     #[test]
