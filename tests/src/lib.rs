@@ -18,6 +18,8 @@
 //! - [`TlsOrigin`]: `openssl s_server -www` with a throwaway self-signed certificate.
 //! - [`BlackHole`]: a loopback address whose accept queue is full, so dials to it hang.
 //! - [`both_drivers!`]: turns each scenario function into a `#[test]` per IO driver.
+//! - [`scenario`]: the requests and answers scenarios share ([`proxy_get`], [`ok_relayed`],
+//!   [`Origin::path_echo`], [`Conn::round_trip`]...), so each test spells out only its own bytes.
 //!
 //! # Error handling
 //! Nothing may hang: every socket has read and write timeouts ([`IO_TIMEOUT`]) and every wait has
@@ -36,6 +38,9 @@ use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
+
+pub mod scenario;
+pub use scenario::*;
 
 /// Read/write timeout of every socket the harness opens.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
