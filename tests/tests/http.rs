@@ -67,23 +67,26 @@ fn get_exact_bytes(d: Driver) {
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/a/b?c=d HTTP/1.1"),
-        &format!("Host: {a}"),
-        "User-Agent: e2e",
-        "Connection: keep-alive, X-Hop",
-        "X-Hop: secret",
-        "Proxy-Connection: keep-alive",
-        "Keep-Alive: timeout=5",
-        "TE: trailers",
-        "Trailer: X-T",
-        "Upgrade: websocket",
-        "Proxy-Authorization: Basic Zm9vOmJhcg==",
-        "X-Dup: 1",
-        "x-dup: 2",
-        "Accept: */*",
-    ]));
-    let resp = c.read_response("GET");
+    let resp = c.round_trip(&proxy_request(
+        "GET",
+        &a,
+        "/a/b?c=d",
+        &[
+            "User-Agent: e2e",
+            "Connection: keep-alive, X-Hop",
+            "X-Hop: secret",
+            "Proxy-Connection: keep-alive",
+            "Keep-Alive: timeout=5",
+            "TE: trailers",
+            "Trailer: X-T",
+            "Upgrade: websocket",
+            "Proxy-Authorization: Basic Zm9vOmJhcg==",
+            "X-Dup: 1",
+            "x-dup: 2",
+            "Accept: */*",
+        ],
+        b"",
+    ));
     assert_bytes(
         &resp,
         &message(
@@ -97,18 +100,15 @@ fn get_exact_bytes(d: Driver) {
         ),
         "response at the client",
     );
-    let log = origin.wait_requests(1);
-    assert_bytes(
-        &log.requests[0],
-        &head(&[
-            "GET /a/b?c=d HTTP/1.1",
-            &format!("Host: {a}"),
-            "User-Agent: e2e",
-            "X-Dup: 1",
-            "x-dup: 2",
-            "Accept: */*",
-            "Via: 1.1 ringway",
-        ]),
+    let log = origin.expect_request(
+        0,
+        &forwarded(
+            "GET",
+            &a,
+            "/a/b?c=d",
+            &["User-Agent: e2e", "X-Dup: 1", "x-dup: 2", "Accept: */*"],
+            b"",
+        ),
         "request at the origin",
     );
     assert_eq!(log.connections, 1);
@@ -120,12 +120,11 @@ fn host_taken_from_uri(d: Driver) {
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
+    let resp = c.round_trip(&head(&[
         &format!("GET http://{a}/h HTTP/1.1"),
         "Host: other.example",
         "X-A: 1",
     ]));
-    let resp = c.read_response("GET");
     assert_bytes(
         &resp,
         b"HTTP/1.1 204 No Content\r\nVia: 1.1 ringway\r\n\r\n",
@@ -151,16 +150,12 @@ fn head_request(d: Driver) {
             "Content-Length: 1000",
             "Content-Type: text/plain",
         ]),
-        message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"),
+        ok_response(b"ok"),
     ]);
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("HEAD http://{a}/x HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("HEAD");
+    let resp = c.round_trip(&proxy_request("HEAD", &a, "/x", &[], b""));
     assert_bytes(
         &resp,
         &head(&[
@@ -171,34 +166,13 @@ fn head_request(d: Driver) {
         ]),
         "HEAD response",
     );
-    c.write(&head(&[
-        &format!("GET http://{a}/y HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("GET");
     assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"ok",
-        ),
+        &c.round_trip(&proxy_get(&a, "/y")),
+        &ok_relayed(b"ok"),
         "GET after HEAD",
     );
-    let log = origin.wait_requests(2);
-    assert_bytes(
-        &log.requests[0],
-        &head(&[
-            "HEAD /x HTTP/1.1",
-            &format!("Host: {a}"),
-            "Via: 1.1 ringway",
-        ]),
-        "HEAD at origin",
-    );
-    assert_bytes(
-        &log.requests[1],
-        &head(&["GET /y HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]),
-        "GET at origin",
-    );
+    origin.expect_request(0, &forwarded("HEAD", &a, "/x", &[], b""), "HEAD at origin");
+    origin.expect_request(1, &forwarded("GET", &a, "/y", &[], b""), "GET at origin");
 }
 
 /// POST with Content-Length: body forwarded byte for byte.
@@ -209,17 +183,15 @@ fn post_content_length(d: Driver) {
     ));
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
+    let body_headers = ["Content-Type: text/plain", "Content-Length: 11"];
     let mut c = p.connect();
-    c.write(&message(
-        &[
-            &format!("POST http://{a}/submit HTTP/1.1"),
-            &format!("Host: {a}"),
-            "Content-Type: text/plain",
-            "Content-Length: 11",
-        ],
+    let resp = c.round_trip(&proxy_request(
+        "POST",
+        &a,
+        "/submit",
+        &body_headers,
         b"hello world",
     ));
-    let resp = c.read_response("POST");
     assert_bytes(
         &resp,
         &message(
@@ -232,19 +204,9 @@ fn post_content_length(d: Driver) {
         ),
         "response",
     );
-    let log = origin.wait_requests(1);
-    assert_bytes(
-        &log.requests[0],
-        &message(
-            &[
-                "POST /submit HTTP/1.1",
-                &format!("Host: {a}"),
-                "Content-Type: text/plain",
-                "Content-Length: 11",
-                "Via: 1.1 ringway",
-            ],
-            b"hello world",
-        ),
+    origin.expect_request(
+        0,
+        &forwarded("POST", &a, "/submit", &body_headers, b"hello world"),
         "request at origin",
     );
 }
@@ -254,12 +216,7 @@ fn response_version_written_as_1_1(d: Driver) {
     let origin = Origin::fixed(&message(&["HTTP/1.0 200 OK", "Content-Length: 2"], b"ok"));
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
-    let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/ HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("GET");
+    let resp = p.connect().round_trip(&proxy_get(&a, "/"));
     let (h, body) = split_message(&resp);
     let h = Head::parse(h);
     assert_eq!(h.start, "HTTP/1.1 200 OK", "{}", show(&resp));
@@ -275,27 +232,17 @@ fn response_version_written_as_1_1(d: Driver) {
 /// A chunked request body reaches the origin chunked (re-chunking allowed) with the same
 /// content; the client's chunk extensions and trailers need not survive.
 fn chunked_request_body(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
-    let mut c = p.connect();
-    c.write(&message(
-        &[
-            &format!("POST http://{a}/up HTTP/1.1"),
-            &format!("Host: {a}"),
-            "Transfer-Encoding: chunked",
-        ],
+    let resp = p.connect().round_trip(&proxy_request(
+        "POST",
+        &a,
+        "/up",
+        &["Transfer-Encoding: chunked"],
         b"5\r\nhello\r\n6;ext=1\r\n world\r\n0\r\n\r\n",
     ));
-    let resp = c.read_response("POST");
-    assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"ok",
-        ),
-        "response",
-    );
+    assert_bytes(&resp, &ok_relayed(b"ok"), "response");
     let log = origin.wait_requests(1);
     let (h, body) = split_message(&log.requests[0]);
     let (start, headers) = sorted_headers(h);
@@ -328,11 +275,7 @@ fn chunked_response_passthrough(d: Driver) {
     let a = origin.authority();
     let mut c = p.connect();
     for _ in 0..2 {
-        c.write(&head(&[
-            &format!("GET http://{a}/c HTTP/1.1"),
-            &format!("Host: {a}"),
-        ]));
-        let resp = c.read_response("GET");
+        let resp = c.round_trip(&proxy_get(&a, "/c"));
         let (h, body) = split_message(&resp);
         let (start, headers) = sorted_headers(h);
         assert_eq!(start, "HTTP/1.1 200 OK");
@@ -370,9 +313,8 @@ fn chunked_response_dechunked_for_http10(d: Driver) {
         show(h)
     );
     assert_bytes(body, b"hello world", "close-delimited body");
-    let log = origin.wait_requests(1);
-    assert_bytes(
-        &log.requests[0],
+    origin.expect_request(
+        0,
         &head(&[
             "GET /old HTTP/1.1",
             &format!("Host: {a}"),
@@ -384,43 +326,14 @@ fn chunked_response_dechunked_for_http10(d: Driver) {
 
 /// Sequential requests on one client connection reuse one upstream connection.
 fn keep_alive_and_pool_reuse(d: Driver) {
-    let origin = Origin::reply_with(|req| {
-        let path = Head::parse(req)
-            .start
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
-        message(
-            &[
-                "HTTP/1.1 200 OK",
-                &format!("Content-Length: {}", path.len()),
-            ],
-            path.as_bytes(),
-        )
-    });
+    let origin = Origin::path_echo();
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
     for i in 0..5 {
-        c.write(&head(&[
-            &format!("GET http://{a}/r{i} HTTP/1.1"),
-            &format!("Host: {a}"),
-        ]));
-        let resp = c.read_response("GET");
-        let body = format!("/r{i}");
-        assert_bytes(
-            &resp,
-            &message(
-                &[
-                    "HTTP/1.1 200 OK",
-                    &format!("Content-Length: {}", body.len()),
-                    "Via: 1.1 ringway",
-                ],
-                body.as_bytes(),
-            ),
-            "response",
-        );
+        let path = format!("/r{i}");
+        let resp = c.round_trip(&proxy_get(&a, &path));
+        assert_bytes(&resp, &ok_relayed(path.as_bytes()), "response");
     }
     let log = origin.wait_requests(5);
     assert_eq!(
@@ -432,24 +345,13 @@ fn keep_alive_and_pool_reuse(d: Driver) {
 
 /// Upstream connections are pooled across client connections.
 fn pool_reuse_across_clients(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     for i in 0..4 {
         let mut c = p.connect();
-        c.write(&head(&[
-            &format!("GET http://{a}/{i} HTTP/1.1"),
-            &format!("Host: {a}"),
-        ]));
-        let resp = c.read_response("GET");
-        assert_bytes(
-            &resp,
-            &message(
-                &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-                b"ok",
-            ),
-            "response",
-        );
+        let resp = c.round_trip(&proxy_get(&a, &format!("/{i}")));
+        assert_bytes(&resp, &ok_relayed(b"ok"), "response");
         // The access-log line marks the end of the exchange (the upstream is back in the pool).
         p.wait_access(c.local_addr(), "GET");
     }
@@ -463,51 +365,15 @@ fn pool_reuse_across_clients(d: Driver) {
 
 /// Two requests in one write: both answered, in order.
 fn pipelining(d: Driver) {
-    let origin = Origin::reply_with(|req| {
-        let path = Head::parse(req)
-            .start
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
-        message(
-            &[
-                "HTTP/1.1 200 OK",
-                &format!("Content-Length: {}", path.len()),
-            ],
-            path.as_bytes(),
-        )
-    });
+    let origin = Origin::path_echo();
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    let mut both = head(&[
-        &format!("GET http://{a}/first HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]);
-    both.extend_from_slice(&head(&[
-        &format!("GET http://{a}/second HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    c.write(&both);
+    c.write(&[proxy_get(&a, "/first"), proxy_get(&a, "/second")].concat());
     let r1 = c.read_response("GET");
     let r2 = c.read_response("GET");
-    assert_bytes(
-        &r1,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 6", "Via: 1.1 ringway"],
-            b"/first",
-        ),
-        "first answer",
-    );
-    assert_bytes(
-        &r2,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 7", "Via: 1.1 ringway"],
-            b"/second",
-        ),
-        "second answer",
-    );
+    assert_bytes(&r1, &ok_relayed(b"/first"), "first answer");
+    assert_bytes(&r2, &ok_relayed(b"/second"), "second answer");
     let log = origin.wait_requests(2);
     assert_eq!(Head::parse(&log.requests[0]).start, "GET /first HTTP/1.1");
     assert_eq!(Head::parse(&log.requests[1]).start, "GET /second HTTP/1.1");
@@ -529,17 +395,13 @@ fn expect_100_continue(d: Driver) {
         let mut req = h.clone();
         req.extend_from_slice(&body);
         c.record(&req);
-        c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"done"));
+        c.write(&ok_response(b"done"));
     });
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
+    let expecting = ["Content-Length: 5", "Expect: 100-continue"];
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("PUT http://{a}/up HTTP/1.1"),
-        &format!("Host: {a}"),
-        "Content-Length: 5",
-        "Expect: 100-continue",
-    ]));
+    c.write(&proxy_request("PUT", &a, "/up", &expecting, b""));
     let interim = c.read_head();
     let ih = Head::parse(&interim);
     assert_eq!(
@@ -550,14 +412,7 @@ fn expect_100_continue(d: Driver) {
     );
     c.write(b"hello");
     let resp = c.read_response("PUT");
-    assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
-            b"done",
-        ),
-        "final response",
-    );
+    assert_bytes(&resp, &ok_relayed(b"done"), "final response");
     let log = origin.wait_requests(1);
     assert_eq!(
         log.marks,
@@ -567,16 +422,7 @@ fn expect_100_continue(d: Driver) {
     );
     assert_bytes(
         &log.requests[0],
-        &message(
-            &[
-                "PUT /up HTTP/1.1",
-                &format!("Host: {a}"),
-                "Content-Length: 5",
-                "Expect: 100-continue",
-                "Via: 1.1 ringway",
-            ],
-            b"hello",
-        ),
+        &forwarded("PUT", &a, "/up", &expecting, b"hello"),
         "request at origin",
     );
 }
@@ -587,36 +433,16 @@ fn ipv6(d: Driver) {
         eprintln!("skipped: no IPv6 loopback");
         return;
     }
-    let origin = Origin::fixed_on(
-        "[::1]:0",
-        &message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"v6"),
-    );
+    let origin = Origin::fixed_on("[::1]:0", &ok_response(b"v6"));
     let p = Proxy::start(d, &["--listen", "[::1]:0"]);
     assert!(p.addr().is_ipv6(), "banner: {}", p.banner);
     let a = origin.authority();
     assert!(a.starts_with("[::1]:"));
-    let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/six HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("GET");
-    assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"v6",
-        ),
-        "response",
-    );
-    let log = origin.wait_requests(1);
-    assert_bytes(
-        &log.requests[0],
-        &head(&[
-            "GET /six HTTP/1.1",
-            &format!("Host: {a}"),
-            "Via: 1.1 ringway",
-        ]),
+    let resp = p.connect().round_trip(&proxy_get(&a, "/six"));
+    assert_bytes(&resp, &ok_relayed(b"v6"), "response");
+    origin.expect_request(
+        0,
+        &forwarded("GET", &a, "/six", &[], b""),
         "request at origin",
     );
     let out = curl(&["-x", &p.url(), &origin.url("/curl6")]);
@@ -630,10 +456,7 @@ fn ipv6(d: Driver) {
 
 /// curl through the proxy: its Proxy-Connection header is dropped, Via added.
 fn curl_get(d: Driver) {
-    let origin = Origin::fixed(&message(
-        &["HTTP/1.1 200 OK", "Content-Length: 11"],
-        b"hello curl\n",
-    ));
+    let origin = Origin::fixed(&ok_response(b"hello curl\n"));
     let p = Proxy::start(d, &[]);
     let out = curl(&["-i", "-x", &p.url(), &origin.url("/c")]);
     assert!(
@@ -641,14 +464,7 @@ fn curl_get(d: Driver) {
         "curl: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_bytes(
-        &out.stdout,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 11", "Via: 1.1 ringway"],
-            b"hello curl\n",
-        ),
-        "curl -i output",
-    );
+    assert_bytes(&out.stdout, &ok_relayed(b"hello curl\n"), "curl -i output");
     let log = origin.wait_requests(1);
     let h = Head::parse(&log.requests[0]);
     assert_eq!(h.start, "GET /c HTTP/1.1");
@@ -665,21 +481,12 @@ fn curl_get(d: Driver) {
 
 /// The access-log line of a known request: exact client, method, target, status, RX, TX.
 fn access_log_exact(d: Driver) {
-    let response = message(&["HTTP/1.1 200 OK", "Content-Length: 5"], b"12345");
-    let origin = Origin::fixed(&response);
+    let origin = Origin::fixed(&ok_response(b"12345"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    let req = message(
-        &[
-            &format!("POST http://{a}/log?q=1 HTTP/1.1"),
-            &format!("Host: {a}"),
-            "Content-Length: 3",
-        ],
-        b"abc",
-    );
-    c.write(&req);
-    let resp = c.read_response("POST");
+    let req = proxy_request("POST", &a, "/log?q=1", &["Content-Length: 3"], b"abc");
+    let resp = c.round_trip(&req);
     let line = p.wait_access(c.local_addr(), "POST");
     assert_eq!(line.target, format!("http://{a}/log?q=1"));
     assert_eq!(line.status, 200);
@@ -699,22 +506,13 @@ fn access_log_exact(d: Driver) {
 /// A close-delimited origin response reaches a 1.1 client intact: either re-chunked, or
 /// close-delimited with `Connection: close`.
 fn close_delimited_response(d: Driver) {
-    let origin = Origin::start(|c| {
-        if c.read_request().is_some() {
-            c.write(&message(
-                &["HTTP/1.1 200 OK", "X-A: 1"],
-                b"until the origin closes",
-            ));
-        }
-    });
+    let origin = Origin::answer_then_close(&message(
+        &["HTTP/1.1 200 OK", "X-A: 1"],
+        b"until the origin closes",
+    ));
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
-    let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/eof HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("GET");
+    let resp = p.connect().round_trip(&proxy_get(&a, "/eof"));
     let (h, body) = split_message(&resp);
     let head = Head::parse(h);
     assert_eq!(head.start, "HTTP/1.1 200 OK", "{}", show(&resp));
@@ -742,7 +540,7 @@ fn pooled_connection_closed_by_origin(d: Driver) {
     let origin = Origin::start(|c| {
         let body: &[u8] = if c.index == 0 { b"one" } else { b"two" };
         while c.read_request().is_some() {
-            c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 3"], body));
+            c.write(&ok_response(body));
             if c.index == 0 {
                 let _ = c.conn.stream.shutdown(std::net::Shutdown::Both);
                 c.mark("closed");
@@ -753,52 +551,26 @@ fn pooled_connection_closed_by_origin(d: Driver) {
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/1 HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let r1 = c.read_response("GET");
-    assert_bytes(
-        &r1,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"],
-            b"one",
-        ),
-        "first response",
-    );
+    let r1 = c.round_trip(&proxy_get(&a, "/1"));
+    assert_bytes(&r1, &ok_relayed(b"one"), "first response");
     origin.wait(WAIT, "origin closed its first connection", |l| {
         !l.marks.is_empty()
     });
-    c.write(&head(&[
-        &format!("GET http://{a}/2 HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let r2 = c.read_response("GET");
-    assert_bytes(
-        &r2,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 3", "Via: 1.1 ringway"],
-            b"two",
-        ),
-        "second response",
-    );
+    let r2 = c.round_trip(&proxy_get(&a, "/2"));
+    assert_bytes(&r2, &ok_relayed(b"two"), "second response");
 }
 
 /// A 16 MiB chunked upload streams through with every byte intact.
 fn large_chunked_upload(d: Driver) {
     const N: usize = 16 << 20;
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
     let data: Vec<u8> = (0..N).map(|i| (i % 253) as u8).collect();
     let mut w = c.stream.try_clone().unwrap();
     let (h, sent) = (
-        head(&[
-            &format!("POST http://{a}/up HTTP/1.1"),
-            &format!("Host: {a}"),
-            "Transfer-Encoding: chunked",
-        ]),
+        proxy_request("POST", &a, "/up", &["Transfer-Encoding: chunked"], b""),
         data.clone(),
     );
     let writer = std::thread::spawn(move || {
@@ -814,14 +586,7 @@ fn large_chunked_upload(d: Driver) {
     });
     let resp = c.read_response("POST");
     writer.join().unwrap();
-    assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"ok",
-        ),
-        "response",
-    );
+    assert_bytes(&resp, &ok_relayed(b"ok"), "response");
     let log = origin.wait_requests(1);
     let (_, body) = split_message(&log.requests[0]);
     let got = dechunk(body);
@@ -831,80 +596,29 @@ fn large_chunked_upload(d: Driver) {
 
 /// A request pipelined right behind a POST body (same write) is answered too.
 fn pipelined_after_post_body(d: Driver) {
-    let origin = Origin::reply_with(|req| {
-        let path = Head::parse(req)
-            .start
-            .split(' ')
-            .nth(1)
-            .unwrap_or("")
-            .to_string();
-        message(
-            &[
-                "HTTP/1.1 200 OK",
-                &format!("Content-Length: {}", path.len()),
-            ],
-            path.as_bytes(),
-        )
-    });
+    let origin = Origin::path_echo();
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    let mut both = message(
-        &[
-            &format!("POST http://{a}/p HTTP/1.1"),
-            &format!("Host: {a}"),
-            "Content-Length: 4",
-        ],
-        b"data",
-    );
-    both.extend_from_slice(&head(&[
-        &format!("GET http://{a}/g HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    c.write(&both);
-    assert_bytes(
-        &c.read_response("POST"),
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"/p",
-        ),
-        "POST answer",
-    );
-    assert_bytes(
-        &c.read_response("GET"),
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"/g",
-        ),
-        "GET answer",
-    );
+    let post = proxy_request("POST", &a, "/p", &["Content-Length: 4"], b"data");
+    c.write(&[post, proxy_get(&a, "/g")].concat());
+    assert_bytes(&c.read_response("POST"), &ok_relayed(b"/p"), "POST answer");
+    assert_bytes(&c.read_response("GET"), &ok_relayed(b"/g"), "GET answer");
     let log = origin.wait_requests(2);
     assert_bytes(
         &log.requests[0],
-        &message(
-            &[
-                "POST /p HTTP/1.1",
-                &format!("Host: {a}"),
-                "Content-Length: 4",
-                "Via: 1.1 ringway",
-            ],
-            b"data",
-        ),
+        &forwarded("POST", &a, "/p", &["Content-Length: 4"], b"data"),
         "POST at origin",
     );
 }
 
 /// --idle-timeout closes a kept-alive client connection that stays silent, without bytes.
 fn idle_keep_alive_connection_closed(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let p = Proxy::start(d, &["--idle-timeout", "1s"]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/ HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    c.read_response("GET");
+    c.round_trip(&proxy_get(&a, "/"));
     let t = std::time::Instant::now();
     c.set_read_timeout(std::time::Duration::from_secs(5));
     c.expect_eof();
@@ -917,27 +631,14 @@ fn idle_keep_alive_connection_closed(d: Driver) {
 
 /// A host name (resolved through /etc/hosts, no network) works like an IP literal.
 fn hostname_target(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"name"));
+    let origin = Origin::fixed(&ok_response(b"name"));
     let p = Proxy::start(d, &[]);
     let a = format!("localhost:{}", origin.addr.port());
-    let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/n HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("GET");
-    assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
-            b"name",
-        ),
-        "response",
-    );
-    let log = origin.wait_requests(1);
-    assert_bytes(
-        &log.requests[0],
-        &head(&["GET /n HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]),
+    let resp = p.connect().round_trip(&proxy_get(&a, "/n"));
+    assert_bytes(&resp, &ok_relayed(b"name"), "response");
+    origin.expect_request(
+        0,
+        &forwarded("GET", &a, "/n", &[], b""),
         "request at origin",
     );
 }
@@ -945,16 +646,17 @@ fn hostname_target(d: Driver) {
 /// `Connection: close` from the client: the answer says `Connection: close`, then EOF;
 /// the client's Connection header does not reach the origin.
 fn client_connection_close(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/bye HTTP/1.1"),
-        &format!("Host: {a}"),
-        "Connection: close",
-    ]));
-    let resp = c.read_response("GET");
+    let resp = c.round_trip(&proxy_request(
+        "GET",
+        &a,
+        "/bye",
+        &["Connection: close"],
+        b"",
+    ));
     let (h, body) = split_message(&resp);
     let (start, headers) = sorted_headers(h);
     assert_eq!(start, "HTTP/1.1 200 OK");
@@ -966,14 +668,9 @@ fn client_connection_close(d: Driver) {
     );
     assert_eq!(body, b"ok");
     c.expect_eof();
-    let log = origin.wait_requests(1);
-    assert_bytes(
-        &log.requests[0],
-        &head(&[
-            "GET /bye HTTP/1.1",
-            &format!("Host: {a}"),
-            "Via: 1.1 ringway",
-        ]),
+    origin.expect_request(
+        0,
+        &forwarded("GET", &a, "/bye", &[], b""),
         "request at origin",
     );
 }
@@ -989,14 +686,12 @@ fn bodiless_responses_keep_framing(d: Driver) {
             "Content-Length: 50",
             "ETag: \"x\"",
         ]),
-        message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"last"),
+        ok_response(b"last"),
     ]);
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
-    let host = format!("Host: {a}");
     let mut c = p.connect();
-    c.write(&head(&[&format!("HEAD http://{a}/h HTTP/1.1"), &host]));
-    let r = c.read_response("HEAD");
+    let r = c.round_trip(&proxy_request("HEAD", &a, "/h", &[], b""));
     let (start, headers) = sorted_headers(&r);
     assert_eq!(start, "HTTP/1.1 200 OK");
     assert_eq!(
@@ -1006,19 +701,14 @@ fn bodiless_responses_keep_framing(d: Driver) {
         show(&r)
     );
     assert!(r.ends_with(b"\r\n\r\n"), "{}", show(&r));
-    c.write(&head(&[&format!("GET http://{a}/204 HTTP/1.1"), &host]));
     assert_bytes(
-        &c.read_response("GET"),
+        &c.round_trip(&proxy_get(&a, "/204")),
         b"HTTP/1.1 204 No Content\r\nVia: 1.1 ringway\r\n\r\n",
         "204",
     );
-    c.write(&head(&[
-        &format!("GET http://{a}/304 HTTP/1.1"),
-        &host,
-        "If-None-Match: \"x\"",
-    ]));
+    let if_none_match = ["If-None-Match: \"x\""];
     assert_bytes(
-        &c.read_response("GET"),
+        &c.round_trip(&proxy_request("GET", &a, "/304", &if_none_match, b"")),
         &head(&[
             "HTTP/1.1 304 Not Modified",
             "Content-Length: 50",
@@ -1027,13 +717,9 @@ fn bodiless_responses_keep_framing(d: Driver) {
         ]),
         "304",
     );
-    c.write(&head(&[&format!("GET http://{a}/last HTTP/1.1"), &host]));
     assert_bytes(
-        &c.read_response("GET"),
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
-            b"last",
-        ),
+        &c.round_trip(&proxy_get(&a, "/last")),
+        &ok_relayed(b"last"),
         "request after the bodiless ones",
     );
 }
@@ -1045,25 +731,14 @@ fn early_hints_forwarded(d: Driver) {
         "HTTP/1.1 103 Early Hints",
         "Link: </style.css>; rel=preload",
     ]);
-    answer.extend_from_slice(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    answer.extend_from_slice(&ok_response(b"ok"));
     let origin = Origin::fixed(&answer);
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/ HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let interim = c.read_response("GET");
+    let interim = c.round_trip(&proxy_get(&a, "/"));
     let h = Head::parse(&interim);
     assert_eq!(h.start, "HTTP/1.1 103 Early Hints", "{}", show(&interim));
     assert_eq!(h.get("link"), Some("</style.css>; rel=preload"));
-    assert_bytes(
-        &c.read_response("GET"),
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"ok",
-        ),
-        "final answer",
-    );
+    assert_bytes(&c.read_response("GET"), &ok_relayed(b"ok"), "final answer");
 }
