@@ -24,7 +24,7 @@ fn expect_error(p: &mut Proxy, request: &[u8], code: u16) -> Conn {
 
 /// A 400 for `lines` (with `{a}` replaced by the origin authority); the origin sees nothing.
 fn bad_request(d: Driver, lines: &[&str], body: &[u8]) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     let lines: Vec<String> = lines.iter().map(|l| l.replace("{a}", &a)).collect();
@@ -35,6 +35,16 @@ fn bad_request(d: Driver, lines: &[&str], body: &[u8]) {
         0,
         "a bad request must not be forwarded"
     );
+}
+
+/// Through a proxy with default flags, a plain GET to `origin` gets exactly the canned 502 (see
+/// [`expect_error`]).
+///
+/// Why: the scenarios of an origin that answers wrongly differ only in that origin.
+fn origin_answer_is_502(d: Driver, origin: Origin) {
+    let mut p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    expect_error(&mut p, &proxy_get(&a, "/"), 502);
 }
 
 both_drivers!(
@@ -137,16 +147,12 @@ fn two_host_headers_400(d: Driver) {
 fn connect_bad_port_syntax_400(d: Driver) {
     let echo = EchoServer::start(EchoMode::Echo);
     let mut p = Proxy::start(d, &["--connect-ports", "any"]);
-    expect_error(
-        &mut p,
-        &head(&["CONNECT 127.0.0.1:abc HTTP/1.1", "Host: 127.0.0.1:abc"]),
-        400,
-    );
+    expect_error(&mut p, &connect_request("127.0.0.1:abc"), 400);
     assert_eq!(echo.log().connections, 0);
 }
 
 fn http2_version_505(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     expect_error(
@@ -162,11 +168,7 @@ fn connect_port_not_allowed_403(d: Driver) {
     let echo = EchoServer::start(EchoMode::Echo);
     let mut p = Proxy::start(d, &[]);
     let t = echo.addr.to_string();
-    let c = expect_error(
-        &mut p,
-        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
-        403,
-    );
+    let c = expect_error(&mut p, &connect_request(&t), 403);
     assert_eq!(echo.log().connections, 0, "a denied CONNECT must not dial");
     let line = p.wait_access(c.local_addr(), "CONNECT");
     assert_eq!((line.target.as_str(), line.status), (t.as_str(), 403));
@@ -177,31 +179,23 @@ fn connect_port_not_in_list_403(d: Driver) {
     let echo = EchoServer::start(EchoMode::Echo);
     let mut p = Proxy::start(d, &["--connect-ports", "443,8443"]);
     let t = echo.addr.to_string();
-    expect_error(
-        &mut p,
-        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
-        403,
-    );
+    expect_error(&mut p, &connect_request(&t), 403);
     assert_eq!(echo.log().connections, 0);
 }
 
 /// A client outside --allow-client gets 403 and nothing is forwarded.
 fn client_not_allowed_403(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &["--allow-client", "10.0.0.0/8"]);
     let a = origin.authority();
-    expect_error(
-        &mut p,
-        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
-        403,
-    );
+    expect_error(&mut p, &proxy_get(&a, "/"), 403);
     assert_eq!(origin.log().connections, 0);
 }
 
 /// With `--auth-file`, a request without valid Basic credentials gets exactly this 407 (with
 /// `Proxy-Authenticate`, so clients know to retry); valid ones pass and never reach the origin.
 fn proxy_auth_required_407(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let users = std::env::temp_dir().join(format!(
         "ringway-e2e-users-{}-{}",
         std::process::id(),
@@ -235,16 +229,18 @@ Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body
         "nothing reaches the origin without credentials"
     );
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/ HTTP/1.1"),
-        &format!("Host: {a}"),
-        "Proxy-Authorization: Basic dXNlcjpwYXNz",
-    ]));
+    c.write(&proxy_request(
+        "GET",
+        &a,
+        "/",
+        &["Proxy-Authorization: Basic dXNlcjpwYXNz"],
+        b"",
+    ));
     assert_eq!(Head::parse(&c.read_head()).status(), 200);
     let seen = origin.log().requests;
     assert_bytes(
         &seen[0],
-        &head(&["GET / HTTP/1.1", &format!("Host: {a}"), "Via: 1.1 ringway"]),
+        &forwarded("GET", &a, "/", &[], b""),
         "the origin never sees the credentials",
     );
     std::fs::remove_file(&users).unwrap();
@@ -252,19 +248,11 @@ Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body
 
 /// A head over 64 KiB gets 431.
 fn head_too_large_431(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     let big = format!("X-Big: {}", "a".repeat(70 * 1024));
-    expect_error(
-        &mut p,
-        &head(&[
-            &format!("GET http://{a}/ HTTP/1.1"),
-            &format!("Host: {a}"),
-            &big,
-        ]),
-        431,
-    );
+    expect_error(&mut p, &proxy_request("GET", &a, "/", &[&big], b""), 431);
     assert_eq!(origin.log().connections, 0);
 }
 
@@ -272,11 +260,7 @@ fn head_too_large_431(d: Driver) {
 fn origin_refused_502(d: Driver) {
     let mut p = Proxy::start(d, &[]);
     let a = format!("127.0.0.1:{}", free_port());
-    let c = expect_error(
-        &mut p,
-        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
-        502,
-    );
+    let c = expect_error(&mut p, &proxy_get(&a, "/"), 502);
     let line = p.wait_access(c.local_addr(), "GET");
     assert_eq!(line.status, 502, "{line:?}");
 }
@@ -285,23 +269,12 @@ fn origin_refused_502(d: Driver) {
 fn connect_refused_502(d: Driver) {
     let mut p = Proxy::start(d, &["--connect-ports", "any"]);
     let t = format!("127.0.0.1:{}", free_port());
-    expect_error(
-        &mut p,
-        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
-        502,
-    );
+    expect_error(&mut p, &connect_request(&t), 502);
 }
 
 /// An origin answering garbage: 502.
 fn bad_upstream_response_502(d: Driver) {
-    let origin = Origin::fixed(b"SPDY/9 nonsense\r\n\r\n");
-    let mut p = Proxy::start(d, &[]);
-    let a = origin.authority();
-    expect_error(
-        &mut p,
-        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
-        502,
-    );
+    origin_answer_is_502(d, Origin::fixed(b"SPDY/9 nonsense\r\n\r\n"));
 }
 
 /// Dial timeout: 504 after --connect-timeout. The dial hangs because the target listener
@@ -311,11 +284,7 @@ fn dial_timeout_504(d: Driver) {
     let mut p = Proxy::start(d, &["--connect-timeout", "1s"]);
     let a = hole.addr.to_string();
     let start = Instant::now();
-    let c = expect_error(
-        &mut p,
-        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
-        504,
-    );
+    let c = expect_error(&mut p, &proxy_get(&a, "/"), 504);
     let took = start.elapsed();
     assert!(
         took >= Duration::from_millis(900) && took < Duration::from_secs(5),
@@ -330,11 +299,7 @@ fn connect_dial_timeout_504(d: Driver) {
     let hole = BlackHole::start();
     let mut p = Proxy::start(d, &["--connect-timeout", "1s", "--connect-ports", "any"]);
     let t = hole.addr.to_string();
-    expect_error(
-        &mut p,
-        &head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
-        504,
-    );
+    expect_error(&mut p, &connect_request(&t), 504);
 }
 
 /// HTTP/1.1 requires Host.
@@ -349,31 +314,23 @@ fn https_scheme_in_absolute_form_400(d: Driver) {
 
 /// The origin closes after reading the request, before any response byte: 502.
 fn upstream_closes_before_head_502(d: Driver) {
-    let origin = Origin::start(|c| {
-        c.read_request();
-    });
-    let mut p = Proxy::start(d, &[]);
-    let a = origin.authority();
-    expect_error(
-        &mut p,
-        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
-        502,
+    origin_answer_is_502(
+        d,
+        Origin::start(|c| {
+            c.read_request();
+        }),
     );
 }
 
 /// A request already carrying our own Via entry would loop: refused (508 Loop Detected),
 /// never forwarded.
 fn forwarding_loop_refused(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     expect_error(
         &mut p,
-        &head(&[
-            &format!("GET http://{a}/ HTTP/1.1"),
-            &format!("Host: {a}"),
-            "Via: 1.1 ringway",
-        ]),
+        &proxy_request("GET", &a, "/", &["Via: 1.1 ringway"], b""),
         508,
     );
     assert_eq!(
@@ -400,7 +357,7 @@ fn expect_all(p: &mut Proxy, cases: &[(&str, Vec<u8>)], code: u16) -> Vec<String
 
 /// Smuggling-prone framing and malformed syntax: each must get 400 and never reach the origin.
 fn more_malformed_requests_400(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     let get = format!("GET http://{a}/ HTTP/1.1");
@@ -491,12 +448,7 @@ fn more_bad_connect_targets_400(d: Driver) {
         ("absolute URI", "http://127.0.0.1:443/"),
     ]
     .iter()
-    .map(|(what, t)| {
-        (
-            *what,
-            head(&[&format!("CONNECT {t} HTTP/1.1"), &format!("Host: {t}")]),
-        )
-    })
+    .map(|(what, t)| (*what, connect_request(t)))
     .collect();
     let problems = expect_all(&mut p, &cases, 400);
     assert!(
@@ -513,13 +465,7 @@ fn upstream_conflicting_content_lengths_502(d: Driver) {
         &["HTTP/1.1 200 OK", "Content-Length: 5", "Content-Length: 7"],
         b"hello, !",
     ));
-    let mut p = Proxy::start(d, &[]);
-    let a = origin.authority();
-    expect_error(
-        &mut p,
-        &head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]),
-        502,
-    );
+    origin_answer_is_502(d, origin);
 }
 
 /// An origin response with Content-Length and chunked: chunked wins and Content-Length must
@@ -536,11 +482,7 @@ fn upstream_content_length_with_chunked(d: Driver) {
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/ HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("GET");
+    let resp = c.round_trip(&proxy_get(&a, "/"));
     let (h, body) = split_message(&resp);
     let parsed = Head::parse(h);
     if parsed.status() == 502 {
