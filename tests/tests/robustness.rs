@@ -14,16 +14,6 @@ fn pattern_buf(len: usize) -> Vec<u8> {
     (0..len + 251).map(|i| (i % 251) as u8).collect()
 }
 
-/// Path of a request head's start line.
-fn path_of(req: &[u8]) -> String {
-    Head::parse(req)
-        .start
-        .split(' ')
-        .nth(1)
-        .unwrap_or("")
-        .to_string()
-}
-
 /// Whether a new client connecting to `proxy` now gets a 200 for a GET to `origin`.
 fn served(proxy: SocketAddr, origin: &str) -> bool {
     let Ok(s) = std::net::TcpStream::connect_timeout(&proxy, Duration::from_secs(1)) else {
@@ -31,11 +21,7 @@ fn served(proxy: SocketAddr, origin: &str) -> bool {
     };
     let mut c = Conn::new(s);
     c.set_read_timeout(Duration::from_secs(1));
-    let req = head(&[
-        &format!("GET http://{origin}/probe HTTP/1.1"),
-        &format!("Host: {origin}"),
-    ]);
-    if c.stream.write_all(&req).is_err() {
+    if c.stream.write_all(&proxy_get(origin, "/probe")).is_err() {
         return false;
     }
     matches!(c.try_read_head(), Ok(Some(h)) if Head::parse(&h).status() == 200)
@@ -85,10 +71,7 @@ fn download_200mib_bounded_memory(d: Driver) {
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/big HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
+    c.write(&proxy_get(&a, "/big"));
     let h = c.read_head();
     assert_bytes(
         &h,
@@ -167,15 +150,11 @@ fn download_200mib_bounded_memory(d: Driver) {
 /// Slowloris: one header byte per second is cut at --header-timeout 2s (408 or close),
 /// while another client is served normally meanwhile.
 fn slowloris_cut_by_header_timeout(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let p = Proxy::start(d, &["--header-timeout", "2s"]);
     let a = origin.authority();
     let addr = p.addr();
-    let slow_req = head(&[
-        &format!("GET http://{a}/slow HTTP/1.1"),
-        &format!("Host: {a}"),
-        "User-Agent: a-very-slow-client",
-    ]);
+    let slow_req = proxy_request("GET", &a, "/slow", &["User-Agent: a-very-slow-client"], b"");
     let (started_tx, started) = mpsc::channel();
     let slow = thread::spawn(move || {
         let mut c = Conn::connect(addr);
@@ -219,20 +198,8 @@ fn slowloris_cut_by_header_timeout(d: Driver) {
     started.recv_timeout(WAIT).expect("slow client started");
     // Meanwhile a normal client is served at once.
     let t = Instant::now();
-    let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/fast HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
-    let resp = c.read_response("GET");
-    assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"ok",
-        ),
-        "normal client during slowloris",
-    );
+    let resp = p.connect().round_trip(&proxy_get(&a, "/fast"));
+    assert_bytes(&resp, &ok_relayed(b"ok"), "normal client during slowloris");
     assert!(
         t.elapsed() < Duration::from_millis(1500),
         "normal client took {:?} during slowloris",
@@ -269,16 +236,7 @@ fn slowloris_cut_by_header_timeout(d: Driver) {
 fn thousand_concurrent_clients(d: Driver) {
     const THREADS: usize = 4;
     const PER: usize = 250;
-    let origin = Origin::reply_with(|req| {
-        let path = path_of(req);
-        message(
-            &[
-                "HTTP/1.1 200 OK",
-                &format!("Content-Length: {}", path.len()),
-            ],
-            path.as_bytes(),
-        )
-    });
+    let origin = Origin::path_echo();
     let p = Proxy::start(d, &["--access-log", "off"]);
     let addr: SocketAddr = p.addr();
     let a = origin.authority();
@@ -291,21 +249,11 @@ fn thousand_concurrent_clients(d: Driver) {
                 let mut conns: Vec<Conn> = (0..PER).map(|_| Conn::connect(addr)).collect();
                 barrier.wait(); // all 1000 connections are open
                 for (i, c) in conns.iter_mut().enumerate() {
-                    c.write(&head(&[
-                        &format!("GET http://{a}/t{t}-{i} HTTP/1.1"),
-                        &format!("Host: {a}"),
-                    ]));
+                    c.write(&proxy_get(&a, &format!("/t{t}-{i}")));
                 }
                 for (i, c) in conns.iter_mut().enumerate() {
                     let want_body = format!("/t{t}-{i}");
-                    let want = message(
-                        &[
-                            "HTTP/1.1 200 OK",
-                            &format!("Content-Length: {}", want_body.len()),
-                            "Via: 1.1 ringway",
-                        ],
-                        want_body.as_bytes(),
-                    );
+                    let want = ok_relayed(want_body.as_bytes());
                     let got = c.read_response("GET");
                     if got != want {
                         failures
@@ -349,22 +297,19 @@ fn sigterm_drains_in_flight_request(d: Driver) {
         }
         // The slow part of "an origin that answers slowly".
         thread::sleep(Duration::from_millis(500));
-        c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"late"));
+        c.write(&ok_response(b"late"));
     });
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/slow HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
+    c.write(&proxy_get(&a, "/slow"));
     got_rx
         .recv_timeout(WAIT)
         .expect("request reached the origin");
     p.sigterm();
     // Stop accepting: poll until a new client is no longer served (polling, as nothing
     // signals it), then let the in-flight request's origin answer.
-    let probe_origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let probe_origin = Origin::fixed(&ok_response(b"ok"));
     let deadline = Instant::now() + Duration::from_secs(5);
     while served(p.addr(), &probe_origin.authority()) {
         assert!(
@@ -404,21 +349,14 @@ fn sigterm_idle_exits_zero(d: Driver) {
 /// The origin dies in the middle of a Content-Length body: the client must not be left
 /// waiting for bytes that will never come, and must not get padding.
 fn origin_dies_mid_body(d: Driver) {
-    let origin = Origin::start(|c| {
-        if c.read_request().is_some() {
-            c.write(&message(
-                &["HTTP/1.1 200 OK", "Content-Length: 10"],
-                b"hello",
-            ));
-        }
-    });
+    let origin = Origin::answer_then_close(&message(
+        &["HTTP/1.1 200 OK", "Content-Length: 10"],
+        b"hello",
+    ));
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/cut HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
+    c.write(&proxy_get(&a, "/cut"));
     c.set_read_timeout(Duration::from_secs(5));
     let all = c.read_to_eof();
     let (h, body) = split_message(&all);
@@ -434,14 +372,11 @@ fn origin_dies_mid_body(d: Driver) {
 /// `--max-connections 2`: a third client is closed on accept; once one leaves, a new
 /// client is served again.
 fn max_connections_closes_extra(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let p = Proxy::start(d, &["--max-connections", "2"]);
     let a = origin.authority();
-    let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
-    let ok = message(
-        &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-        b"ok",
-    );
+    let get = proxy_get(&a, "/");
+    let ok = ok_relayed(b"ok");
     let mut held: Vec<Conn> = (0..2).map(|_| p.connect()).collect();
     for c in held.iter_mut() {
         c.write(&get);
@@ -476,31 +411,25 @@ fn max_connections_closes_extra(d: Driver) {
 
 /// Clients that vanish at awkward moments do not hurt the proxy or the next client.
 fn abrupt_clients_do_not_hurt_others(d: Driver) {
-    let origin = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let origin = Origin::fixed(&ok_response(b"ok"));
     let echo = EchoServer::start(EchoMode::Echo);
     let mut p = Proxy::start(d, &["--connect-ports", "any"]);
     let a = origin.authority();
-    let get = head(&[&format!("GET http://{a}/ HTTP/1.1"), &format!("Host: {a}")]);
+    let get = proxy_get(&a, "/");
+    let tunnel = echo.addr.to_string();
     let abuse: Vec<Vec<u8>> = vec![
-        Vec::new(),         // connect, close
-        get[..10].to_vec(), // half a head
-        message(
-            &[
-                &format!("POST http://{a}/ HTTP/1.1"),
-                &format!("Host: {a}"),
-                "Content-Length: 100",
-            ],
-            b"only ten..",
-        ), // half a body
-        message(
-            &[
-                &format!("CONNECT {} HTTP/1.1", echo.addr),
-                &format!("Host: {}", echo.addr),
-            ],
-            b"tunnel bytes",
-        ), // tunnel, then gone
-        (0..=255u8).cycle().take(5000).collect(), // binary garbage
-        get.repeat(100),    // 100 pipelined, never read
+        // connect, close
+        Vec::new(),
+        // half a head
+        get[..10].to_vec(),
+        // half a body
+        proxy_request("POST", &a, "/", &["Content-Length: 100"], b"only ten.."),
+        // tunnel, then gone
+        [connect_request(&tunnel), b"tunnel bytes".to_vec()].concat(),
+        // binary garbage
+        (0..=255u8).cycle().take(5000).collect(),
+        // 100 pipelined, never read
+        get.repeat(100),
     ];
     for bytes in &abuse {
         let mut c = p.connect();
@@ -511,10 +440,7 @@ fn abrupt_clients_do_not_hurt_others(d: Driver) {
     c.write(&get);
     assert_bytes(
         &c.read_response("GET"),
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-            b"ok",
-        ),
+        &ok_relayed(b"ok"),
         "normal client after the abuse",
     );
     assert!(
@@ -531,35 +457,15 @@ fn abrupt_clients_do_not_hurt_others(d: Driver) {
 
 /// Two worker threads: 200 concurrent clients all answered correctly.
 fn two_threads_many_clients(d: Driver) {
-    let origin = Origin::reply_with(|req| {
-        let path = path_of(req);
-        message(
-            &[
-                "HTTP/1.1 200 OK",
-                &format!("Content-Length: {}", path.len()),
-            ],
-            path.as_bytes(),
-        )
-    });
+    let origin = Origin::path_echo();
     let p = Proxy::start(d, &["--threads", "2", "--access-log", "off"]);
     let a = origin.authority();
     let mut conns: Vec<Conn> = (0..200).map(|_| p.connect()).collect();
     for (i, c) in conns.iter_mut().enumerate() {
-        c.write(&head(&[
-            &format!("GET http://{a}/c{i} HTTP/1.1"),
-            &format!("Host: {a}"),
-        ]));
+        c.write(&proxy_get(&a, &format!("/c{i}")));
     }
     for (i, c) in conns.iter_mut().enumerate() {
-        let body = format!("/c{i}");
-        let want = message(
-            &[
-                "HTTP/1.1 200 OK",
-                &format!("Content-Length: {}", body.len()),
-                "Via: 1.1 ringway",
-            ],
-            body.as_bytes(),
-        );
+        let want = ok_relayed(format!("/c{i}").as_bytes());
         assert_bytes(&c.read_response("GET"), &want, "answer");
     }
 }
@@ -587,10 +493,7 @@ fn client_gone_mid_download_releases_upstream(d: Driver) {
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{a}/huge HTTP/1.1"),
-        &format!("Host: {a}"),
-    ]));
+    c.write(&proxy_get(&a, "/huge"));
     c.read_head();
     c.read_exact(1 << 20);
     let t = Instant::now();
@@ -605,18 +508,10 @@ fn client_gone_mid_download_releases_upstream(d: Driver) {
         log.marks[0],
         t.elapsed()
     );
-    let ok = message(
-        &["HTTP/1.1 200 OK", "Content-Length: 2", "Via: 1.1 ringway"],
-        b"ok",
-    );
-    let small = Origin::fixed(&message(&["HTTP/1.1 200 OK", "Content-Length: 2"], b"ok"));
+    let small = Origin::fixed(&ok_response(b"ok"));
     let b = small.authority();
-    let mut c = p.connect();
-    c.write(&head(&[
-        &format!("GET http://{b}/ HTTP/1.1"),
-        &format!("Host: {b}"),
-    ]));
-    assert_bytes(&c.read_response("GET"), &ok, "next client");
+    let next = p.connect().round_trip(&proxy_get(&b, "/"));
+    assert_bytes(&next, &ok_relayed(b"ok"), "next client");
 }
 
 /// A 200 MiB upload to an origin that starts reading late: every byte arrives, and the proxy's
@@ -653,17 +548,19 @@ fn upload_200mib_bounded_memory(d: Driver) {
         let mut req = h.clone();
         req.extend_from_slice(format!("<{got} body bytes>").as_bytes());
         c.record(&req);
-        c.write(&message(&["HTTP/1.1 200 OK", "Content-Length: 4"], b"got!"));
+        c.write(&ok_response(b"got!"));
     });
     let p = Proxy::start(d, &[]);
     let a = origin.authority();
     let mut c = p.connect();
     let mut w = c.stream.try_clone().unwrap();
-    let h = head(&[
-        &format!("PUT http://{a}/up HTTP/1.1"),
-        &format!("Host: {a}"),
-        &format!("Content-Length: {TOTAL}"),
-    ]);
+    let h = proxy_request(
+        "PUT",
+        &a,
+        "/up",
+        &[&format!("Content-Length: {TOTAL}")],
+        b"",
+    );
     let writer = thread::spawn(move || {
         w.write_all(&h).unwrap();
         let pat = pattern_buf(1 << 20);
@@ -693,14 +590,7 @@ fn upload_200mib_bounded_memory(d: Driver) {
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
     let max_rss = sampler.join().unwrap();
-    assert_bytes(
-        &resp,
-        &message(
-            &["HTTP/1.1 200 OK", "Content-Length: 4", "Via: 1.1 ringway"],
-            b"got!",
-        ),
-        "response",
-    );
+    assert_bytes(&resp, &ok_relayed(b"got!"), "response");
     let log = origin.wait_requests(1);
     assert_eq!(
         log.marks,
