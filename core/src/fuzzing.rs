@@ -578,27 +578,31 @@ fn pieces<'a>(data: &'a [u8], steps: &[u8]) -> Vec<&'a [u8]> {
     out
 }
 
-/// Runs one exchange: every client piece, then the upstream pieces for as long as the first
-/// upstream connection lives, then the EOFs the flags ask for. Dials are answered at once.
-fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
-    let now = Instant::from_elapsed(Duration::from_secs(1));
-    let mut conn = Connection::new(Arc::new(config()), client_addr(), now);
-    let mut events = Vec::new();
-    let mut dials = 0u32;
-    let mut upstream_held = false;
-    let mut closed = false;
-    let mut upstream_left = upstream.iter().map(|p| p.len()).sum::<usize>();
+/// One exchange's connection, with what the harness (playing a runtime that answers every dial
+/// at once) has seen of it so far.
+struct Exchange {
+    conn: Connection,
+    now: Instant,
+    /// The fuzzer's flags; bit 0: the first dial is answered with a pooled connection.
+    flags: u8,
+    events: Vec<Event>,
+    dials: u32,
+    upstream_held: bool,
+    closed: bool,
+}
 
-    let drain = |conn: &mut Connection,
-                 events: &mut Vec<Event>,
-                 dials: &mut u32,
-                 upstream_held: &mut bool,
-                 closed: &mut bool,
-                 upstream_left: usize| {
+impl Exchange {
+    /// Carries out every output, recording it as an [`Event`] and answering dials at once.
+    /// `upstream_left` is how many upstream bytes are still on their way: a release while any
+    /// are counts as not pooled.
+    ///
+    /// Why a method: every input `run_exchange` feeds is followed by this same drain.
+    fn drain(&mut self, upstream_left: usize) {
         let mut n = 0;
-        while let Some(out) = conn.poll_output() {
+        while let Some(out) = self.conn.poll_output() {
             n += 1;
             assert!(n <= MAX_DRAIN, "livelock");
+            let events = &mut self.events;
             match out {
                 Output::ToClient(b) => push_event(events, Event::Client(BytesMut::from(&b[..]))),
                 Output::ToUpstream(b) => {
@@ -609,21 +613,21 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
                     allow_pooled,
                 } => {
                     push_event(events, Event::Dial(authority, allow_pooled));
-                    *dials += 1;
-                    let reused = *dials == 1 && flags & 1 != 0;
-                    conn.handle_dial(now, Ok(Dialed { reused }));
-                    *upstream_held = true;
+                    self.dials += 1;
+                    let reused = self.dials == 1 && self.flags & 1 != 0;
+                    self.conn.handle_dial(self.now, Ok(Dialed { reused }));
+                    self.upstream_held = true;
                 }
                 Output::ReleaseUpstream => {
                     // Bytes still on their way from this upstream make it unpoolable, whether
                     // they arrived with the response (the core sees them) or after.
                     let pooled = upstream_left == 0;
                     push_event(events, Event::UpstreamDone { pooled });
-                    *upstream_held = false;
+                    self.upstream_held = false;
                 }
                 Output::CloseUpstream => {
                     push_event(events, Event::UpstreamDone { pooled: false });
-                    *upstream_held = false;
+                    self.upstream_held = false;
                 }
                 Output::ShutdownClientWrite => push_event(events, Event::ShutdownClientWrite),
                 Output::ShutdownUpstreamWrite => push_event(events, Event::ShutdownUpstreamWrite),
@@ -637,87 +641,79 @@ fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
                 Output::Log(record) => push_event(events, Event::Log(*record)),
                 Output::Close => {
                     push_event(events, Event::Close);
-                    *closed = true;
+                    self.closed = true;
                 }
             }
         }
+    }
+}
+
+/// Runs one exchange: every client piece, then the upstream pieces for as long as the first
+/// upstream connection lives, then the EOFs the flags ask for. Dials are answered at once.
+fn run_exchange(flags: u8, client: &[&[u8]], upstream: &[&[u8]]) -> Vec<Event> {
+    let now = Instant::from_elapsed(Duration::from_secs(1));
+    let mut x = Exchange {
+        conn: Connection::new(Arc::new(config()), client_addr(), now),
+        now,
+        flags,
+        events: Vec::new(),
+        dials: 0,
+        upstream_held: false,
+        closed: false,
     };
+    let mut upstream_left = upstream.iter().map(|p| p.len()).sum::<usize>();
 
     for piece in client {
-        if closed {
+        if x.closed {
             break;
         }
-        if conn.is_tunnel() {
-            if conn
+        if x.conn.is_tunnel() {
+            if x.conn
                 .tunnel()
                 .is_some_and(|m| m.has_ended(Direction::ClientToUpstream))
             {
                 break;
             }
-            conn.handle_relayed(now, Direction::ClientToUpstream, piece.len() as u64);
-            push_event(&mut events, Event::Upstream(BytesMut::from(*piece)));
+            x.conn
+                .handle_relayed(now, Direction::ClientToUpstream, piece.len() as u64);
+            push_event(&mut x.events, Event::Upstream(BytesMut::from(*piece)));
             continue;
         }
-        conn.handle_client_data(now, Bytes::copy_from_slice(piece));
-        drain(
-            &mut conn,
-            &mut events,
-            &mut dials,
-            &mut upstream_held,
-            &mut closed,
-            upstream_left,
-        );
+        x.conn
+            .handle_client_data(now, Bytes::copy_from_slice(piece));
+        x.drain(upstream_left);
     }
     // The upstream bytes belong to the first upstream connection only.
-    let first_upstream = dials == 1 && upstream_held;
+    let first_upstream = x.dials == 1 && x.upstream_held;
     if first_upstream {
         for piece in upstream {
-            if closed || !upstream_held || dials != 1 {
+            if x.closed || !x.upstream_held || x.dials != 1 {
                 break;
             }
             upstream_left -= piece.len();
-            if conn.is_tunnel() {
-                conn.handle_relayed(now, Direction::UpstreamToClient, piece.len() as u64);
-                push_event(&mut events, Event::Client(BytesMut::from(*piece)));
+            if x.conn.is_tunnel() {
+                x.conn
+                    .handle_relayed(now, Direction::UpstreamToClient, piece.len() as u64);
+                push_event(&mut x.events, Event::Client(BytesMut::from(*piece)));
                 continue;
             }
-            if !conn.wants_upstream_read() {
+            if !x.conn.wants_upstream_read() {
                 break;
             }
-            conn.handle_upstream_data(now, Bytes::copy_from_slice(piece));
-            drain(
-                &mut conn,
-                &mut events,
-                &mut dials,
-                &mut upstream_held,
-                &mut closed,
-                upstream_left,
-            );
+            x.conn
+                .handle_upstream_data(now, Bytes::copy_from_slice(piece));
+            x.drain(upstream_left);
         }
     }
-    if flags & 2 != 0 && !closed && upstream_held {
-        conn.handle_upstream_eof(now);
-        drain(
-            &mut conn,
-            &mut events,
-            &mut dials,
-            &mut upstream_held,
-            &mut closed,
-            0,
-        );
+    if flags & 2 != 0 && !x.closed && x.upstream_held {
+        x.conn.handle_upstream_eof(now);
+        x.drain(0);
     }
-    if flags & 4 != 0 && !closed {
-        conn.handle_client_eof(now);
-        drain(
-            &mut conn,
-            &mut events,
-            &mut dials,
-            &mut upstream_held,
-            &mut closed,
-            0,
-        );
+    if flags & 4 != 0 && !x.closed {
+        x.conn.handle_client_eof(now);
+        x.drain(0);
     }
-    events
+    x.events
 }
 
 /// Fuzz target `split_invariance`: one exchange fed whole and fed in fuzzer-chosen pieces.
@@ -955,6 +951,19 @@ fn check_client_head(bytes: &[u8]) {
     );
 }
 
+/// The bytes a data operation of the `connection` target carries: with `raw`, a length byte and
+/// that many input bytes; otherwise one byte choosing one of `templates`.
+///
+/// Why: client and upstream data operations read their argument the same way.
+fn data_arg<'a>(r: &mut Reader<'a>, raw: bool, templates: &[&'a [u8]]) -> &'a [u8] {
+    if raw {
+        let n = usize::from(r.u8());
+        r.take(n)
+    } else {
+        templates[usize::from(r.u8()) % templates.len()]
+    }
+}
+
 fn fuzz_duration(b: u8) -> Duration {
     let units = u64::from(b & 0x3f);
     match b >> 6 {
@@ -1004,12 +1013,7 @@ pub fn connection(data: &[u8]) {
         }
         match op % 16 {
             0 | 1 => {
-                let bytes = if op % 16 == 0 {
-                    let n = usize::from(r.u8());
-                    r.take(n)
-                } else {
-                    CLIENT_TEMPLATES[usize::from(r.u8()) % CLIENT_TEMPLATES.len()]
-                };
+                let bytes = data_arg(&mut r, op % 16 == 0, CLIENT_TEMPLATES);
                 if !m.client_eof && !m.tunnel && conn.wants_client_read() {
                     conn.handle_client_data(now, Bytes::copy_from_slice(bytes));
                 }
@@ -1042,12 +1046,7 @@ pub fn connection(data: &[u8]) {
                 }
             }
             6 | 7 => {
-                let bytes = if op % 16 == 6 {
-                    let n = usize::from(r.u8());
-                    r.take(n)
-                } else {
-                    UPSTREAM_TEMPLATES[usize::from(r.u8()) % UPSTREAM_TEMPLATES.len()]
-                };
+                let bytes = data_arg(&mut r, op % 16 == 6, UPSTREAM_TEMPLATES);
                 if m.upstream_held && !m.upstream_eof && !m.tunnel && conn.wants_upstream_read() {
                     conn.handle_upstream_data(now, Bytes::copy_from_slice(bytes));
                 }
