@@ -124,6 +124,17 @@ impl Script {
         panic!("livelock: more than 10000 outputs in one drain");
     }
 
+    /// A fresh connection (default test config) whose client sent `request` and whose dial
+    /// succeeded with a fresh upstream connection, so the request went upstream and its answer
+    /// is awaited. Nothing recorded so far is taken.
+    ///
+    /// Why: most response-side conversations open with exactly this.
+    pub fn forwarded(request: &[u8]) -> Script {
+        let mut s = Script::new();
+        s.client(request).dial_ok(false);
+        s
+    }
+
     pub fn client(&mut self, bytes: &[u8]) -> &mut Self {
         self.conn
             .handle_client_data(self.now, Bytes::copy_from_slice(bytes));
@@ -215,6 +226,50 @@ impl Script {
 
     pub fn is_closed(&self) -> bool {
         self.closed
+    }
+
+    /// The upstream sends `response`; the client must receive exactly `relayed` (everything
+    /// written to it since the last `take_client`).
+    ///
+    /// Why: "upstream answers X, client gets exactly Y" is the step response conversations
+    /// repeat.
+    #[track_caller]
+    pub fn relays(&mut self, response: &[u8], relayed: impl AsRef<str>) -> &mut Self {
+        self.upstream(response);
+        assert_eq!(self.take_client(), relayed.as_ref());
+        self
+    }
+
+    /// Takes the events; the first must be the upstream connection going back to the pool.
+    ///
+    /// Why: the clean end of an exchange, checked after most answers.
+    #[track_caller]
+    pub fn expect_released(&mut self) {
+        assert_eq!(self.take_events()[0], Event::Release);
+    }
+
+    /// The client must have received exactly the canned answer `status_line` + `message` (see
+    /// [`canned`]), and the connection must be closed.
+    ///
+    /// Why: how every refusal the proxy answers itself ends.
+    #[track_caller]
+    pub fn expect_canned_then_close(&mut self, status_line: &str, message: &str) {
+        assert_eq!(self.take_client(), canned(status_line, message));
+        assert!(self.is_closed());
+    }
+
+    /// Takes the events and checks the exchange was cut off: first the upstream connection is
+    /// closed (not pooled), then the access-log line, which must satisfy `log_ok`, then the
+    /// client connection closes.
+    ///
+    /// Why: every abort (bad body, truncation, early answer, timeout, vanished peer) ends this
+    /// way; only the log line's status and reason differ.
+    #[track_caller]
+    pub fn expect_cut_off(&mut self, log_ok: impl Fn(&str) -> bool) {
+        let ev = self.take_events();
+        assert_eq!(ev[0], Event::CloseUpstream);
+        assert!(matches!(&ev[1], Event::Log(l) if log_ok(l)), "{ev:?}");
+        assert_eq!(ev[2], Event::Close);
     }
 }
 
