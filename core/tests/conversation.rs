@@ -107,9 +107,9 @@ fn pipelined_requests_are_answered_in_order() {
 
 #[test]
 fn content_length_request_body_streams_through() {
-    let mut s = Script::new();
-    s.client(b"POST http://h:81/up HTTP/1.1\r\nHost: h:81\r\nContent-Length: 10\r\n\r\n0123");
-    s.dial_ok(false);
+    let mut s = Script::forwarded(
+        b"POST http://h:81/up HTTP/1.1\r\nHost: h:81\r\nContent-Length: 10\r\n\r\n0123",
+    );
     assert_eq!(
         s.take_upstream(),
         "POST /up HTTP/1.1\r\nHost: h:81\r\nContent-Length: 10\r\nVia: 1.1 ringway\r\n\r\n0123"
@@ -146,9 +146,9 @@ fn chunked_request_body_passes_through_untouched() {
 
 #[test]
 fn malformed_chunked_request_body_is_a_400_and_both_sides_close() {
-    let mut s = Script::new();
-    s.client(b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n");
-    s.dial_ok(false);
+    let mut s = Script::forwarded(
+        b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n",
+    );
     s.take_upstream();
     s.client(b"zz\r\nhello\r\n");
     assert_eq!(s.take_upstream(), "", "nothing of a bad chunk is forwarded");
@@ -565,9 +565,7 @@ fn idle_tunnel_is_closed_once() {
 
 #[test]
 fn websocket_upgrade_becomes_a_tunnel() {
-    let mut s = Script::new();
-    s.client(b"GET http://h/chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n");
-    s.dial_ok(false);
+    let mut s = Script::forwarded(b"GET http://h/chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n");
     assert_eq!(
         s.take_upstream(),
         "GET /chat HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nConnection: upgrade\r\nVia: 1.1 ringway\r\n\r\n"
