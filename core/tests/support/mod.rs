@@ -240,36 +240,39 @@ impl Script {
         self
     }
 
-    /// Takes the events; the first must be the upstream connection going back to the pool.
+    /// Takes the events; they must be exactly the upstream connection going back to the pool,
+    /// then the access-log line `log_line`.
     ///
     /// Why: the clean end of an exchange, checked after most answers.
     #[track_caller]
-    pub fn expect_released(&mut self) {
-        assert_eq!(self.take_events()[0], Event::Release);
+    pub fn expect_released(&mut self, log_line: impl AsRef<str>) {
+        assert_eq!(self.take_events(), [Event::Release, log(log_line.as_ref())]);
     }
 
     /// The client must have received exactly the canned answer `status_line` + `message` (see
-    /// [`canned`]), and the connection must be closed.
+    /// [`canned`]), the events must be exactly `events` (the last of them `Close`), and the
+    /// connection must be closed.
     ///
     /// Why: how every refusal the proxy answers itself ends.
     #[track_caller]
-    pub fn expect_canned_then_close(&mut self, status_line: &str, message: &str) {
+    pub fn expect_canned_then_close(&mut self, status_line: &str, message: &str, events: &[Event]) {
         assert_eq!(self.take_client(), canned(status_line, message));
+        assert_eq!(self.take_events(), events);
         assert!(self.is_closed());
     }
 
-    /// Takes the events and checks the exchange was cut off: first the upstream connection is
-    /// closed (not pooled), then the access-log line, which must satisfy `log_ok`, then the
-    /// client connection closes.
+    /// Takes the events and checks the exchange was cut off: they must be exactly the upstream
+    /// connection closing (not pooled), the access-log line `log_line`, and the client
+    /// connection closing.
     ///
     /// Why: every abort (bad body, truncation, early answer, timeout, vanished peer) ends this
-    /// way; only the log line's status and reason differ.
+    /// way; only the log line's status, counts and reason differ.
     #[track_caller]
-    pub fn expect_cut_off(&mut self, log_ok: impl Fn(&str) -> bool) {
-        let ev = self.take_events();
-        assert_eq!(ev[0], Event::CloseUpstream);
-        assert!(matches!(&ev[1], Event::Log(l) if log_ok(l)), "{ev:?}");
-        assert_eq!(ev[2], Event::Close);
+    pub fn expect_cut_off(&mut self, log_line: impl AsRef<str>) {
+        assert_eq!(
+            self.take_events(),
+            [Event::CloseUpstream, log(log_line.as_ref()), Event::Close]
+        );
     }
 }
 
@@ -277,9 +280,17 @@ pub fn dial(target: &str, pooled: bool) -> Event {
     Event::Dial(target.to_string(), pooled)
 }
 
-/// The log line without the duration (virtual time makes it 0.000ms unless the test waited).
+/// An access-log event with exactly this line (virtual time makes the duration 0.000ms unless
+/// the test moved the clock).
 pub fn log(line: &str) -> Event {
     Event::Log(line.to_string())
+}
+
+/// The access-log line of the default script client (`127.0.0.1:50000`):
+/// `CLIENT METHOD TARGET STATUS RX TX TAIL`, where `tail` is the duration and any
+/// `reason=...`, e.g. `line("GET http://h/", 200, req.len(), resp.len(), "0.000ms")`.
+pub fn line(method_target: &str, status: u16, rx: usize, tx: usize, tail: &str) -> String {
+    format!("127.0.0.1:50000 {method_target} {status} {rx} {tx} {tail}")
 }
 
 /// A canned answer, exactly as the core writes it.
