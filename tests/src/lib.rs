@@ -283,8 +283,12 @@ impl AccessLine {
             return None;
         }
         let duration = f[6];
-        let ms = duration.strip_suffix("ms")?;
-        ms.parse::<f64>().ok()?;
+        // Exactly `MILLIS.MMMms`, as the core writes it.
+        let (whole, frac) = duration.strip_suffix("ms")?.split_once('.')?;
+        let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+        if !digits(whole) || !digits(frac) || frac.len() != 3 {
+            return None;
+        }
         Some(AccessLine {
             client: f[0].to_string(),
             method: f[1].to_string(),
@@ -295,6 +299,22 @@ impl AccessLine {
             duration: duration.to_string(),
             extra: f[7..].iter().map(|s| s.to_string()).collect(),
         })
+    }
+
+    /// The whole line with its duration (wall-clock time, the one part a test cannot know)
+    /// written as `D`: `CLIENT METHOD TARGET STATUS RX TX D[ reason=...]`.
+    ///
+    /// Why: lets a test compare every other field of the line at once, exactly.
+    pub fn without_duration(&self) -> String {
+        let mut line = format!(
+            "{} {} {} {} {} {} D",
+            self.client, self.method, self.target, self.status, self.rx, self.tx
+        );
+        for e in &self.extra {
+            line.push(' ');
+            line.push_str(e);
+        }
+        line
     }
 }
 
