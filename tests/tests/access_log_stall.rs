@@ -223,8 +223,8 @@ fn dropped_counts(stderr: &[String]) -> Vec<u64> {
 }
 
 /// Stdout is a pipe nobody reads while 1000 requests with ~16 KiB log lines go through: every
-/// one is answered exactly and in time. Then the test reads stdout: lines appear again for new
-/// requests, stderr says how many lines were dropped, and after SIGTERM every stalled-phase
+/// one is answered exactly and in time. Then the test reads stdout: stderr says how many lines
+/// were dropped, lines appear again for new requests, and after SIGTERM every stalled-phase
 /// request is accounted for exactly once, either logged or counted as dropped.
 fn stalled_stdout_does_not_stall_requests(d: Driver) {
     let origin = Origin::path_echo();
@@ -232,6 +232,9 @@ fn stalled_stdout_does_not_stall_requests(d: Driver) {
     serve_while_stalled(&p, &origin, STALLED_REQUESTS);
 
     let stdout = p.read_stdout();
+    // The report comes once the writer has caught up with what was queued; lines handed over
+    // before that could still find the queue full and be dropped, so the later requests wait.
+    let report = p.wait_stderr(WAIT, DROPPED);
     let a = origin.authority();
     let mut c = Conn::connect(p.addr);
     for i in 0..LATER_REQUESTS {
@@ -239,7 +242,8 @@ fn stalled_stdout_does_not_stall_requests(d: Driver) {
         let got = c.round_trip(&proxy_get(&a, &path));
         assert_bytes(&got, &ok_relayed(path.as_bytes()), &format!("later {i}"));
     }
-    // Lines queued before the pipe was read come first; the later ones must follow.
+    // Lines queued before the pipe was read come first; the later ones must follow, none
+    // dropped.
     let mut logged = Vec::new();
     let mut later_seen = 0;
     let deadline = Instant::now() + WAIT;
@@ -257,7 +261,6 @@ fn stalled_stdout_does_not_stall_requests(d: Driver) {
         }
         logged.push(line);
     }
-    let report = p.wait_stderr(WAIT, DROPPED);
     drop(c);
 
     let (status, stderr) = p.terminate(WAIT);
