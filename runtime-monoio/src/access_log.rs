@@ -1,69 +1,150 @@
 //! The access log: one line per request or tunnel, formatted by the core's
 //! [`AccessRecord`] `Display`, written to stdout, a file, or nowhere.
 //!
-//! Lines are formatted into a per-thread buffer, not written one by one: a `write` per
-//! request is a blocking syscall on the event loop. The buffer goes out in one `write` (whole
-//! lines only, so threads never interleave within a line) [`FLUSH_DELAY`] after its first
-//! line, at once when it reaches [`FLUSH_AT`] bytes, and when the worker exits (call
-//! [`AccessLog::flush`]). So a line is on stdout within about 10 ms of its request ending.
+//! Why a writer thread: the destination can stall. `ringway | slow-consumer`, or a log shipper
+//! that hangs, leaves stdout a full pipe (64 KiB on Linux), and the next `write` to it blocks
+//! until the reader reads again. Done on a worker thread, that `write` stops its event loop
+//! and every client on it. So no worker ever writes: the blocking writes happen on one
+//! dedicated thread, `ringway-log`, and a stalled destination costs lines, never service.
 //!
-//! Failure: a write error (a closed stdout, a full disk) is reported once on stderr and the
-//! lines are dropped; the proxy keeps serving.
+//! Key components:
+//! - [`AccessLog`], the cheap handle every worker writes through. [`AccessLog::write`] formats
+//!   the line into a per-thread buffer. The buffer is handed to the writer as one batch of
+//!   whole lines [`FLUSH_DELAY`] after its first line, at once when it reaches [`FLUSH_AT`]
+//!   bytes, and when the worker exits ([`AccessLog::flush`]). Handing over is a `try_send` on
+//!   a bounded channel: it never waits.
+//! - [`Writer`], the writer thread, started by [`start`] after the signal mask is set and
+//!   before the workers. It writes each batch in one `write_all` (then flushes stdout), in the
+//!   order they arrived, so lines are never split or interleaved. A line reaches stdout within
+//!   about 10 ms of its request ending, as before. [`Writer::finish`] drains it at exit.
+//! - [`Destination`], opened before anything starts, so a bad `--access-log PATH` exits 2.
+//!   `--access-log off` starts no thread and makes [`AccessLog::write`] return at once.
+//!
+//! Bounds: at most [`QUEUE_BATCHES`] batches in the channel and [`QUEUE_BYTES`] of lines
+//! (counting the batch being written) wait for the writer, whichever is reached first. A batch
+//! is at most [`FLUSH_AT`] plus one line (a line is at most ~64 KiB, the largest request
+//! head), so the batch count alone would allow ~128 MiB; the byte budget caps it at 8 MiB
+//! (allocator slack aside), which is the most a stalled log adds to the proxy's memory, plus
+//! each worker's own buffer (under 128 KiB). 8 MiB is ~60,000 typical lines of ~140 bytes:
+//! about three seconds of one busy worker at the ~18,000 requests/s measured in
+//! `docs/benchmarks.md`, and longer at lighter load, where a worker hands over at most one
+//! batch per 10 ms, so the 1024-batch bound allows ~10 s divided by the number of workers
+//! logging. That rides out a hiccup of the consumer; a consumer that stays stalled costs
+//! lines, not clients. Measured by `tests/tests/access_log_stall.rs` (debug build): with
+//! stdout a pipe nobody reads, 1000 requests with ~16 KiB lines are all answered in ~2.7 s;
+//! ~510 lines (8 MiB) wait and ~490 are dropped and reported. Before the writer thread, the
+//! fourth of those requests never got an answer.
+//!
+//! Failure:
+//! - Queue full: the batch is dropped and its lines are counted. When the writer has caught
+//!   up (nothing queued), it says so on stderr, at most once per [`REPORT_EVERY`]:
+//!   `ringway: access log fell behind, dropped N lines`, and once more at exit for drops not
+//!   yet reported.
+//! - A write error (a closed stdout, a full disk) is reported once on stderr; the batch's
+//!   lines are dropped and the proxy keeps serving.
+//! - At exit, [`Writer::finish`] waits for the writer to write everything queued until a
+//!   deadline (the end of the shutdown grace period, at least [`EXIT_FLUSH_MIN`]). Past it,
+//!   `main` reports how many lines were lost and exits anyway; if the writer was in the middle
+//!   of a batch, the destination may end with part of a line.
 
 use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ringway_core::AccessRecord;
 
 use crate::cli::AccessLogTarget;
 
-/// A cheap-to-clone handle every worker thread writes through.
-#[derive(Clone)]
-pub enum AccessLog {
-    /// Lines are dropped.
-    Off,
-    /// Lines go to stdout, flushed after each one (scripts read them as they come).
-    Stdout,
-    /// Lines are appended to a file opened with `O_APPEND`.
-    File(Arc<File>),
-}
-
-static WARNED: AtomicBool = AtomicBool::new(false);
-
-/// How long a line may wait in the thread's buffer.
+/// How long a line may wait in the worker's buffer.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
-/// Buffered bytes that trigger an immediate write.
+/// Buffered bytes that make the worker hand its batch over at once.
 pub const FLUSH_AT: usize = 64 * 1024;
+/// Most batches waiting for the writer thread (see the module docs for the choice).
+pub const QUEUE_BATCHES: usize = 1024;
+/// Most bytes of lines waiting for the writer thread, including the batch it is writing.
+pub const QUEUE_BYTES: usize = 8 * 1024 * 1024;
+/// Least time between two "dropped N lines" reports on stderr.
+pub const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Least time the writer gets at exit to write what is queued, even when draining the
+/// connections used up the whole grace period.
+pub const EXIT_FLUSH_MIN: Duration = Duration::from_secs(1);
 
-thread_local! {
-    static PENDING: RefCell<String> = const { RefCell::new(String::new()) };
-    static SCHEDULED: Cell<bool> = const { Cell::new(false) };
+/// Where the lines go, opened (but not yet written to) before any thread starts.
+pub enum Destination {
+    /// Nowhere: no writer thread, no buffering.
+    Off,
+    /// Standard output.
+    Stdout,
+    /// A file opened with `O_APPEND`.
+    File(File),
 }
 
-impl AccessLog {
-    /// Opens the destination. Fails if the file cannot be opened for appending.
-    pub fn open(target: &AccessLogTarget) -> anyhow::Result<AccessLog> {
+impl Destination {
+    /// Opens `target`. Fails if the file cannot be opened for appending.
+    pub fn open(target: &AccessLogTarget) -> anyhow::Result<Destination> {
         Ok(match target {
-            AccessLogTarget::Off => AccessLog::Off,
-            AccessLogTarget::Stdout => AccessLog::Stdout,
+            AccessLogTarget::Off => Destination::Off,
+            AccessLogTarget::Stdout => Destination::Stdout,
             AccessLogTarget::File(path) => {
                 let file = OpenOptions::new()
                     .create(true)
                     .append(true)
                     .open(path)
                     .with_context(|| format!("--access-log: cannot open {}", path.display()))?;
-                AccessLog::File(Arc::new(file))
+                Destination::File(file)
             }
         })
     }
+}
 
-    /// Buffers one record as one line (see the module docs for when it is written). Must
+/// Starts the writer thread for `destination` (none for [`Destination::Off`]) and returns
+/// the handle the workers write through. Call it after `shutdown::block_signals`, so the
+/// thread inherits the signal mask, and before the workers start.
+pub fn start(destination: Destination) -> io::Result<(AccessLog, Option<Writer>)> {
+    let sink: Box<dyn Write + Send> = match destination {
+        Destination::Off => return Ok((AccessLog::Off, None)),
+        Destination::Stdout => Box::new(io::stdout()),
+        Destination::File(file) => Box::new(file),
+    };
+    let limits = Limits {
+        batches: QUEUE_BATCHES,
+        bytes: QUEUE_BYTES,
+    };
+    let (log, writer) = spawn_writer(sink, Box::new(io::stderr()), limits)?;
+    Ok((log, Some(writer)))
+}
+
+/// A cheap-to-clone handle every worker thread writes through.
+#[derive(Clone)]
+pub enum AccessLog {
+    /// `--access-log off`: lines are not even formatted.
+    Off,
+    /// Lines go to the writer thread.
+    On(Queue),
+}
+
+/// The workers' end of the channel to the writer thread.
+#[derive(Clone)]
+pub struct Queue {
+    sender: SyncSender<Message>,
+    shared: Arc<Shared>,
+}
+
+thread_local! {
+    static PENDING: RefCell<String> = const { RefCell::new(String::new()) };
+    static PENDING_LINES: Cell<u64> = const { Cell::new(0) };
+    static SCHEDULED: Cell<bool> = const { Cell::new(false) };
+}
+
+impl AccessLog {
+    /// Buffers one record as one line (see the module docs for when it is handed over). Must
     /// run on a monoio worker thread.
     pub fn write(&self, record: &AccessRecord) {
         if matches!(self, AccessLog::Off) {
@@ -74,6 +155,7 @@ impl AccessLog {
             let _ = writeln!(pending, "{record}");
             pending.len() >= FLUSH_AT
         });
+        PENDING_LINES.with(|n| n.set(n.get() + 1));
         if full {
             self.flush();
         } else if !SCHEDULED.with(|s| s.replace(true)) {
@@ -85,25 +167,479 @@ impl AccessLog {
         }
     }
 
-    /// Writes this thread's buffered lines now.
+    /// Hands this thread's buffered lines to the writer thread now, or drops and counts them
+    /// if its queue is full. Never blocks.
     pub fn flush(&self) {
         SCHEDULED.with(|s| s.set(false));
-        let lines = PENDING.with(|pending| std::mem::take(&mut *pending.borrow_mut()));
-        if lines.is_empty() {
+        let text = PENDING.with(|pending| std::mem::take(&mut *pending.borrow_mut()));
+        let lines = PENDING_LINES.with(|n| n.replace(0));
+        if text.is_empty() {
             return;
         }
-        let result = match self {
-            AccessLog::Off => return,
-            AccessLog::Stdout => {
-                let mut out = io::stdout().lock();
-                out.write_all(lines.as_bytes()).and_then(|()| out.flush())
+        if let AccessLog::On(queue) = self {
+            queue.hand_over(Batch { text, lines });
+        }
+    }
+}
+
+impl Queue {
+    /// Queues `batch` for the writer if it fits both bounds; otherwise drops and counts it.
+    fn hand_over(&self, batch: Batch) {
+        let shared = &*self.shared;
+        let (bytes, lines) = (batch.text.len(), batch.lines);
+        let before = shared.queued_bytes.fetch_add(bytes, Ordering::Relaxed);
+        shared.queued_lines.fetch_add(lines, Ordering::Relaxed);
+        let sent = if before + bytes > shared.limits.bytes {
+            false
+        } else {
+            match self.sender.try_send(Message::Lines(batch)) {
+                Ok(()) => true,
+                Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => false,
             }
-            AccessLog::File(file) => (&**file).write_all(lines.as_bytes()),
         };
-        if let Err(e) = result {
-            if !WARNED.swap(true, Ordering::Relaxed) {
-                eprintln!("ringway: access log write failed, dropping lines: {e}");
+        if !sent {
+            shared.queued_bytes.fetch_sub(bytes, Ordering::Relaxed);
+            shared.queued_lines.fetch_sub(lines, Ordering::Relaxed);
+            shared.dropped.fetch_add(lines, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The writer thread, owned by `main`.
+pub struct Writer {
+    sender: SyncSender<Message>,
+    shared: Arc<Shared>,
+    done: Receiver<()>,
+    thread: JoinHandle<()>,
+}
+
+impl Writer {
+    /// Call once every worker has exited (and flushed): waits until the writer has written
+    /// every line queued so far and reported drops, then ends the thread. Gives up at
+    /// `deadline` and returns how many lines were lost (dropped and not yet reported, or
+    /// queued and not written); `None` when everything went out.
+    pub fn finish(self, deadline: Instant) -> Option<u64> {
+        // The queue may be full while the writer is stalled: retry until it has room.
+        loop {
+            match self.sender.try_send(Message::Finish) {
+                Ok(()) | Err(TrySendError::Disconnected(_)) => break,
+                Err(TrySendError::Full(_)) if Instant::now() >= deadline => {
+                    return Some(self.shared.lost());
+                }
+                Err(TrySendError::Full(_)) => std::thread::sleep(FLUSH_DELAY),
             }
         }
+        let left = deadline.saturating_duration_since(Instant::now());
+        match self.done.recv_timeout(left) {
+            // Disconnected: the thread ended without saying so (it panicked).
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => {
+                let _ = self.thread.join();
+                None
+            }
+            Err(RecvTimeoutError::Timeout) => Some(self.shared.lost()),
+        }
+    }
+}
+
+/// Both bounds on what waits for the writer thread.
+#[derive(Copy, Clone, Debug)]
+struct Limits {
+    batches: usize,
+    bytes: usize,
+}
+
+/// Whole lines from one worker, handed over together.
+struct Batch {
+    text: String,
+    lines: u64,
+}
+
+enum Message {
+    Lines(Batch),
+    /// Everything before this has been sent: write it, report, and end.
+    Finish,
+}
+
+/// Counters shared by the workers, the writer thread and `main`. Relaxed: they are tallies;
+/// the final reads happen after joins and channel hand-offs that order them.
+struct Shared {
+    limits: Limits,
+    /// Bytes of lines queued or being written.
+    queued_bytes: AtomicUsize,
+    /// Lines queued or being written.
+    queued_lines: AtomicU64,
+    /// Lines dropped because the queue was full, ever.
+    dropped: AtomicU64,
+    /// Of those, lines already reported on stderr.
+    reported: AtomicU64,
+    /// Whether a write error was reported.
+    warned: AtomicBool,
+}
+
+impl Shared {
+    /// Lines nobody will see: dropped and not reported, plus queued and not written.
+    fn lost(&self) -> u64 {
+        let unreported =
+            self.dropped.load(Ordering::Relaxed) - self.reported.load(Ordering::Relaxed);
+        unreported + self.queued_lines.load(Ordering::Relaxed)
+    }
+}
+
+/// Starts the writer thread over `sink`, with `notices` for what it says (stderr).
+fn spawn_writer(
+    sink: Box<dyn Write + Send>,
+    notices: Box<dyn Write + Send>,
+    limits: Limits,
+) -> io::Result<(AccessLog, Writer)> {
+    let (sender, receiver) = mpsc::sync_channel(limits.batches);
+    let shared = Arc::new(Shared {
+        limits,
+        queued_bytes: AtomicUsize::new(0),
+        queued_lines: AtomicU64::new(0),
+        dropped: AtomicU64::new(0),
+        reported: AtomicU64::new(0),
+        warned: AtomicBool::new(false),
+    });
+    let (done_tx, done) = mpsc::channel();
+    let mut writer = WriterLoop {
+        receiver,
+        sink,
+        notices,
+        shared: Arc::clone(&shared),
+        reports: DropReports::default(),
+    };
+    let thread = std::thread::Builder::new()
+        .name("ringway-log".into())
+        .spawn(move || {
+            writer.run();
+            let _ = done_tx.send(());
+        })?;
+    let queue = Queue {
+        sender: sender.clone(),
+        shared: Arc::clone(&shared),
+    };
+    let writer = Writer {
+        sender,
+        shared,
+        done,
+        thread,
+    };
+    Ok((AccessLog::On(queue), writer))
+}
+
+/// The writer thread's state.
+struct WriterLoop {
+    receiver: Receiver<Message>,
+    sink: Box<dyn Write + Send>,
+    notices: Box<dyn Write + Send>,
+    shared: Arc<Shared>,
+    reports: DropReports,
+}
+
+impl WriterLoop {
+    /// Writes batches as they come until [`Message::Finish`] (or every sender is gone), then
+    /// reports the drops not reported yet.
+    fn run(&mut self) {
+        loop {
+            let message = match self.receiver.try_recv() {
+                Ok(m) => m,
+                Err(TryRecvError::Disconnected) => break,
+                Err(TryRecvError::Empty) => {
+                    // Caught up: the moment to say what was dropped while behind.
+                    let wait = self.report_drops(Instant::now());
+                    let next = match wait {
+                        None => self.receiver.recv().ok(),
+                        Some(wait) => match self.receiver.recv_timeout(wait) {
+                            Ok(m) => Some(m),
+                            Err(RecvTimeoutError::Timeout) => continue,
+                            Err(RecvTimeoutError::Disconnected) => None,
+                        },
+                    };
+                    match next {
+                        Some(m) => m,
+                        None => break,
+                    }
+                }
+            };
+            match message {
+                Message::Lines(batch) => self.write(batch),
+                Message::Finish => break,
+            }
+        }
+        self.report_now(Instant::now());
+    }
+
+    fn write(&mut self, batch: Batch) {
+        let result = self
+            .sink
+            .write_all(batch.text.as_bytes())
+            .and_then(|()| self.sink.flush());
+        let shared = &*self.shared;
+        shared
+            .queued_bytes
+            .fetch_sub(batch.text.len(), Ordering::Relaxed);
+        shared
+            .queued_lines
+            .fetch_sub(batch.lines, Ordering::Relaxed);
+        if let Err(e) = result {
+            if !shared.warned.swap(true, Ordering::Relaxed) {
+                let _ = writeln!(
+                    self.notices,
+                    "ringway: access log write failed, dropping lines: {e}"
+                );
+            }
+        }
+    }
+
+    /// Reports unreported drops if [`REPORT_EVERY`] allows; otherwise returns how long until
+    /// it does (`None`: nothing to report).
+    fn report_drops(&mut self, now: Instant) -> Option<Duration> {
+        let unreported = self.unreported();
+        match self.reports.due(unreported, now) {
+            Due::Nothing => None,
+            Due::Now => {
+                self.report(unreported, now);
+                None
+            }
+            Due::In(wait) => Some(wait),
+        }
+    }
+
+    /// Reports unreported drops regardless of the rate limit (at exit).
+    fn report_now(&mut self, now: Instant) {
+        let unreported = self.unreported();
+        if unreported > 0 {
+            self.report(unreported, now);
+        }
+    }
+
+    fn unreported(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed) - self.shared.reported.load(Ordering::Relaxed)
+    }
+
+    fn report(&mut self, lines: u64, now: Instant) {
+        let _ = writeln!(
+            self.notices,
+            "ringway: access log fell behind, dropped {lines} lines"
+        );
+        self.shared.reported.fetch_add(lines, Ordering::Relaxed);
+        self.reports.last = Some(now);
+    }
+}
+
+/// The rate limit on drop reports.
+#[derive(Default)]
+struct DropReports {
+    last: Option<Instant>,
+}
+
+/// Whether a drop report is due.
+#[derive(Debug, PartialEq, Eq)]
+enum Due {
+    Nothing,
+    Now,
+    In(Duration),
+}
+
+impl DropReports {
+    fn due(&self, unreported: u64, now: Instant) -> Due {
+        if unreported == 0 {
+            return Due::Nothing;
+        }
+        match self.last {
+            Some(last) if now.saturating_duration_since(last) < REPORT_EVERY => {
+                Due::In(REPORT_EVERY - now.saturating_duration_since(last))
+            }
+            _ => Due::Now,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Condvar, Mutex};
+
+    /// A sink that blocks every write until opened, then appends to a shared buffer: a pipe
+    /// whose reader stalls and later resumes.
+    #[derive(Clone, Default)]
+    struct Gate {
+        state: Arc<(Mutex<GateState>, Condvar)>,
+    }
+
+    #[derive(Default)]
+    struct GateState {
+        open: bool,
+        written: Vec<u8>,
+    }
+
+    impl Gate {
+        fn open(&self) {
+            self.state.0.lock().unwrap().open = true;
+            self.state.1.notify_all();
+        }
+
+        fn text(&self) -> String {
+            String::from_utf8(self.state.0.lock().unwrap().written.clone()).unwrap()
+        }
+    }
+
+    impl Write for Gate {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            let (lock, cv) = &*self.state;
+            let mut state = cv.wait_while(lock.lock().unwrap(), |s| !s.open).unwrap();
+            state.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// Stderr as the writer thread sees it.
+    #[derive(Clone, Default)]
+    struct Notices(Arc<Mutex<Vec<u8>>>);
+
+    impl Notices {
+        fn text(&self) -> String {
+            String::from_utf8(self.0.lock().unwrap().clone()).unwrap()
+        }
+    }
+
+    impl Write for Notices {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn queue(log: &AccessLog) -> &Queue {
+        match log {
+            AccessLog::On(q) => q,
+            AccessLog::Off => panic!("log is off"),
+        }
+    }
+
+    fn batch(text: &str) -> Batch {
+        Batch {
+            text: text.to_string(),
+            lines: text.matches('\n').count() as u64,
+        }
+    }
+
+    fn soon() -> Instant {
+        Instant::now() + Duration::from_secs(10)
+    }
+
+    #[test]
+    fn stalled_sink_drops_and_counts_then_reports_once_caught_up() {
+        let gate = Gate::default();
+        let notices = Notices::default();
+        let limits = Limits {
+            batches: 2,
+            bytes: 1 << 20,
+        };
+        let (log, writer) =
+            spawn_writer(Box::new(gate.clone()), Box::new(notices.clone()), limits).unwrap();
+        let q = queue(&log);
+        // Never blocks: at most one batch in the stalled write and two queued, the rest are
+        // dropped.
+        for i in 0..10 {
+            q.hand_over(batch(&format!("line {i}\n")));
+        }
+        let dropped = q.shared.dropped.load(Ordering::Relaxed);
+        assert!((7..=8).contains(&dropped), "dropped {dropped}");
+        gate.open();
+        assert_eq!(writer.finish(soon()), None);
+        let written = gate.text();
+        assert_eq!(written.lines().count() as u64 + dropped, 10, "{written}");
+        assert!(written.starts_with("line 0\nline 1\n"), "{written}");
+        assert_eq!(
+            notices.text(),
+            format!("ringway: access log fell behind, dropped {dropped} lines\n")
+        );
+    }
+
+    #[test]
+    fn byte_budget_counts_the_batch_being_written() {
+        let gate = Gate::default();
+        let limits = Limits {
+            batches: 100,
+            bytes: 16,
+        };
+        let (log, writer) =
+            spawn_writer(Box::new(gate.clone()), Box::new(Notices::default()), limits).unwrap();
+        let q = queue(&log);
+        q.hand_over(batch("0123456789\n")); // 11 bytes: fits
+        q.hand_over(batch("abcdef\n")); // 18 in all: dropped
+        q.hand_over(batch("abcd\n")); // 16 in all: fits
+        assert_eq!(q.shared.dropped.load(Ordering::Relaxed), 1);
+        gate.open();
+        assert_eq!(writer.finish(soon()), None);
+        assert_eq!(gate.text(), "0123456789\nabcd\n");
+    }
+
+    #[test]
+    fn finish_gives_up_at_the_deadline_and_counts_what_is_lost() {
+        let gate = Gate::default();
+        let limits = Limits {
+            batches: 1,
+            bytes: 1 << 20,
+        };
+        let (log, writer) =
+            spawn_writer(Box::new(gate.clone()), Box::new(Notices::default()), limits).unwrap();
+        let q = queue(&log);
+        for _ in 0..5 {
+            q.hand_over(batch("a\nb\n"));
+        }
+        let started = Instant::now();
+        let lost = writer.finish(Instant::now() + Duration::from_millis(100));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert_eq!(lost, Some(10));
+        gate.open(); // Lets the thread end.
+    }
+
+    #[test]
+    fn write_error_is_reported_once() {
+        struct Broken;
+        impl Write for Broken {
+            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
+                Err(io::Error::from(io::ErrorKind::BrokenPipe))
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let notices = Notices::default();
+        let limits = Limits {
+            batches: 8,
+            bytes: 1 << 20,
+        };
+        let (log, writer) =
+            spawn_writer(Box::new(Broken), Box::new(notices.clone()), limits).unwrap();
+        queue(&log).hand_over(batch("a\n"));
+        queue(&log).hand_over(batch("b\n"));
+        assert_eq!(writer.finish(soon()), None);
+        let text = notices.text();
+        assert_eq!(text.lines().count(), 1, "{text}");
+        assert!(text.starts_with("ringway: access log write failed, dropping lines: "));
+    }
+
+    #[test]
+    fn drop_reports_at_most_once_per_second() {
+        let t0 = Instant::now();
+        let mut r = DropReports::default();
+        assert_eq!(r.due(0, t0), Due::Nothing);
+        assert_eq!(r.due(5, t0), Due::Now);
+        r.last = Some(t0);
+        let later = t0 + Duration::from_millis(300);
+        assert_eq!(r.due(3, later), Due::In(Duration::from_millis(700)));
+        assert_eq!(r.due(0, later), Due::Nothing);
+        assert_eq!(r.due(3, t0 + REPORT_EVERY), Due::Now);
     }
 }

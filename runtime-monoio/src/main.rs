@@ -29,6 +29,7 @@ mod worker;
 use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Instant;
 
 use anyhow::Context;
 
@@ -50,7 +51,7 @@ fn main() -> ExitCode {
         }
     };
     // An access-log path that cannot be opened is a bad flag value: exit 2 like the others.
-    let log = match access_log::AccessLog::open(&settings.access_log) {
+    let log = match access_log::Destination::open(&settings.access_log) {
         Ok(log) => log,
         Err(e) => {
             eprintln!("ringway: {e:#}");
@@ -66,10 +67,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(settings: Settings, log: access_log::AccessLog) -> anyhow::Result<()> {
+fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     let driver = driver::choose(settings.driver)?;
     listener::reserve(&settings.listen)?;
     shutdown::block_signals().context("blocking SIGINT/SIGTERM for orderly shutdown")?;
+    // After the mask (the writer thread inherits it), before the workers.
+    let (log, log_writer) =
+        access_log::start(log).context("starting the access-log writer thread")?;
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
@@ -92,6 +96,7 @@ fn run(settings: Settings, log: access_log::AccessLog) -> anyhow::Result<()> {
         out.flush()?;
     }
     let signal = shutdown::wait_for_signal();
+    let signalled = Instant::now();
     eprintln!(
         "ringway: {signal}: no longer accepting; draining for up to {}s",
         shutdown::GRACE.as_secs()
@@ -104,6 +109,15 @@ fn run(settings: Settings, log: access_log::AccessLog) -> anyhow::Result<()> {
     });
     for w in workers {
         let _ = w.join();
+    }
+    // Every worker has handed over its last lines. A stalled destination must not hold the
+    // exit past the grace period (but the writer gets a moment even if draining used it all).
+    if let Some(writer) = log_writer {
+        let deadline =
+            (signalled + shutdown::GRACE).max(Instant::now() + access_log::EXIT_FLUSH_MIN);
+        if let Some(lost) = writer.finish(deadline) {
+            eprintln!("ringway: access log stalled at exit; up to {lost} lines lost");
+        }
     }
     Ok(())
 }
