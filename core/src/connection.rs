@@ -440,7 +440,10 @@ impl Connection {
         }
         match &self.phase {
             Phase::ReadingHead if self.head_started.is_some() => {
-                self.begin_exchange(now, Bytes::new(), Bytes::new());
+                // What the slow client did send: its request line (if complete) and bytes.
+                let (method, target) = request_line_of(&self.client_in);
+                self.begin_exchange(now, method, target);
+                self.add_rx(self.client_in.len());
                 self.fail(now, Problem::HeaderTimeout);
             }
             Phase::ReadingHead => self.close_silently(),
@@ -503,7 +506,9 @@ impl Connection {
     }
 
     fn reject_head(&mut self, now: Instant, problem: Problem, rx: usize) -> bool {
-        self.begin_exchange(now, Bytes::new(), Bytes::new());
+        // Only the first `rx` bytes: whatever else arrived must not change the log line.
+        let (method, target) = request_line_of(&self.client_in.slice(..rx));
+        self.begin_exchange(now, method, target);
         self.add_rx(rx);
         self.fail(now, problem);
         true
@@ -516,7 +521,8 @@ impl Connection {
         {
             Ok(r) => r,
             Err(problem) => {
-                self.begin_exchange(now, Bytes::new(), Bytes::new());
+                let (method, target) = request_line_of(&head);
+                self.begin_exchange(now, method, target);
                 self.add_rx(head.len());
                 return self.fail(now, problem);
             }
@@ -623,6 +629,9 @@ impl Connection {
             self.out.push_back(Output::ToUpstream(chunk));
         }
         if failed {
+            // Count the byte that showed the framing was bad (it is never forwarded), as a
+            // refused head counts through its bad byte.
+            e.rx += 1;
             return self.fail(now, Problem::BadChunk);
         }
         self.try_finish(now);
@@ -986,5 +995,14 @@ fn append(buf: &mut Bytes, data: Bytes) {
         joined.extend_from_slice(buf);
         joined.extend_from_slice(&data);
         *buf = joined.freeze();
+    }
+}
+
+/// The method and target of a refused or unfinished head, as slices of it, for the access
+/// log: empty when its request line could not be read.
+fn request_line_of(head: &Bytes) -> (Bytes, Bytes) {
+    match request::request_line(head) {
+        Some((method, target)) => (head.slice_ref(method.as_bytes()), head.slice_ref(target)),
+        None => (Bytes::new(), Bytes::new()),
     }
 }

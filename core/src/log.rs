@@ -14,9 +14,10 @@ use core::time::Duration;
 pub struct AccessRecord {
     /// The client's address.
     pub client: SocketAddr,
-    /// The request method as received, empty if the request line never parsed.
+    /// The request method as received; also for a refused head whose request line could be
+    /// read (see [`request_line`](crate::request::request_line)); empty otherwise.
     pub method: Bytes,
-    /// The request target as received, empty if the request line never parsed.
+    /// The request target as received, under the same rule as `method`.
     pub target: Bytes,
     /// The status sent to the client; 0 if none was sent.
     pub status: u16,

@@ -174,6 +174,17 @@ fn looks_like_http_version(head: &[u8]) -> bool {
     matches!(version, [b'H', b'T', b'T', b'P', b'/', major, b'.', minor] if major.is_ascii_digit() && minor.is_ascii_digit())
 }
 
+/// The method and target of a head whose request line could be read, even when the head is
+/// then refused (a field broke a rule, a line ended badly, the head grew too large), so that
+/// the refusal's access-log line still says what was asked for. `head` may be incomplete;
+/// `None` when the request line itself did not parse. Only refusals call this.
+pub fn request_line(head: &[u8]) -> Option<(&str, &[u8])> {
+    let mut req = httparse::Request::new(&mut []);
+    // With no header slots the parse stops at the first field; method and target are kept.
+    let _ = req.parse(head);
+    Some((req.method?, req.path?.as_bytes()))
+}
+
 /// Parses a complete request head (`head` ends with the empty line) using `slots` for the
 /// header table, limited to `max_headers` fields. `via_pseudonym` is used to spot loops.
 pub fn parse<'h, 'b>(

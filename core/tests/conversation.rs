@@ -172,23 +172,40 @@ fn chunked_request_body_passes_through_untouched() {
 #[test]
 fn malformed_chunked_request_body_is_a_400_and_both_sides_close() {
     let head = b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
-    let mut s = Script::forwarded(head);
-    assert_eq!(
-        s.take_upstream(),
-        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nVia: 1.1 ringway\r\n\r\n"
-    );
-    s.client(b"zz\r\nhello\r\n");
-    assert_eq!(s.take_upstream(), "", "nothing of a bad chunk is forwarded");
     let answer = canned("400 Bad Request", "The chunked request body is malformed.");
-    assert_eq!(s.take_client(), answer);
-    // rx counts the body bytes that were forwarded: none of the rejected chunk.
-    s.expect_cut_off(line(
-        "POST http://h/",
-        400,
-        head.len(),
-        answer.len(),
-        "0.000ms reason=bad_chunk",
-    ));
+    // (body sent, the valid chunks before the bad framing, forwarded as they are)
+    for (body, valid) in [
+        (&b"zz\r\nhello\r\n"[..], &b""[..]),
+        (b"3\r\nabc\r\nzz\r\nhello\r\n", b"3\r\nabc\r\n"),
+    ] {
+        for bytewise in [false, true] {
+            let mut s = Script::forwarded(head);
+            assert_eq!(
+                s.take_upstream(),
+                "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nVia: 1.1 ringway\r\n\r\n"
+            );
+            if bytewise {
+                s.client_bytewise(body);
+            } else {
+                s.client(body);
+            }
+            assert_eq!(
+                s.take_upstream().as_bytes(),
+                valid,
+                "nothing of a bad chunk is forwarded"
+            );
+            assert_eq!(s.take_client(), answer);
+            // rx: the head, the forwarded chunks, and the one byte that showed the framing
+            // was bad (a refused head likewise counts through its bad byte).
+            s.expect_cut_off(line(
+                "POST http://h/",
+                400,
+                head.len() + valid.len() + 1,
+                answer.len(),
+                "0.000ms reason=bad_chunk",
+            ));
+        }
+    }
 }
 
 #[test]
@@ -805,33 +822,36 @@ fn unexpected_101_is_a_502() {
 #[test]
 fn rejected_requests_get_exact_answers_and_never_reach_upstream() {
     // (request, status line, message, logged method and target, logged rx, logged reason).
-    // "- -": the head did not parse as a request, so no method or target is logged. rx is the
-    // whole request, except where a bare CR or LF is rejected: up to the byte that showed it.
+    // The method and target are logged whenever the request line could be read, even though a
+    // later field or line ending was refused; "- -" only when the request line itself is bad.
+    // rx is the whole request, except where a bare CR or LF is rejected: up to the byte that
+    // showed it.
     #[allow(clippy::type_complexity)]
     let cases: &[(&[u8], &str, &str, &str, usize, &str)] = &[
         (b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "This is a forward proxy: send an absolute URI (GET http://host/path) or CONNECT.", "GET /", 27, "origin_form"),
         (b"GET https://h/ HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "Only http:// URIs are forwarded; use CONNECT for https.", "GET https://h/", 36, "unsupported_scheme"),
         (b"GET http://user@h/ HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "The request URI is not a valid http:// URI.", "GET http://user@h/", 40, "bad_target"),
-        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "400 Bad Request", "Content-Length and Transfer-Encoding must not both be present.", "- -", 83, "cl_and_te"),
-        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", "400 Bad Request", "Content-Length must appear at most once.", "- -", 74, "duplicate_content_length"),
-        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3x\r\n\r\n", "400 Bad Request", "Content-Length must be a decimal number.", "- -", 56, "invalid_content_length"),
-        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked,\r\n\r\n", "400 Bad Request", "Transfer-Encoding must be exactly chunked.", "- -", 65, "bad_transfer_encoding"),
-        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\t\r\n\r\n", "400 Bad Request", "Transfer-Encoding must be exactly chunked.", "- -", 65, "bad_transfer_encoding"),
-        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", "400 Bad Request", "Transfer-Encoding must be exactly chunked.", "- -", 65, "bad_transfer_encoding"),
-        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "- -", 52, "malformed_head"),
-        (b"GET http://h/ HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", "400 Bad Request", "Lines of the request head must end in CRLF.", "- -", 32, "bare_line_ending"),
-        (b"GET http://h/ HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", "400 Bad Request", "Lines of the request head must end in CRLF.", "- -", 33, "bare_line_ending"),
-        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "- -", 43, "malformed_head"),
-        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: a\x7fb\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "- -", 43, "malformed_head"),
-        (b"GET http://h/ HTTP/1.1\r\nHost : h\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "- -", 36, "malformed_head"),
-        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", "400 Bad Request", "Host must appear exactly once.", "- -", 44, "duplicate_host"),
-        (b"GET http://h/ HTTP/1.1\r\nAccept: */*\r\n\r\n", "400 Bad Request", "HTTP/1.1 requests need a Host header.", "- -", 39, "missing_host"),
+        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", "400 Bad Request", "Content-Length and Transfer-Encoding must not both be present.", "POST http://h/", 83, "cl_and_te"),
+        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", "400 Bad Request", "Content-Length must appear at most once.", "POST http://h/", 74, "duplicate_content_length"),
+        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3x\r\n\r\n", "400 Bad Request", "Content-Length must be a decimal number.", "POST http://h/", 56, "invalid_content_length"),
+        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked,\r\n\r\n", "400 Bad Request", "Transfer-Encoding must be exactly chunked.", "POST http://h/", 65, "bad_transfer_encoding"),
+        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\t\r\n\r\n", "400 Bad Request", "Transfer-Encoding must be exactly chunked.", "POST http://h/", 65, "bad_transfer_encoding"),
+        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: xchunked\r\n\r\n", "400 Bad Request", "Transfer-Encoding must be exactly chunked.", "POST http://h/", 65, "bad_transfer_encoding"),
+        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX-Folded: a\r\n b\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "GET http://h/", 52, "malformed_head"),
+        (b"GET http://h/ HTTP/1.1\r\nHost: h\nX: y\r\n\r\n", "400 Bad Request", "Lines of the request head must end in CRLF.", "GET http://h/", 32, "bare_line_ending"),
+        (b"GET http://h/ HTTP/1.1\r\nHost: h\rX: y\r\n\r\n", "400 Bad Request", "Lines of the request head must end in CRLF.", "GET http://h/", 33, "bare_line_ending"),
+        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: a\x00b\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "GET http://h/", 43, "malformed_head"),
+        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: a\x7fb\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "GET http://h/", 43, "malformed_head"),
+        (b"GET http://h/ HTTP/1.1\r\nHost : h\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "GET http://h/", 36, "malformed_head"),
+        (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", "400 Bad Request", "Host must appear exactly once.", "GET http://h/", 44, "duplicate_host"),
+        (b"GET http://h/ HTTP/1.1\r\nAccept: */*\r\n\r\n", "400 Bad Request", "HTTP/1.1 requests need a Host header.", "GET http://h/", 39, "missing_host"),
         (b"CONNECT h HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "CONNECT needs a host:port target with a port from 1 to 65535.", "CONNECT h", 31, "bad_connect_target"),
         (b"CONNECT h: HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "CONNECT needs a host:port target with a port from 1 to 65535.", "CONNECT h:", 32, "bad_connect_target"),
         (b"CONNECT h:99999 HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "CONNECT needs a host:port target with a port from 1 to 65535.", "CONNECT h:99999", 37, "bad_connect_target"),
         (b"CONNECT h:25 HTTP/1.1\r\nHost: h\r\n\r\n", "403 Forbidden", "CONNECT to this port is not allowed.", "CONNECT h:25", 34, "connect_port_denied"),
-        (b"GET http://h/ HTTP/2.0\r\nHost: h\r\n\r\n", "505 HTTP Version Not Supported", "Only HTTP/1.0 and HTTP/1.1 are supported.", "- -", 35, "unsupported_version"),
+        (b"GET http://h/ HTTP/2.0\r\nHost: h\r\n\r\n", "505 HTTP Version Not Supported", "Only HTTP/1.0 and HTTP/1.1 are supported.", "GET http://h/", 35, "unsupported_version"),
         (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nVia: 1.1 ringway\r\n\r\n", "508 Loop Detected", "The request already passed through this proxy.", "GET http://h/", 53, "forwarding_loop"),
+        (b"G@T http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", "400 Bad Request", "The request head is not valid HTTP/1.1.", "- -", 35, "malformed_head"),
     ];
     for (request, status, message, method_target, rx, reason) in cases {
         let want = canned(status, message);
@@ -874,14 +894,20 @@ fn rejected_requests_get_exact_answers_and_never_reach_upstream() {
 }
 
 /// The events of a head rejected as too large after `rx` bytes (the limit + 1).
-fn head_too_large_events(rx: usize) -> [Event; 2] {
+fn head_too_large_events(method_target: &str, rx: usize) -> [Event; 2] {
     let tx = canned(
         "431 Request Header Fields Too Large",
         "The request head is too large.",
     )
     .len();
     [
-        log(&line("- -", 431, rx, tx, "0.000ms reason=head_too_large")),
+        log(&line(
+            method_target,
+            431,
+            rx,
+            tx,
+            "0.000ms reason=head_too_large",
+        )),
         Event::Close,
     ]
 }
@@ -896,7 +922,18 @@ fn oversized_heads_are_431() {
     s.expect_canned_then_close(
         "431 Request Header Fields Too Large",
         "The request head is too large.",
-        &head_too_large_events(max + 1),
+        &head_too_large_events("GET http://h/", max + 1),
+    );
+    // A request line longer than the limit: it was never read whole, so "- -".
+    let mut s = Script::new();
+    let mut head = b"GET http://h/".to_vec();
+    head.extend(std::iter::repeat_n(b'a', 70_000));
+    head.extend_from_slice(b" HTTP/1.1\r\nHost: h\r\n\r\n");
+    s.client(&head);
+    s.expect_canned_then_close(
+        "431 Request Header Fields Too Large",
+        "The request head is too large.",
+        &head_too_large_events("- -", max + 1),
     );
     let mut s = Script::new();
     let mut head = b"GET http://h/ HTTP/1.1\r\nHost: h\r\n".to_vec();
@@ -911,7 +948,7 @@ fn oversized_heads_are_431() {
         message,
         &[
             log(&line(
-                "- -",
+                "GET http://h/",
                 431,
                 head.len(),
                 canned("431 Request Header Fields Too Large", message).len(),
@@ -935,7 +972,7 @@ fn oversized_heads_are_431() {
     s.expect_canned_then_close(
         "431 Request Header Fields Too Large",
         "The request head is too large.",
-        &head_too_large_events(65),
+        &head_too_large_events("GET http://h/", 65),
     );
 }
 
@@ -960,15 +997,37 @@ fn clients_outside_the_policy_get_403() {
 
 #[test]
 fn header_timeout_cuts_slow_clients_with_408() {
+    let line_part: &[u8] = b"GET http://h/ HTTP/1.1\r\n";
+    let host_part: &[u8] = b"Host: h\r\n";
     let mut s = Script::new();
     s.wait(Duration::from_secs(5));
-    s.client(b"GET http://h/ HTTP/1.1\r\n");
+    s.client(line_part);
     s.wait(Duration::from_secs(29));
     assert_eq!(s.take_client(), "", "a spurious or early wake does nothing");
-    s.client(b"Host: h\r\n");
+    s.client(host_part);
     s.wait(Duration::from_secs(1));
     let message = "The request head did not arrive in time.";
-    // Nothing parsed: no method or target, no rx; 30 s from the head's first byte.
+    // The request line had arrived, so the log says what was asked and how many bytes came;
+    // 30 s from the head's first byte.
+    s.expect_canned_then_close(
+        "408 Request Timeout",
+        message,
+        &[
+            log(&line(
+                "GET http://h/",
+                408,
+                line_part.len() + host_part.len(),
+                canned("408 Request Timeout", message).len(),
+                "30000.000ms reason=header_timeout",
+            )),
+            Event::Close,
+        ],
+    );
+
+    // A request line that never finished: no method or target, but the bytes are counted.
+    let mut s = Script::new();
+    s.client(b"GET http://h/sl");
+    s.wait(Duration::from_secs(30));
     s.expect_canned_then_close(
         "408 Request Timeout",
         message,
@@ -976,7 +1035,7 @@ fn header_timeout_cuts_slow_clients_with_408() {
             log(&line(
                 "- -",
                 408,
-                0,
+                15,
                 canned("408 Request Timeout", message).len(),
                 "30000.000ms reason=header_timeout",
             )),
@@ -1211,7 +1270,7 @@ fn the_head_limit_wins_over_anything_after_it() {
         s.expect_canned_then_close(
             "431 Request Header Fields Too Large",
             "The request head is too large.",
-            &head_too_large_events(65),
+            &head_too_large_events("GET http://h/", 65),
         );
     }
 }

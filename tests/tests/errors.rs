@@ -167,7 +167,7 @@ fn content_length_and_transfer_encoding_400(d: Driver) {
             "Transfer-Encoding: chunked",
         ],
         b"0\r\n\r\n",
-        "- -",
+        "POST http://{a}/",
         "cl_and_te",
     );
 }
@@ -182,7 +182,7 @@ fn duplicate_content_length_400(d: Driver) {
             "Content-Length: 6",
         ],
         b"hello!",
-        "- -",
+        "POST http://{a}/",
         "duplicate_content_length",
     );
 }
@@ -197,7 +197,7 @@ fn obs_fold_400(d: Driver) {
             " two",
         ],
         b"",
-        "- -",
+        "GET http://{a}/",
         "malformed_head",
     );
 }
@@ -213,7 +213,7 @@ fn bare_lf_400(d: Driver) {
         p,
         origin,
         request.as_bytes(),
-        "- -",
+        &format!("GET http://{a}/"),
         through_lf.len(),
         "bare_line_ending",
     );
@@ -224,7 +224,7 @@ fn nul_in_header_400(d: Driver) {
         d,
         &["GET http://{a}/ HTTP/1.1", "Host: {a}", "X-Nul: a\0b"],
         b"",
-        "- -",
+        "GET http://{a}/",
         "malformed_head",
     );
 }
@@ -234,7 +234,7 @@ fn two_host_headers_400(d: Driver) {
         d,
         &["GET http://{a}/ HTTP/1.1", "Host: {a}", "Host: {a}"],
         b"",
-        "- -",
+        "GET http://{a}/",
         "duplicate_host",
     );
 }
@@ -266,7 +266,7 @@ fn http2_version_505(d: Driver) {
         &request,
         505,
         Logged {
-            method_target: "- -",
+            method_target: &format!("GET http://{a}/"),
             rx: request.len(),
             reason: "unsupported_version",
         },
@@ -409,7 +409,7 @@ fn head_too_large_431(d: Driver) {
         &proxy_request("GET", &a, "/", &[&big], b""),
         431,
         Logged {
-            method_target: "- -",
+            method_target: &format!("GET http://{a}/"),
             // The limit (64 KiB) + 1: the first byte past it decides.
             rx: 64 * 1024 + 1,
             reason: "head_too_large",
@@ -506,7 +506,7 @@ fn missing_host_400(d: Driver) {
         d,
         &["GET http://{a}/ HTTP/1.1", "Accept: */*"],
         b"",
-        "- -",
+        "GET http://{a}/",
         "missing_host",
     );
 }
