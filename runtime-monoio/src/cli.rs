@@ -65,6 +65,16 @@ struct Args {
     #[argh(option, from_str_fn(parse_duration))]
     tunnel_idle_timeout: Option<Duration>,
 
+    /// how long an idle upstream connection is kept for reuse; 0s turns reuse off (use a
+    /// value below your origins' keep-alive timeouts) [default: 30s]
+    #[argh(option, from_str_fn(parse_duration))]
+    pool_idle_timeout: Option<Duration>,
+
+    /// how long SIGINT/SIGTERM waits for in-flight requests and tunnels before exiting;
+    /// 0s exits at once [default: 10s]
+    #[argh(option, from_str_fn(parse_duration))]
+    shutdown_grace: Option<Duration>,
+
     /// most client connections open at once, over all threads; more are closed on accept
     /// [default: 8192]
     #[argh(option)]
@@ -140,6 +150,10 @@ pub struct Settings {
     pub access_log: AccessLogTarget,
     /// Connection limit over all threads (at least 1).
     pub max_connections: usize,
+    /// How long an idle upstream connection stays in the pool (zero: no reuse).
+    pub pool_idle: Duration,
+    /// How long shutdown waits for in-flight work.
+    pub shutdown_grace: Duration,
     /// The core's configuration (timeouts and policy).
     pub config: Config,
 }
@@ -159,6 +173,11 @@ pub enum Parsed {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3128";
 /// Default `--max-connections`.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 8192;
+/// Default `--pool-idle-timeout`: below common origin keep-alive timeouts (nginx 75 s, Go
+/// 90 s), long enough for bursts.
+pub const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(30);
+/// Default `--shutdown-grace`.
+pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// Parses `args` (without the program name).
 pub fn parse(args: &[&str]) -> Parsed {
@@ -256,6 +275,8 @@ fn validate(args: Args) -> Result<Settings, String> {
         driver: args.driver,
         access_log: args.access_log,
         max_connections,
+        pool_idle: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE),
+        shutdown_grace: args.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         config,
     })
 }
@@ -345,6 +366,8 @@ mod tests {
         assert_eq!(s.driver, DriverChoice::Auto);
         assert_eq!(s.access_log, AccessLogTarget::Stdout);
         assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
+        assert_eq!(s.pool_idle, Duration::from_secs(30));
+        assert_eq!(s.shutdown_grace, Duration::from_secs(10));
         assert_eq!(s.config, Config::default());
         assert!(s.config.policy.admits("127.0.0.1".parse().unwrap()));
         assert!(!s.config.policy.admits("10.0.0.1".parse().unwrap()));
@@ -394,6 +417,20 @@ mod tests {
         assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));
         assert_eq!(s.max_connections, 10);
         assert!(s.config.access_records);
+    }
+
+    #[test]
+    fn pool_idle_and_shutdown_grace_may_be_zero() {
+        let s = run(&["--pool-idle-timeout", "0s", "--shutdown-grace", "0s"]);
+        assert_eq!(
+            (s.pool_idle, s.shutdown_grace),
+            (Duration::ZERO, Duration::ZERO)
+        );
+        let s = run(&["--pool-idle-timeout", "5s", "--shutdown-grace", "1m"]);
+        assert_eq!(
+            (s.pool_idle, s.shutdown_grace),
+            (Duration::from_secs(5), Duration::from_secs(60))
+        );
     }
 
     #[test]

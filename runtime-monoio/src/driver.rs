@@ -27,7 +27,7 @@ use crate::cli::DriverChoice;
 use crate::listener;
 use crate::relay::Mode as RelayMode;
 use crate::shutdown;
-use crate::worker::{self, Env, Limit};
+use crate::worker::{self, Env, Limit, Tuning};
 
 /// The driver that actually runs.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -81,6 +81,8 @@ pub struct WorkerPlan {
     pub log: AccessLog,
     /// The shared connection limit.
     pub limit: Arc<Limit>,
+    /// Pool and shutdown settings.
+    pub tuning: Tuning,
 }
 
 /// What a worker reports once its listeners are bound: their real addresses, or why not.
@@ -163,6 +165,7 @@ fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Rea
         config,
         log,
         limit,
+        tuning,
     } = plan;
     let main = async move {
         let mut listeners = Vec::with_capacity(addrs.len());
@@ -183,7 +186,7 @@ fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Rea
             Ok(addrs) => drop(ready.send(Ok(addrs))),
             Err(e) => return drop(ready.send(Err(format!("reading a bound address: {e}")))),
         }
-        let env = Env::new(config, log, limit, relay_mode());
+        let env = Env::new(config, log, limit, relay_mode(), tuning);
         worker::run(Rc::new(env), listeners).await;
     };
     let built = match driver {

@@ -80,6 +80,10 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
         config: Arc::new(settings.config),
         log,
         limit: Arc::new(worker::Limit::new(settings.max_connections)),
+        tuning: worker::Tuning {
+            pool_idle: settings.pool_idle,
+            grace: settings.shutdown_grace,
+        },
     };
     let (workers, addrs) = driver::start(settings.threads, plan)?;
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
@@ -98,8 +102,8 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     let signal = shutdown::wait_for_signal();
     let signalled = Instant::now();
     eprintln!(
-        "ringway: {signal}: no longer accepting; draining for up to {}s",
-        shutdown::GRACE.as_secs()
+        "ringway: {signal}: no longer accepting; draining for up to {:?}",
+        settings.shutdown_grace
     );
     shutdown::request();
     std::thread::spawn(|| {
@@ -114,7 +118,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     // exit past the grace period (but the writer gets a moment even if draining used it all).
     if let Some(writer) = log_writer {
         let deadline =
-            (signalled + shutdown::GRACE).max(Instant::now() + access_log::EXIT_FLUSH_MIN);
+            (signalled + settings.shutdown_grace).max(Instant::now() + access_log::EXIT_FLUSH_MIN);
         if let Some(lost) = writer.finish(deadline) {
             eprintln!("ringway: access log stalled at exit; up to {lost} lines lost");
         }

@@ -1,7 +1,7 @@
 //! Per-thread pool of idle upstream connections, keyed by the core's [`Authority`].
 //!
 //! Filled on `Output::ReleaseUpstream`, drawn from on `Output::Dial { allow_pooled: true }`.
-//! Entries expire after [`IDLE`]; a connection the upstream already closed (or that has
+//! Entries expire after `--pool-idle-timeout` (zero: nothing is kept); a connection the upstream already closed (or that has
 //! unexpected bytes waiting) is spotted with a non-blocking peek and dropped instead of
 //! reused (skipped for a connection released within [`FRESH`]). Staleness that slips
 //! through is handled by the core, which retries an idempotent bodiless request once on a
@@ -14,9 +14,6 @@ use std::time::{Duration, Instant};
 use monoio::net::TcpStream;
 use ringway_core::target::Authority;
 
-/// How long an idle upstream connection is kept. Below common origin keep-alive timeouts
-/// (nginx 75 s, Go 90 s) but long enough for bursts.
-pub const IDLE: Duration = Duration::from_secs(30);
 /// A connection released less than this long ago is reused without the staleness peek (one
 /// `recv` syscall, a fifth of the syscalls of a keep-alive request): an origin closing an
 /// idle connection within 100 ms of answering on it without `Connection: close` is the
@@ -26,13 +23,23 @@ const MAX_PER_AUTHORITY: usize = 64;
 const MAX_TOTAL: usize = 2048;
 
 /// One thread's idle upstream connections.
-#[derive(Default)]
 pub struct Pool {
     idle: HashMap<Authority, Vec<(TcpStream, Instant)>>,
     total: usize,
+    /// How long a connection may wait here (`--pool-idle-timeout`).
+    keep: Duration,
 }
 
 impl Pool {
+    /// An empty pool keeping connections for `keep` (zero: it keeps none).
+    pub fn new(keep: Duration) -> Pool {
+        Pool {
+            idle: HashMap::new(),
+            total: 0,
+            keep,
+        }
+    }
+
     /// An idle, live connection to `authority`, most recently used first.
     pub fn take(&mut self, authority: &Authority) -> Option<TcpStream> {
         let list = self.idle.get_mut(authority)?;
@@ -41,7 +48,7 @@ impl Pool {
         while let Some((stream, since)) = list.pop() {
             self.total -= 1;
             let idle = now.duration_since(since);
-            if idle < IDLE && (idle < FRESH || is_quiet(&stream)) {
+            if idle < self.keep && (idle < FRESH || is_quiet(&stream)) {
                 found = Some(stream);
                 break;
             }
@@ -52,8 +59,12 @@ impl Pool {
         found
     }
 
-    /// Keeps `stream` for later requests to `authority`, unless the pool is full.
+    /// Keeps `stream` for later requests to `authority`, unless the pool is full or keeps
+    /// nothing (it is then closed).
     pub fn put(&mut self, authority: Authority, stream: TcpStream) {
+        if self.keep.is_zero() {
+            return;
+        }
         if self.total >= MAX_TOTAL {
             self.sweep();
             if self.total >= MAX_TOTAL {
@@ -71,9 +82,10 @@ impl Pool {
     /// Closes expired connections (called by the worker's janitor).
     pub fn sweep(&mut self) {
         let now = Instant::now();
+        let keep = self.keep;
         let mut total = 0;
         self.idle.retain(|_, list| {
-            list.retain(|(_, since)| now.duration_since(*since) < IDLE);
+            list.retain(|(_, since)| now.duration_since(*since) < keep);
             total += list.len();
             !list.is_empty()
         });

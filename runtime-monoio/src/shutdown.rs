@@ -16,10 +16,6 @@ use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::Waker;
-use std::time::Duration;
-
-/// How long in-flight requests get after a signal before the workers drop them.
-pub const GRACE: Duration = Duration::from_secs(10);
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
 

@@ -3,7 +3,7 @@
 //! (accept loops, janitor, then the shutdown drain).
 //!
 //! Failure: a panic inside one connection's task is caught ([`Isolated`]), reported on
-//! stderr and closes only that connection. Shutdown waits at most [`GRACE`] for in-flight
+//! stderr and closes only that connection. Shutdown waits at most `--shutdown-grace` for in-flight
 //! connections, then returns and the runtime drops whatever is left.
 
 use std::cell::{Cell, RefCell};
@@ -24,7 +24,7 @@ use crate::dns::Resolver;
 use crate::listener;
 use crate::pool::Pool;
 use crate::relay::Mode as RelayMode;
-use crate::shutdown::{self, Drain, GRACE};
+use crate::shutdown::{self, Drain};
 use crate::timers::Timers;
 
 /// Connection count over all threads, against `--max-connections`.
@@ -43,6 +43,15 @@ impl Limit {
     }
 }
 
+/// Runtime-only settings from the command line (the core's are in [`Config`]).
+#[derive(Copy, Clone, Debug)]
+pub struct Tuning {
+    /// How long an idle upstream connection is kept (`--pool-idle-timeout`; zero: none).
+    pub pool_idle: Duration,
+    /// How long shutdown waits for in-flight work (`--shutdown-grace`).
+    pub grace: Duration,
+}
+
 /// Per-thread state shared by this thread's tasks.
 pub struct Env {
     /// The core's configuration.
@@ -59,6 +68,8 @@ pub struct Env {
     pub timers: Timers,
     /// How tunnels relay bytes on this thread's driver.
     pub relay_mode: RelayMode,
+    /// Pool and shutdown settings.
+    pub tuning: Tuning,
     limit: Arc<Limit>,
     active: Cell<usize>,
     next_id: Cell<u64>,
@@ -71,15 +82,17 @@ impl Env {
         log: AccessLog,
         limit: Arc<Limit>,
         relay_mode: RelayMode,
+        tuning: Tuning,
     ) -> Env {
         Env {
             config,
             resolver: Resolver::default(),
-            pool: RefCell::new(Pool::default()),
+            pool: RefCell::new(Pool::new(tuning.pool_idle)),
             log,
             drain: Drain::default(),
             timers: Timers::default(),
             relay_mode,
+            tuning,
             limit,
             active: Cell::new(0),
             next_id: Cell::new(0),
@@ -162,7 +175,7 @@ pub async fn run(env: Rc<Env>, listeners: Vec<TcpListener>) {
     }
     env.drain.start();
     env.pool.borrow_mut().clear();
-    let give_up = Instant::now() + GRACE;
+    let give_up = Instant::now() + env.tuning.grace;
     while env.active.get() > 0 && Instant::now() < give_up {
         monoio::time::sleep(SHUTDOWN_POLL).await;
     }

@@ -32,8 +32,8 @@ const STALLED_PHASE: Duration = Duration::from_secs(60);
 /// How long one answer may take. Before the writer thread existed the proxy stopped answering
 /// here, once the pipe was full.
 const ANSWER: Duration = Duration::from_secs(5);
-/// The proxy's shutdown grace period (`shutdown::GRACE`), which also bounds the wait for a
-/// stalled access log at exit.
+/// The proxy's default shutdown grace period (`--shutdown-grace`, 10 s), which also bounds
+/// the wait for a stalled access log at exit.
 const GRACE: Duration = Duration::from_secs(10);
 /// What the proxy prints on stderr when its writer catches up after dropping lines.
 const DROPPED: &str = "ringway: access log fell behind, dropped ";

@@ -1,10 +1,11 @@
 //! The command line: --help, bad flag values (exit 2, flag named), the exact first stdout
-//! line, access-log destinations, and a clear failure when the port is already taken.
+//! line, access-log destinations, a clear failure when the port is already taken, and the
+//! pool and shutdown settings (--pool-idle-timeout, --shutdown-grace).
 
 use ringway_e2e::*;
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, Instant};
 
 const RUN: Duration = Duration::from_secs(10);
@@ -19,6 +20,8 @@ both_drivers!(
     access_log_off,
     two_listen_addresses,
     port_zero_start_is_reliable,
+    pool_idle_timeout_zero_never_reuses,
+    shutdown_grace_bounds_the_drain,
 );
 
 fn help_exits_zero(d: Driver) {
@@ -38,6 +41,8 @@ fn help_exits_zero(d: Driver) {
         "--access-log",
         "--connect-timeout",
         "--header-timeout",
+        "--pool-idle-timeout",
+        "--shutdown-grace",
     ] {
         assert!(
             text.contains(flag),
@@ -58,6 +63,8 @@ fn bad_flag_values_exit_2(d: Driver) {
         ("--header-timeout", "-1s"),
         ("--idle-timeout", "1 parsec"),
         ("--tunnel-idle-timeout", "x"),
+        ("--pool-idle-timeout", "soon"),
+        ("--shutdown-grace", "-1s"),
         ("--max-connections", "-5"),
     ];
     let mut problems = Vec::new();
@@ -291,4 +298,69 @@ fn port_zero_start_is_reliable(d: Driver) {
         failures.len(),
         failures[0]
     );
+}
+
+/// `--pool-idle-timeout 0s`: every request gets its own upstream connection (by default four
+/// clients in sequence share one: `pool_reuse_across_clients` in http.rs).
+fn pool_idle_timeout_zero_never_reuses(d: Driver) {
+    let origin = Origin::fixed(&ok_response(b"ok"));
+    let mut p = Proxy::start(d, &["--pool-idle-timeout", "0s"]);
+    let a = origin.authority();
+    for i in 0..4 {
+        let mut c = p.connect();
+        let resp = c.round_trip(&proxy_get(&a, &format!("/{i}")));
+        assert_bytes(&resp, &ok_relayed(b"ok"), "response");
+        // The access-log line marks the end of the exchange (the upstream was released).
+        p.wait_access(c.local_addr(), "GET");
+    }
+    let log = origin.wait_requests(4);
+    assert_eq!(log.connections, 4, "one upstream connection per request");
+}
+
+/// `--shutdown-grace 1s`: SIGTERM with a request whose origin never answers exits 0 once the
+/// second is up (well before the default 10 s), closing the client without an answer.
+fn shutdown_grace_bounds_the_drain(d: Driver) {
+    let (got_tx, got_rx) = mpsc::channel::<()>();
+    let (release_tx, release_rx) = mpsc::channel::<()>();
+    let got_tx = Mutex::new(got_tx);
+    let release_rx = Mutex::new(release_rx);
+    let origin = Origin::start(move |c| {
+        if c.read_request().is_none() {
+            return;
+        }
+        let _ = got_tx.lock().unwrap().send(());
+        // Never answers; let go when the test ends.
+        let _ = release_rx.lock().unwrap().recv_timeout(RUN);
+    });
+    let mut p = Proxy::start(d, &["--shutdown-grace", "1s"]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    c.write(&proxy_get(&a, "/never"));
+    got_rx
+        .recv_timeout(RUN)
+        .expect("request reached the origin");
+    let signalled = Instant::now();
+    p.sigterm();
+    let status = p
+        .wait_exit(Duration::from_secs(5))
+        .expect("ringway still running 5 s after SIGTERM with --shutdown-grace 1s");
+    let waited = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "{status:?}; stderr: {}", p.stderr());
+    assert!(
+        waited >= Duration::from_secs(1),
+        "exited after {waited:?}, before the 1 s grace was up"
+    );
+    assert!(
+        p.stderr()
+            .contains("SIGTERM: no longer accepting; draining for up to 1s\n"),
+        "stderr: {}",
+        p.stderr()
+    );
+    c.set_read_timeout(Duration::from_secs(5));
+    assert_eq!(
+        c.read_to_eof(),
+        b"",
+        "the cut-off client gets no answer, then EOF"
+    );
+    drop(release_tx);
 }
