@@ -852,10 +852,12 @@ impl Conn {
         );
     }
 
-    /// Reads a canned error response to EOF and checks its exact shape (see [`assert_canned`]).
-    pub fn expect_canned(&mut self, code: u16) -> Vec<u8> {
+    /// Reads to EOF and asserts it got exactly the canned answer for `reason` (see
+    /// [`canned`]); returns the bytes.
+    #[track_caller]
+    pub fn expect_canned(&mut self, reason: &str) -> Vec<u8> {
         let all = self.read_to_eof();
-        assert_canned(&all, code);
+        assert_canned(&all, reason);
         all
     }
 }
@@ -1009,44 +1011,196 @@ pub fn dechunk(raw: &[u8]) -> Vec<u8> {
     }
 }
 
-/// Standard reason phrase for the codes the proxy generates.
-pub fn reason(code: u16) -> &'static str {
-    match code {
-        400 => "Bad Request",
-        403 => "Forbidden",
-        408 => "Request Timeout",
-        431 => "Request Header Fields Too Large",
-        502 => "Bad Gateway",
-        504 => "Gateway Timeout",
-        505 => "HTTP Version Not Supported",
-        508 => "Loop Detected",
-        _ => panic!("no canned response for {code}"),
+/// Every canned error answer of the proxy, written out here by hand: the black-box oracle for
+/// refusals. Each row is `(access-log reason word, status and reason phrase, body line without
+/// its final LF)`.
+///
+/// Why by hand: these are fixed texts clients see, so a change to one is a change of
+/// behaviour the e2e suite must notice. Building the expectation from the core's own table
+/// would test the core against itself.
+pub const CANNED: &[(&str, &str, &str)] = &[
+    (
+        "malformed_head",
+        "400 Bad Request",
+        "The request head is not valid HTTP/1.1.",
+    ),
+    (
+        "bare_line_ending",
+        "400 Bad Request",
+        "Lines of the request head must end in CRLF.",
+    ),
+    (
+        "origin_form",
+        "400 Bad Request",
+        "This is a forward proxy: send an absolute URI (GET http://host/path) or CONNECT.",
+    ),
+    (
+        "bad_target",
+        "400 Bad Request",
+        "The request URI is not a valid http:// URI.",
+    ),
+    (
+        "unsupported_scheme",
+        "400 Bad Request",
+        "Only http:// URIs are forwarded; use CONNECT for https.",
+    ),
+    (
+        "bad_connect_target",
+        "400 Bad Request",
+        "CONNECT needs a host:port target with a port from 1 to 65535.",
+    ),
+    (
+        "cl_and_te",
+        "400 Bad Request",
+        "Content-Length and Transfer-Encoding must not both be present.",
+    ),
+    (
+        "duplicate_content_length",
+        "400 Bad Request",
+        "Content-Length must appear at most once.",
+    ),
+    (
+        "invalid_content_length",
+        "400 Bad Request",
+        "Content-Length must be a decimal number.",
+    ),
+    (
+        "bad_transfer_encoding",
+        "400 Bad Request",
+        "Transfer-Encoding must be exactly chunked.",
+    ),
+    (
+        "te_in_http10",
+        "400 Bad Request",
+        "HTTP/1.0 requests cannot use Transfer-Encoding.",
+    ),
+    (
+        "duplicate_host",
+        "400 Bad Request",
+        "Host must appear exactly once.",
+    ),
+    (
+        "missing_host",
+        "400 Bad Request",
+        "HTTP/1.1 requests need a Host header.",
+    ),
+    (
+        "unexpected_body",
+        "400 Bad Request",
+        "This request must not carry a body.",
+    ),
+    (
+        "bad_chunk",
+        "400 Bad Request",
+        "The chunked request body is malformed.",
+    ),
+    (
+        "client_denied",
+        "403 Forbidden",
+        "Your address is not allowed to use this proxy.",
+    ),
+    (
+        "connect_port_denied",
+        "403 Forbidden",
+        "CONNECT to this port is not allowed.",
+    ),
+    (
+        "auth_required",
+        "407 Proxy Authentication Required",
+        "This proxy needs a user name and password (Proxy-Authorization: Basic).",
+    ),
+    (
+        "header_timeout",
+        "408 Request Timeout",
+        "The request head did not arrive in time.",
+    ),
+    (
+        "head_too_large",
+        "431 Request Header Fields Too Large",
+        "The request head is too large.",
+    ),
+    (
+        "too_many_headers",
+        "431 Request Header Fields Too Large",
+        "The request has too many header fields.",
+    ),
+    (
+        "dns_failed",
+        "502 Bad Gateway",
+        "The upstream host name could not be resolved.",
+    ),
+    (
+        "dial_failed",
+        "502 Bad Gateway",
+        "The upstream server could not be reached.",
+    ),
+    (
+        "bad_response",
+        "502 Bad Gateway",
+        "The upstream server sent an invalid response.",
+    ),
+    (
+        "upstream_closed",
+        "502 Bad Gateway",
+        "The upstream server closed the connection without a response.",
+    ),
+    (
+        "dial_timeout",
+        "504 Gateway Timeout",
+        "The upstream server did not answer the connection in time.",
+    ),
+    (
+        "upstream_timeout",
+        "504 Gateway Timeout",
+        "The upstream server did not respond in time.",
+    ),
+    (
+        "unsupported_version",
+        "505 HTTP Version Not Supported",
+        "Only HTTP/1.0 and HTTP/1.1 are supported.",
+    ),
+    (
+        "forwarding_loop",
+        "508 Loop Detected",
+        "The request already passed through this proxy.",
+    ),
+];
+
+/// The exact canned answer the proxy sends for a refusal it logs as `reason=REASON` (see
+/// [`CANNED`]), through EOF: `HTTP/1.1 STATUS`, for 407 only `Proxy-Authenticate: Basic
+/// realm="ringway"`, then `Content-Type: text/plain`, `Content-Length` of the body,
+/// `Connection: close`, a blank line and the body line ending in LF. With `head_only` (the
+/// answer to a HEAD request) the body is left out, but Content-Length still gives its length.
+pub fn canned_answer(reason: &str, head_only: bool) -> Vec<u8> {
+    let &(_, status, text) = CANNED
+        .iter()
+        .find(|(word, _, _)| *word == reason)
+        .unwrap_or_else(|| panic!("no canned answer is logged with reason={reason}"));
+    let body = format!("{text}\n");
+    let status_line = format!("HTTP/1.1 {status}");
+    let length = format!("Content-Length: {}", body.len());
+    let mut lines = vec![status_line.as_str()];
+    if status.starts_with("407 ") {
+        lines.push("Proxy-Authenticate: Basic realm=\"ringway\"");
     }
+    lines.extend(["Content-Type: text/plain", &length, "Connection: close"]);
+    message(&lines, if head_only { b"" } else { body.as_bytes() })
 }
 
-/// Checks that `all` (everything received until EOF) is exactly one canned error:
-/// `HTTP/1.1 CODE PHRASE\r\nContent-Type: text/plain\r\nContent-Length: N\r\nConnection: close\r\n\r\n`
-/// followed by N bytes of one line of text ending in `\n`, and nothing after.
-pub fn check_canned(all: &[u8], code: u16) -> Result<(), String> {
-    let (h, body) = split_message(all);
-    let expected_head = head(&[
-        &format!("HTTP/1.1 {code} {}", reason(code)),
-        "Content-Type: text/plain",
-        &format!("Content-Length: {}", body.len()),
-        "Connection: close",
-    ]);
-    if h != expected_head {
+/// [`canned_answer`] for a request other than HEAD.
+pub fn canned(reason: &str) -> Vec<u8> {
+    canned_answer(reason, false)
+}
+
+/// Checks that `all` (everything received until EOF) is exactly the canned answer for `reason`
+/// ([`canned`]) and nothing after it.
+pub fn check_canned(all: &[u8], reason: &str) -> Result<(), String> {
+    let want = canned(reason);
+    if all != want {
         return Err(format!(
-            "canned {code} head (Content-Length must equal the bytes before EOF)\n  expected: {}\n  actual:   {}",
-            show(&expected_head),
-            show(h)
-        ));
-    }
-    let one_line = body.ends_with(b"\n") && body.iter().filter(|&&b| b == b'\n').count() == 1;
-    if !one_line || body.len() < 2 {
-        return Err(format!(
-            "canned {code} body must be one non-empty line ending in \\n: {}",
-            show(body)
+            "canned answer for reason={reason}, then EOF\n  expected: {}\n  actual:   {}",
+            show(&want),
+            show(all)
         ));
     }
     Ok(())
@@ -1054,8 +1208,8 @@ pub fn check_canned(all: &[u8], code: u16) -> Result<(), String> {
 
 /// Asserts [`check_canned`].
 #[track_caller]
-pub fn assert_canned(all: &[u8], code: u16) {
-    if let Err(e) = check_canned(all, code) {
+pub fn assert_canned(all: &[u8], reason: &str) {
+    if let Err(e) = check_canned(all, reason) {
         panic!("{e}");
     }
 }
@@ -1767,13 +1921,30 @@ mod tests {
 
     #[test]
     fn canned_checker() {
-        let ok = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 12\r\nConnection: close\r\n\r\nbad request\n";
-        assert_canned(ok, 400);
+        // Two answers written out byte for byte, so the builder itself is checked.
+        let ok = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\nThe upstream server could not be reached.\n";
+        assert_canned(ok, "dial_failed");
+        assert_bytes(
+            &canned_answer("auth_required", true),
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\nContent-Type: text/plain\r\nContent-Length: 72\r\nConnection: close\r\n\r\n",
+            "407 to a HEAD request",
+        );
         assert!(
-            check_canned(&ok[..ok.len() - 1], 400).is_err(),
+            check_canned(&ok[..ok.len() - 1], "dial_failed").is_err(),
             "short body must fail"
         );
-        assert!(check_canned(ok, 403).is_err(), "wrong code must fail");
+        assert!(
+            check_canned(&[&ok[..], b"x"].concat(), "dial_failed").is_err(),
+            "a byte after the answer must fail"
+        );
+        assert!(
+            check_canned(ok, "bad_response").is_err(),
+            "same status, other text must fail"
+        );
+        let mut words: Vec<&str> = CANNED.iter().map(|(w, _, _)| *w).collect();
+        words.sort_unstable();
+        words.dedup();
+        assert_eq!(words.len(), CANNED.len(), "each reason word once");
     }
 
     #[test]

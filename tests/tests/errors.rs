@@ -1,6 +1,7 @@
-//! Every canned error: exact status line, `Content-Type: text/plain`, Content-Length equal to
-//! the one-line body, `Connection: close`, then EOF — and nothing reaches the origin when the
-//! request is refused before dialing.
+//! Every canned error: the whole answer byte for byte (status line, `Content-Type: text/plain`,
+//! Content-Length, `Connection: close`, the one-line text for its reason, see
+//! [`ringway_e2e::CANNED`]), then EOF, and its access-log line — and nothing reaches the origin
+//! when the request is refused before dialing.
 
 use ringway_e2e::*;
 use std::time::{Duration, Instant};
@@ -15,8 +16,8 @@ struct Logged<'a> {
     reason: &'a str,
 }
 
-/// Sends `request` in one write on a new connection and expects canned `code` then EOF, and
-/// exactly the access-log line `CLIENT METHOD TARGET CODE RX TX DURATION reason=REASON` with TX
+/// Sends `request` in one write on a new connection and expects exactly the canned answer for
+/// `logged.reason` (whose status is `code`) then EOF, and exactly the access-log line `CLIENT METHOD TARGET CODE RX TX DURATION reason=REASON` with TX
 /// = the canned bytes received.
 ///
 /// RX does not depend on how the kernel segments the write: the core judges a head only on its
@@ -26,13 +27,13 @@ struct Logged<'a> {
 fn expect_error(p: &mut Proxy, request: &[u8], code: u16, logged: Logged) -> Conn {
     let mut c = p.connect();
     c.write(request);
-    let answer = c.expect_canned(code);
-    let line = p.wait_access_of(c.local_addr());
     let Logged {
         method_target,
         rx,
         reason,
     } = logged;
+    let answer = c.expect_canned(reason);
+    let line = p.wait_access_of(c.local_addr());
     assert_eq!(
         line.without_duration(),
         format!(
@@ -557,22 +558,59 @@ fn forwarding_loop_refused(d: Driver) {
     );
 }
 
+/// One request of a table, the access-log reason it must be refused with, and so the exact
+/// canned answer it must get.
+struct Case<'a> {
+    what: &'a str,
+    request: Vec<u8>,
+    reason: &'a str,
+}
+
+fn case<'a>(what: &'a str, request: Vec<u8>, reason: &'a str) -> Case<'a> {
+    Case {
+        what,
+        request,
+        reason,
+    }
+}
+
 /// Sends each request on its own connection to one proxy; collects every case that did not get
-/// the exact canned `code` (so one run shows all of them).
-fn expect_all(p: &mut Proxy, cases: &[(&str, Vec<u8>)], code: u16) -> Vec<String> {
+/// exactly the canned answer for its reason then EOF (only the head for a HEAD request), or
+/// whose access-log line does not say `STATUS`, TX = the bytes received and `reason=REASON`
+/// (so one run shows all of them).
+fn expect_all(p: &mut Proxy, cases: &[Case]) -> Vec<String> {
     let mut problems = Vec::new();
-    for (what, req) in cases {
+    for Case {
+        what,
+        request,
+        reason,
+    } in cases
+    {
         let mut c = p.connect();
-        c.write(req);
+        c.write(request);
         let all = c.read_to_eof();
-        if let Err(e) = check_canned(&all, code) {
-            problems.push(format!("{what}: sent {}: {e}", show(req)));
+        let want = canned_answer(reason, request.starts_with(b"HEAD "));
+        if all != want {
+            problems.push(format!(
+                "{what}: sent {}\n  expected: {}\n  actual:   {}",
+                show(request),
+                show(&want),
+                show(&all)
+            ));
+            continue;
+        }
+        let line = p.wait_access_of(c.local_addr());
+        let logged = (line.status, line.tx, line.extra.clone());
+        let status: u16 = std::str::from_utf8(&want[9..12]).unwrap().parse().unwrap();
+        if logged != (status, all.len() as u64, vec![format!("reason={reason}")]) {
+            problems.push(format!("{what}: sent {}: logged {line:?}", show(request)));
         }
     }
     problems
 }
 
-/// Smuggling-prone framing and malformed syntax: each must get 400 and never reach the origin.
+/// Smuggling-prone framing and malformed syntax: each must get exactly its canned 400 and never
+/// reach the origin.
 fn more_malformed_requests_400(d: Driver) {
     let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
@@ -580,37 +618,51 @@ fn more_malformed_requests_400(d: Driver) {
     let get = format!("GET http://{a}/ HTTP/1.1");
     let post = format!("POST http://{a}/ HTTP/1.1");
     let host = format!("Host: {a}");
-    let cases: Vec<(&str, Vec<u8>)> = vec![
-        ("space before colon", head(&[&get, &format!("Host : {a}")])),
-        ("space in field name", head(&[&get, &host, "X Y: z"])),
-        (
+    let cases = [
+        case(
+            "space before colon",
+            head(&[&get, &format!("Host : {a}")]),
+            "malformed_head",
+        ),
+        case(
+            "space in field name",
+            head(&[&get, &host, "X Y: z"]),
+            "malformed_head",
+        ),
+        case(
             "negative Content-Length",
             message(&[&post, &host, "Content-Length: -1"], b""),
+            "invalid_content_length",
         ),
-        (
+        case(
             "hex Content-Length",
             message(&[&post, &host, "Content-Length: 0x10"], b""),
+            "invalid_content_length",
         ),
-        (
+        case(
             "plus Content-Length",
             message(&[&post, &host, "Content-Length: +5"], b"hello"),
+            "invalid_content_length",
         ),
-        (
+        case(
             "list Content-Length",
             message(&[&post, &host, "Content-Length: 5, 6"], b"hello"),
+            "invalid_content_length",
         ),
-        (
+        case(
             "chunked not final",
             message(
                 &[&post, &host, "Transfer-Encoding: chunked, gzip"],
                 b"0\r\n\r\n",
             ),
+            "bad_transfer_encoding",
         ),
-        (
+        case(
             "unknown coding only",
             message(&[&post, &host, "Transfer-Encoding: identity"], b""),
+            "bad_transfer_encoding",
         ),
-        (
+        case(
             "Transfer-Encoding in HTTP/1.0",
             message(
                 &[
@@ -620,30 +672,49 @@ fn more_malformed_requests_400(d: Driver) {
                 ],
                 b"0\r\n\r\n",
             ),
+            "te_in_http10",
         ),
-        ("CR in field value", head(&[&get, &host, "X-Cr: a\rb"])),
-        ("no version", head(&[&format!("GET http://{a}/"), &host])),
-        (
+        case(
+            "CR in field value",
+            head(&[&get, &host, "X-Cr: a\rb"]),
+            "bare_line_ending",
+        ),
+        case(
+            "no version",
+            head(&[&format!("GET http://{a}/"), &host]),
+            "malformed_head",
+        ),
+        case(
             "lowercase version",
             head(&[&format!("GET http://{a}/ http/1.1"), &host]),
+            "malformed_head",
         ),
-        (
+        case(
             "double space in request line",
             head(&[&format!("GET  http://{a}/ HTTP/1.1"), &host]),
+            "malformed_head",
         ),
-        (
+        case(
             "userinfo in URI",
             head(&[&format!("GET http://user:pw@{a}/ HTTP/1.1"), &host]),
+            "bad_target",
         ),
-        (
+        case(
             "empty host in URI",
             head(&["GET http:///x HTTP/1.1", "Host: x"]),
+            "bad_target",
+        ),
+        // A refused HEAD gets the head only, its Content-Length still that of the text.
+        case(
+            "HEAD with userinfo in URI",
+            head(&[&format!("HEAD http://user:pw@{a}/ HTTP/1.1"), &host]),
+            "bad_target",
         ),
     ];
-    let problems = expect_all(&mut p, &cases, 400);
+    let problems = expect_all(&mut p, &cases);
     assert!(
         problems.is_empty(),
-        "requests that should get a canned 400:\n{}",
+        "requests that should get their exact canned 400:\n{}",
         problems.join("\n")
     );
     assert_eq!(
@@ -656,7 +727,7 @@ fn more_malformed_requests_400(d: Driver) {
 /// CONNECT targets that are not host:port with a port from 1 to 65535.
 fn more_bad_connect_targets_400(d: Driver) {
     let mut p = Proxy::start(d, &["--connect-ports", "any"]);
-    let cases: Vec<(&str, Vec<u8>)> = [
+    let cases: Vec<Case> = [
         ("port 0", "127.0.0.1:0"),
         ("port too big", "127.0.0.1:65536"),
         ("no port", "127.0.0.1"),
@@ -665,12 +736,12 @@ fn more_bad_connect_targets_400(d: Driver) {
         ("absolute URI", "http://127.0.0.1:443/"),
     ]
     .iter()
-    .map(|(what, t)| (*what, connect_request(t)))
+    .map(|(what, t)| case(what, connect_request(t), "bad_connect_target"))
     .collect();
-    let problems = expect_all(&mut p, &cases, 400);
+    let problems = expect_all(&mut p, &cases);
     assert!(
         problems.is_empty(),
-        "CONNECT targets that should get a canned 400:\n{}",
+        "CONNECT targets that should get the exact canned 400:\n{}",
         problems.join("\n")
     );
 }

@@ -219,7 +219,7 @@ fn slowloris_cut_by_header_timeout(d: Driver) {
         }
     );
     if !got.is_empty() {
-        assert_canned(&got, 408);
+        assert_canned(&got, "header_timeout");
     }
     assert_eq!(
         origin
