@@ -3,8 +3,10 @@
 //!
 //! Key components: [`block_signals`] (called before any thread starts, so every thread
 //! inherits the mask and only [`wait_for_signal`] receives them), the process-wide
-//! [`requested`] flag the workers poll, and the per-thread [`Drain`] that wakes idle
-//! connections so they close instead of waiting out their keep-alive timeout.
+//! [`request`] that sets a flag and wakes every worker waiting in [`requested_wait`] (no
+//! polling: an idle proxy does not wake up to look), and the per-thread [`Drain`] that wakes
+//! idle connections so they close instead of waiting out their keep-alive timeout, and wakes
+//! the worker once its last connection has ended.
 //!
 //! Why `sigwait` on a plain thread rather than monoio's `signal` feature: that feature pulls
 //! in the `ctrlc` crate and needs an extra feature for SIGTERM; blocking the signals and
@@ -14,19 +16,47 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::Waker;
+use std::sync::Mutex;
+use std::task::{Poll, Waker};
 
 static REQUESTED: AtomicBool = AtomicBool::new(false);
+/// Workers waiting in [`requested_wait`], woken (from the signal thread) by [`request`].
+static WAITING: Mutex<Vec<Waker>> = Mutex::new(Vec::new());
 
 /// Whether shutdown has been requested (by a signal or a failed start-up).
 pub fn requested() -> bool {
     REQUESTED.load(Ordering::Acquire)
 }
 
-/// Asks every worker to stop accepting and drain.
+/// Asks every worker to stop accepting and drain, and wakes those waiting for it.
 pub fn request() {
     REQUESTED.store(true, Ordering::Release);
+    let waiting = std::mem::take(&mut *WAITING.lock().unwrap_or_else(|e| e.into_inner()));
+    for waker in waiting {
+        waker.wake();
+    }
+}
+
+/// Resolves once [`request`] has been called (at once if it already was).
+pub async fn requested_wait() {
+    poll_fn(|cx| {
+        if requested() {
+            return Poll::Ready(());
+        }
+        WAITING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(cx.waker().clone());
+        // `request` sets the flag before taking the list: seen here, or our waker is woken.
+        if requested() {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    })
+    .await
 }
 
 fn signal_set() -> libc::sigset_t {
@@ -70,11 +100,13 @@ pub fn wait_for_signal() -> &'static str {
 }
 
 /// Per-thread drain notice: set once at shutdown, it wakes every connection task that
-/// registered, so idle keep-alive connections close at once.
+/// registered, so idle keep-alive connections close at once; and it wakes the worker when
+/// the last of them has ended ([`Drain::emptied`]).
 #[derive(Default)]
 pub struct Drain {
     on: Cell<bool>,
     waiters: RefCell<HashMap<u64, Waker>>,
+    worker: RefCell<Option<Waker>>,
 }
 
 impl Drain {
@@ -107,5 +139,25 @@ impl Drain {
     /// Forgets task `id` (it ended).
     pub fn unregister(&self, id: u64) {
         self.waiters.borrow_mut().remove(&id);
+    }
+
+    /// Says this thread's last connection has ended: wakes the worker waiting in
+    /// [`Drain::all_ended`].
+    pub fn emptied(&self) {
+        if let Some(waker) = self.worker.borrow_mut().take() {
+            waker.wake();
+        }
+    }
+
+    /// Resolves when `active()` is zero, re-checked each time [`Drain::emptied`] wakes it.
+    pub async fn all_ended(&self, active: impl Fn() -> usize) {
+        poll_fn(|cx| {
+            if active() == 0 {
+                return Poll::Ready(());
+            }
+            *self.worker.borrow_mut() = Some(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
     }
 }

@@ -14,7 +14,7 @@ use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use monoio::net::TcpListener;
 use ringway_core::Config;
@@ -128,6 +128,9 @@ impl Drop for Admitted {
         self.env.limit.open.fetch_sub(1, Ordering::Relaxed);
         self.env.active.set(self.env.active.get() - 1);
         self.env.drain.unregister(self.id);
+        if self.env.active.get() == 0 {
+            self.env.drain.emptied();
+        }
     }
 }
 
@@ -152,8 +155,6 @@ impl<F: Future<Output = ()>> Future for Isolated<F> {
 
 /// How often the janitor sweeps expired pool and DNS entries.
 const JANITOR_PERIOD: Duration = Duration::from_secs(5);
-/// How often a worker looks at the process-wide shutdown flag.
-const SHUTDOWN_POLL: Duration = Duration::from_millis(50);
 
 /// The worker thread's main task: serves `listeners` until shutdown, then drains.
 pub async fn run(env: Rc<Env>, listeners: Vec<TcpListener>) {
@@ -170,15 +171,11 @@ pub async fn run(env: Rc<Env>, listeners: Vec<TcpListener>) {
             janitor_env.resolver.sweep();
         }
     });
-    while !shutdown::requested() {
-        monoio::time::sleep(SHUTDOWN_POLL).await;
-    }
+    shutdown::requested_wait().await;
     env.drain.start();
     env.pool.borrow_mut().clear();
-    let give_up = Instant::now() + env.tuning.grace;
-    while env.active.get() > 0 && Instant::now() < give_up {
-        monoio::time::sleep(SHUTDOWN_POLL).await;
-    }
+    // Until the last connection ends, or the grace period is up (then they are dropped).
+    let _ = monoio::time::timeout(env.tuning.grace, env.drain.all_ended(|| env.active.get())).await;
     // Lines of requests that ended in the last moments are still buffered.
     env.log.flush();
 }
