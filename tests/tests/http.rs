@@ -619,7 +619,11 @@ fn idle_keep_alive_connection_closed(d: Driver) {
     let p = Proxy::start(d, &["--idle-timeout", "1s"]);
     let a = origin.authority();
     let mut c = p.connect();
-    c.round_trip(&proxy_get(&a, "/"));
+    assert_bytes(
+        &c.round_trip(&proxy_get(&a, "/")),
+        &ok_relayed(b"ok"),
+        "the answer before the idle time",
+    );
     let t = std::time::Instant::now();
     c.set_read_timeout(std::time::Duration::from_secs(5));
     c.expect_eof();
