@@ -5,7 +5,7 @@
 //! of them looks at what the proxy did, so an expectation built here is as exact as one written
 //! out by hand. Comparisons stay with the tests ([`crate::assert_bytes`] and friends).
 
-use crate::{assert_bytes, head, message, Conn, Head, Origin, OriginLog};
+use crate::{assert_bytes, head, message, Conn, Head, Origin, OriginLog, Proxy};
 
 /// An absolute-form request through the proxy: `METHOD http://AUTHORITY PATH HTTP/1.1`, then
 /// `Host: AUTHORITY`, then the `extra` header lines, a blank line and `body`.
@@ -160,5 +160,19 @@ impl Conn {
             .unwrap_or_default();
         self.write(request);
         self.read_response(&method)
+    }
+}
+
+/// `n` clients one after another, each on its own connection: `GET /0`, `/1`, ... to
+/// `authority`, each answered exactly [`ok_relayed`]`(b"ok")`, each awaited until its
+/// access-log line (the end of the exchange: the upstream connection is back in the pool).
+///
+/// Why: the set-up of every upstream-pool scenario, which then counts the origin's connections.
+pub fn ok_gets_in_sequence(p: &mut Proxy, authority: &str, n: usize) {
+    for i in 0..n {
+        let mut c = p.connect();
+        let resp = c.round_trip(&proxy_get(authority, &format!("/{i}")));
+        assert_bytes(&resp, &ok_relayed(b"ok"), "response");
+        p.wait_access(c.local_addr(), "GET");
     }
 }

@@ -306,13 +306,7 @@ fn pool_idle_timeout_zero_never_reuses(d: Driver) {
     let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &["--pool-idle-timeout", "0s"]);
     let a = origin.authority();
-    for i in 0..4 {
-        let mut c = p.connect();
-        let resp = c.round_trip(&proxy_get(&a, &format!("/{i}")));
-        assert_bytes(&resp, &ok_relayed(b"ok"), "response");
-        // The access-log line marks the end of the exchange (the upstream was released).
-        p.wait_access(c.local_addr(), "GET");
-    }
+    ok_gets_in_sequence(&mut p, &a, 4);
     let log = origin.wait_requests(4);
     assert_eq!(log.connections, 4, "one upstream connection per request");
 }

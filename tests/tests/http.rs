@@ -335,13 +335,7 @@ fn pool_reuse_across_clients(d: Driver) {
     let origin = Origin::fixed(&ok_response(b"ok"));
     let mut p = Proxy::start(d, &[]);
     let a = origin.authority();
-    for i in 0..4 {
-        let mut c = p.connect();
-        let resp = c.round_trip(&proxy_get(&a, &format!("/{i}")));
-        assert_bytes(&resp, &ok_relayed(b"ok"), "response");
-        // The access-log line marks the end of the exchange (the upstream is back in the pool).
-        p.wait_access(c.local_addr(), "GET");
-    }
+    ok_gets_in_sequence(&mut p, &a, 4);
     let log = origin.wait_requests(4);
     assert_eq!(
         log.connections, 1,
