@@ -51,6 +51,7 @@ use std::cell::{Cell, RefCell};
 use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
@@ -82,8 +83,8 @@ pub enum Destination {
     Off,
     /// Standard output.
     Stdout,
-    /// A file opened with `O_APPEND`.
-    File(File),
+    /// A file opened with `O_APPEND`, and its path (reopened on SIGHUP).
+    File(File, PathBuf),
 }
 
 impl Destination {
@@ -98,7 +99,7 @@ impl Destination {
                     .append(true)
                     .open(path)
                     .with_context(|| format!("--access-log: cannot open {}", path.display()))?;
-                Destination::File(file)
+                Destination::File(file, path.clone())
             }
         })
     }
@@ -108,16 +109,16 @@ impl Destination {
 /// the handle the workers write through. Call it after `shutdown::block_signals`, so the
 /// thread inherits the signal mask, and before the workers start.
 pub fn start(destination: Destination) -> io::Result<(AccessLog, Option<Writer>)> {
-    let sink: Box<dyn Write + Send> = match destination {
+    let (sink, path): (Box<dyn Write + Send>, _) = match destination {
         Destination::Off => return Ok((AccessLog::Off, None)),
-        Destination::Stdout => Box::new(io::stdout()),
-        Destination::File(file) => Box::new(file),
+        Destination::Stdout => (Box::new(io::stdout()), None),
+        Destination::File(file, path) => (Box::new(file), Some(path)),
     };
     let limits = Limits {
         batches: QUEUE_BATCHES,
         bytes: QUEUE_BYTES,
     };
-    let (log, writer) = spawn_writer(sink, Box::new(io::stderr()), limits)?;
+    let (log, writer) = spawn_writer(sink, path, Box::new(io::stderr()), limits)?;
     Ok((log, Some(writer)))
 }
 
@@ -214,6 +215,14 @@ pub struct Writer {
 }
 
 impl Writer {
+    /// Asks the writer thread to reopen the access-log file (SIGHUP, after a log rotator
+    /// renamed it). Never blocks: if the queue is full, the writer sees the request before
+    /// its next batch.
+    pub fn reopen(&self) {
+        self.shared.reopen.store(true, Ordering::Relaxed);
+        let _ = self.sender.try_send(Message::Reopen);
+    }
+
     /// Call once every worker has exited (and flushed): waits until the writer has written
     /// every line queued so far and reported drops, then ends the thread. Gives up at
     /// `deadline` and returns how many lines were lost (dropped and not yet reported, or
@@ -256,6 +265,8 @@ struct Batch {
 
 enum Message {
     Lines(Batch),
+    /// Look at [`Shared::reopen`] now (it is also looked at before every batch).
+    Reopen,
     /// Everything before this has been sent: write it, report, and end.
     Finish,
 }
@@ -274,6 +285,8 @@ struct Shared {
     reported: AtomicU64,
     /// Whether a write error was reported.
     warned: AtomicBool,
+    /// SIGHUP asked for the file to be reopened.
+    reopen: AtomicBool,
 }
 
 impl Shared {
@@ -288,6 +301,7 @@ impl Shared {
 /// Starts the writer thread over `sink`, with `notices` for what it says (stderr).
 fn spawn_writer(
     sink: Box<dyn Write + Send>,
+    path: Option<PathBuf>,
     notices: Box<dyn Write + Send>,
     limits: Limits,
 ) -> io::Result<(AccessLog, Writer)> {
@@ -299,11 +313,13 @@ fn spawn_writer(
         dropped: AtomicU64::new(0),
         reported: AtomicU64::new(0),
         warned: AtomicBool::new(false),
+        reopen: AtomicBool::new(false),
     });
     let (done_tx, done) = mpsc::channel();
     let mut writer = WriterLoop {
         receiver,
         sink,
+        path,
         notices,
         shared: Arc::clone(&shared),
         reports: DropReports::default(),
@@ -331,6 +347,8 @@ fn spawn_writer(
 struct WriterLoop {
     receiver: Receiver<Message>,
     sink: Box<dyn Write + Send>,
+    /// The file's path, to reopen it; `None` for stdout.
+    path: Option<PathBuf>,
     notices: Box<dyn Write + Send>,
     shared: Arc<Shared>,
     reports: DropReports,
@@ -361,12 +379,46 @@ impl WriterLoop {
                     }
                 }
             };
+            if self.shared.reopen.swap(false, Ordering::Relaxed) {
+                self.reopen();
+            }
             match message {
                 Message::Lines(batch) => self.write(batch),
+                Message::Reopen => {}
                 Message::Finish => break,
             }
         }
         self.report_now(Instant::now());
+    }
+
+    /// Opens the file again (a log rotator has renamed it): later lines go to the new file;
+    /// if it cannot be opened, they keep going to the old one.
+    fn reopen(&mut self) {
+        let Some(path) = &self.path else {
+            let _ = writeln!(
+                self.notices,
+                "ringway: SIGHUP: the access log goes to stdout; nothing to reopen"
+            );
+            return;
+        };
+        let _ = self.sink.flush();
+        match OpenOptions::new().create(true).append(true).open(path) {
+            Ok(file) => {
+                self.sink = Box::new(file);
+                let _ = writeln!(
+                    self.notices,
+                    "ringway: SIGHUP: reopened the access log {}",
+                    path.display()
+                );
+            }
+            Err(e) => {
+                let _ = writeln!(
+                    self.notices,
+                    "ringway: SIGHUP: cannot reopen the access log {}: {e}; still writing to the old file",
+                    path.display()
+                );
+            }
+        }
     }
 
     fn write(&mut self, batch: Batch) {
@@ -544,8 +596,13 @@ mod tests {
             batches: 2,
             bytes: 1 << 20,
         };
-        let (log, writer) =
-            spawn_writer(Box::new(gate.clone()), Box::new(notices.clone()), limits).unwrap();
+        let (log, writer) = spawn_writer(
+            Box::new(gate.clone()),
+            None,
+            Box::new(notices.clone()),
+            limits,
+        )
+        .unwrap();
         let q = queue(&log);
         // Never blocks: at most one batch in the stalled write and two queued, the rest are
         // dropped.
@@ -572,8 +629,13 @@ mod tests {
             batches: 100,
             bytes: 16,
         };
-        let (log, writer) =
-            spawn_writer(Box::new(gate.clone()), Box::new(Notices::default()), limits).unwrap();
+        let (log, writer) = spawn_writer(
+            Box::new(gate.clone()),
+            None,
+            Box::new(Notices::default()),
+            limits,
+        )
+        .unwrap();
         let q = queue(&log);
         q.hand_over(batch("0123456789\n")); // 11 bytes: fits
         q.hand_over(batch("abcdef\n")); // 18 in all: dropped
@@ -591,8 +653,13 @@ mod tests {
             batches: 1,
             bytes: 1 << 20,
         };
-        let (log, writer) =
-            spawn_writer(Box::new(gate.clone()), Box::new(Notices::default()), limits).unwrap();
+        let (log, writer) = spawn_writer(
+            Box::new(gate.clone()),
+            None,
+            Box::new(Notices::default()),
+            limits,
+        )
+        .unwrap();
         let q = queue(&log);
         for _ in 0..5 {
             q.hand_over(batch("a\nb\n"));
@@ -621,7 +688,7 @@ mod tests {
             bytes: 1 << 20,
         };
         let (log, writer) =
-            spawn_writer(Box::new(Broken), Box::new(notices.clone()), limits).unwrap();
+            spawn_writer(Box::new(Broken), None, Box::new(notices.clone()), limits).unwrap();
         queue(&log).hand_over(batch("a\n"));
         queue(&log).hand_over(batch("b\n"));
         assert_eq!(writer.finish(soon()), None);

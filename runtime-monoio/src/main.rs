@@ -34,6 +34,7 @@ use std::time::Instant;
 use anyhow::Context;
 
 use crate::cli::{Parsed, Settings};
+use crate::shutdown::Signal;
 
 fn main() -> ExitCode {
     clock::init();
@@ -99,17 +100,29 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
         )?;
         out.flush()?;
     }
-    let signal = shutdown::wait_for_signal();
+    let signal = loop {
+        match shutdown::wait_for_signal() {
+            Signal::Hangup => match &log_writer {
+                Some(writer) => writer.reopen(),
+                None => eprintln!("ringway: SIGHUP: the access log is off; nothing to reopen"),
+            },
+            stop => break stop,
+        }
+    };
     let signalled = Instant::now();
     eprintln!(
-        "ringway: {signal}: no longer accepting; draining for up to {:?}",
+        "ringway: {}: no longer accepting; draining for up to {:?}",
+        signal.name(),
         settings.shutdown_grace
     );
     shutdown::request();
-    std::thread::spawn(|| {
+    std::thread::spawn(|| loop {
+        // While draining, SIGHUP is ignored; a second SIGINT/SIGTERM exits at once.
         let again = shutdown::wait_for_signal();
-        eprintln!("ringway: {again} again: exiting now");
-        std::process::exit(130);
+        if again != Signal::Hangup {
+            eprintln!("ringway: {} again: exiting now", again.name());
+            std::process::exit(130);
+        }
     });
     for w in workers {
         let _ = w.join();

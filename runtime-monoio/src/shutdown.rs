@@ -1,5 +1,6 @@
 //! Graceful shutdown: SIGINT/SIGTERM stop the accept loops, let in-flight requests finish
-//! within a grace period, then the process exits 0.
+//! within a grace period, then the process exits 0. (SIGHUP is caught here too, and handed
+//! to the access log to reopen its file.)
 //!
 //! Key components: [`block_signals`] (called before any thread starts, so every thread
 //! inherits the mask and only [`wait_for_signal`] receives them), the process-wide
@@ -66,11 +67,13 @@ fn signal_set() -> libc::sigset_t {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGHUP);
         set
     }
 }
 
-/// Blocks SIGINT and SIGTERM in the calling thread and every thread it spawns afterwards.
+/// Blocks SIGINT, SIGTERM and SIGHUP in the calling thread and every thread it spawns
+/// afterwards.
 pub fn block_signals() -> std::io::Result<()> {
     let set = signal_set();
     // SAFETY: a valid set; the old mask is not needed.
@@ -82,18 +85,40 @@ pub fn block_signals() -> std::io::Result<()> {
     }
 }
 
-/// Waits until SIGINT or SIGTERM arrives; returns the signal's name.
-pub fn wait_for_signal() -> &'static str {
+/// A signal the proxy acts on.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Signal {
+    /// SIGINT: drain and exit.
+    Interrupt,
+    /// SIGTERM: drain and exit.
+    Terminate,
+    /// SIGHUP: reopen the access-log file (for log rotation); the proxy keeps running.
+    Hangup,
+}
+
+impl Signal {
+    /// The signal's name, for stderr.
+    pub fn name(self) -> &'static str {
+        match self {
+            Signal::Interrupt => "SIGINT",
+            Signal::Terminate => "SIGTERM",
+            Signal::Hangup => "SIGHUP",
+        }
+    }
+}
+
+/// Waits until SIGINT, SIGTERM or SIGHUP arrives.
+pub fn wait_for_signal() -> Signal {
     let set = signal_set();
     loop {
         let mut sig: libc::c_int = 0;
         // SAFETY: a valid set and a valid out pointer.
         let rc = unsafe { libc::sigwait(&set, &mut sig) };
         if rc == 0 {
-            return if sig == libc::SIGTERM {
-                "SIGTERM"
-            } else {
-                "SIGINT"
+            return match sig {
+                libc::SIGTERM => Signal::Terminate,
+                libc::SIGHUP => Signal::Hangup,
+                _ => Signal::Interrupt,
             };
         }
     }

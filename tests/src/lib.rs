@@ -54,6 +54,7 @@ extern "C" {
     fn setsockopt(fd: c_int, level: c_int, name: c_int, value: *const c_void, len: u32) -> c_int;
 }
 const SIGTERM: c_int = 15;
+const SIGHUP: c_int = 1;
 const SOL_SOCKET: c_int = 1;
 const SO_LINGER: c_int = 13;
 
@@ -493,14 +494,32 @@ impl Proxy {
 
     /// Sends SIGTERM.
     pub fn sigterm(&self) {
+        self.signal(SIGTERM, "SIGTERM");
+    }
+
+    /// Sends SIGHUP (reopen the access-log file).
+    pub fn sighup(&self) {
+        self.signal(SIGHUP, "SIGHUP");
+    }
+
+    fn signal(&self, sig: c_int, name: &str) {
         // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-        let rc = unsafe { kill(self.pid() as c_int, SIGTERM) };
-        assert_eq!(
-            rc,
-            0,
-            "kill(SIGTERM) failed: {}",
-            io::Error::last_os_error()
-        );
+        let rc = unsafe { kill(self.pid() as c_int, sig) };
+        assert_eq!(rc, 0, "kill({name}) failed: {}", io::Error::last_os_error());
+    }
+
+    /// Waits until the proxy's stderr contains `text`; panics after `timeout`.
+    pub fn wait_stderr(&self, text: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while !self.stderr().contains(text) {
+            assert!(
+                Instant::now() < deadline,
+                "no {text:?} on stderr within {timeout:?}: {}",
+                self.stderr()
+            );
+            // stderr is collected by a reader thread with no notification: poll it
+            thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Waits for the process to exit; `None` on timeout.

@@ -22,6 +22,8 @@ both_drivers!(
     port_zero_start_is_reliable,
     pool_idle_timeout_zero_never_reuses,
     shutdown_grace_bounds_the_drain,
+    sighup_reopens_the_access_log,
+    sighup_without_a_log_file_changes_nothing,
 );
 
 fn help_exits_zero(d: Driver) {
@@ -357,4 +359,119 @@ fn shutdown_grace_bounds_the_drain(d: Driver) {
         "the cut-off client gets no answer, then EOF"
     );
     drop(release_tx);
+}
+
+/// Log rotation: after the file is renamed and SIGHUP sent, later lines go to a new file at
+/// the same path, earlier ones stay in the renamed file, each line exactly once.
+fn sighup_reopens_the_access_log(d: Driver) {
+    let dir = std::env::temp_dir().join(format!(
+        "ringway-e2e-rotate-{}-{}",
+        std::process::id(),
+        d.flag()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("access.log");
+    let rotated = dir.join("access.log.1");
+    let origin = Origin::fixed(&ok_response(b"ok"));
+    let mut p = Proxy::start(d, &["--access-log", path.to_str().unwrap()]);
+    let a = origin.authority();
+    let get = |path_part: &str| {
+        let mut c = p.connect();
+        let resp = c.round_trip(&proxy_get(&a, path_part));
+        assert_bytes(&resp, &ok_relayed(b"ok"), "response");
+        c.local_addr()
+    };
+    let before = get("/before");
+    let first = wait_file_lines(&path, 1);
+    std::fs::rename(&path, &rotated).unwrap();
+    p.sighup();
+    let reopened = format!(
+        "ringway: SIGHUP: reopened the access log {}\n",
+        path.display()
+    );
+    p.wait_stderr(&reopened, WAIT);
+    let after = get("/after");
+    wait_file_lines(&path, 1);
+    assert_eq!(p.stderr().matches("SIGHUP").count(), 1, "{}", p.stderr());
+    // After the exit the writer has written everything: compare both files whole.
+    p.sigterm();
+    let status = p.wait_exit(WAIT).expect("exit after SIGTERM");
+    assert_eq!(status.code(), Some(0), "{}", p.stderr());
+    let line = |client: std::net::SocketAddr, target: &str| {
+        format!(
+            "{client} GET http://{a}{target} 200 {} {} D",
+            proxy_get(&a, target).len(),
+            ok_relayed(b"ok").len()
+        )
+    };
+    let lines_of = |file: &std::path::Path| -> Vec<String> {
+        std::fs::read_to_string(file)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                AccessLine::parse(l)
+                    .unwrap_or_else(|| panic!("not an access-log line: {l:?}"))
+                    .without_duration()
+            })
+            .collect()
+    };
+    assert_eq!(first.len(), 1);
+    assert_eq!(
+        lines_of(&rotated),
+        [line(before, "/before")],
+        "the renamed file keeps the earlier line, and only it"
+    );
+    assert_eq!(
+        lines_of(&path),
+        [line(after, "/after")],
+        "the new file has the later line, and only it"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// SIGHUP with the log on stdout or off: a line on stderr says there is nothing to reopen,
+/// and the proxy goes on serving (and logging) as before.
+fn sighup_without_a_log_file_changes_nothing(d: Driver) {
+    let origin = Origin::fixed(&ok_response(b"ok"));
+    let a = origin.authority();
+    for (args, notice) in [
+        (
+            &[][..],
+            "ringway: SIGHUP: the access log goes to stdout; nothing to reopen\n",
+        ),
+        (
+            &["--access-log", "off"][..],
+            "ringway: SIGHUP: the access log is off; nothing to reopen\n",
+        ),
+    ] {
+        let mut p = Proxy::start(d, args);
+        p.sighup();
+        p.wait_stderr(notice, WAIT);
+        let mut c = p.connect();
+        let resp = c.round_trip(&proxy_get(&a, "/still"));
+        assert_bytes(&resp, &ok_relayed(b"ok"), "served after SIGHUP");
+        if args.is_empty() {
+            p.wait_access(c.local_addr(), "GET");
+        }
+        assert_eq!(p.wait_exit(Duration::from_millis(1)), None, "still running");
+    }
+}
+
+/// Waits until `path` holds at least `n` access-log lines; returns them all.
+fn wait_file_lines(path: &std::path::Path, n: usize) -> Vec<AccessLine> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<AccessLine> = text.lines().filter_map(AccessLine::parse).collect();
+        if lines.len() >= n {
+            return lines;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than {n} access-log lines in {} within {WAIT:?}: {text:?}",
+            path.display()
+        );
+        std::thread::sleep(Duration::from_millis(20)); // polling a file: no signal exists
+    }
 }
