@@ -240,21 +240,14 @@ fn chunked_response_is_dechunked_for_http10_clients_and_closed() {
         b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwiki\r\n5\r\npedia\r\n0\r\n\r\n",
         down,
     );
-    assert_eq!(
-        s.take_events(),
-        [
-            Event::Release,
-            log(&line(
-                "GET http://h/",
-                200,
-                request.len(),
-                down.len(),
-                "0.000ms"
-            )),
-            Event::Close
-        ],
-        "the upstream side ended cleanly; close-delimited for the client"
-    );
+    // The upstream side ended cleanly; close-delimited for the client.
+    s.expect_released_then_closed(line(
+        "GET http://h/",
+        200,
+        request.len(),
+        down.len(),
+        "0.000ms",
+    ));
 }
 
 #[test]
@@ -277,20 +270,13 @@ fn http10_keep_alive_with_a_length_stays_open() {
     s.client(request).dial_ok(false).upstream(OK5);
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     assert_eq!(s.take_client(), down);
-    assert_eq!(
-        s.take_events(),
-        [
-            Event::Release,
-            log(&line(
-                "GET http://h/",
-                200,
-                request.len(),
-                down.len(),
-                "0.000ms"
-            )),
-            Event::Close
-        ]
-    );
+    s.expect_released_then_closed(line(
+        "GET http://h/",
+        200,
+        request.len(),
+        down.len(),
+        "0.000ms",
+    ));
     assert!(s.is_closed());
 }
 
@@ -318,20 +304,13 @@ fn client_connection_close_is_honoured() {
     );
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     s.relays(OK5, down);
-    assert_eq!(
-        s.take_events(),
-        [
-            Event::Release,
-            log(&line(
-                "GET http://h/",
-                200,
-                request.len(),
-                down.len(),
-                "0.000ms"
-            )),
-            Event::Close
-        ]
-    );
+    s.expect_released_then_closed(line(
+        "GET http://h/",
+        200,
+        request.len(),
+        down.len(),
+        "0.000ms",
+    ));
 }
 
 #[test]
@@ -445,20 +424,13 @@ fn interim_responses_reach_http11_clients_only() {
     s.upstream(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     assert_eq!(s.take_client(), down, "no 100 for an HTTP/1.0 client");
-    assert_eq!(
-        s.take_events(),
-        [
-            Event::Release,
-            log(&line(
-                "GET http://h/",
-                200,
-                request.len(),
-                down.len(),
-                "0.000ms"
-            )),
-            Event::Close
-        ]
-    );
+    s.expect_released_then_closed(line(
+        "GET http://h/",
+        200,
+        request.len(),
+        down.len(),
+        "0.000ms",
+    ));
 }
 
 #[test]
@@ -1104,14 +1076,7 @@ fn client_half_close_after_a_complete_request_still_gets_the_answer() {
     s.client(GET).client_eof().dial_ok(false).upstream(OK5);
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     assert_eq!(s.take_client(), down);
-    assert_eq!(
-        s.take_events(),
-        [
-            Event::Release,
-            log(&get_line(200, down.len(), "0.000ms")),
-            Event::Close
-        ]
-    );
+    s.expect_released_then_closed(get_line(200, down.len(), "0.000ms"));
 }
 
 #[test]
@@ -1156,14 +1121,7 @@ fn drain_lets_the_exchange_under_way_finish_with_connection_close() {
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     assert_eq!(s.take_client(), down);
     let rx = b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n".len();
-    assert_eq!(
-        s.take_events(),
-        [
-            Event::Release,
-            log(&line("GET http://h/", 200, rx, down.len(), "0.000ms")),
-            Event::Close
-        ]
-    );
+    s.expect_released_then_closed(line("GET http://h/", 200, rx, down.len(), "0.000ms"));
 
     // A response head already on its way closes after its body.
     let mut s = Script::new();

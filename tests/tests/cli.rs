@@ -144,23 +144,11 @@ fn access_log_to_file(d: Driver) {
     ]));
     c.read_response("GET");
     let want_client = c.local_addr().to_string();
-    let deadline = Instant::now() + WAIT;
-    let line = loop {
-        let text = std::fs::read_to_string(&path).unwrap_or_default();
-        if let Some(l) = text
-            .lines()
-            .filter_map(AccessLine::parse)
-            .find(|l| l.client == want_client)
-        {
-            break l;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "no access-log line in {} within {WAIT:?}: {text:?}",
-            path.display()
-        );
-        std::thread::sleep(Duration::from_millis(20)); // polling a file: no signal exists
-    };
+    let lines = wait_file_lines(&path, 1);
+    let line = lines
+        .iter()
+        .find(|l| l.client == want_client)
+        .unwrap_or_else(|| panic!("no line of {want_client} in {lines:?}"));
     assert_eq!(
         (line.method.as_str(), line.target.as_str(), line.status),
         ("GET", format!("http://{a}/f").as_str(), 200)

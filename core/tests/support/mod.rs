@@ -249,6 +249,19 @@ impl Script {
         assert_eq!(self.take_events(), [Event::Release, log(log_line.as_ref())]);
     }
 
+    /// The events must be exactly: the upstream released to the pool, `log_line`, and the
+    /// client connection closed.
+    ///
+    /// Why: how an exchange ends cleanly when the client (HTTP/1.0, `Connection: close`) or
+    /// the answer says it is the last one.
+    #[track_caller]
+    pub fn expect_released_then_closed(&mut self, log_line: impl AsRef<str>) {
+        assert_eq!(
+            self.take_events(),
+            [Event::Release, log(log_line.as_ref()), Event::Close]
+        );
+    }
+
     /// The client must have received exactly the canned answer `status_line` + `message` (see
     /// [`canned`]), the events must be exactly `events` (the last of them `Close`), and the
     /// connection must be closed.
