@@ -71,7 +71,8 @@ fn main() -> ExitCode {
 fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     let driver = driver::choose(settings.driver)?;
     listener::reserve(&settings.listen)?;
-    shutdown::block_signals().context("blocking SIGINT/SIGTERM for orderly shutdown")?;
+    shutdown::block_signals()
+        .context("blocking SIGINT/SIGTERM/SIGHUP for orderly shutdown and log reopening")?;
     // After the mask (the writer thread inherits it), before the workers.
     let (log, log_writer) =
         access_log::start(log).context("starting the access-log writer thread")?;

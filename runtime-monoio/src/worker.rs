@@ -3,8 +3,8 @@
 //! (accept loops, janitor, then the shutdown drain).
 //!
 //! Failure: a panic inside one connection's task is caught ([`Isolated`]), reported on
-//! stderr and closes only that connection. Shutdown waits at most `--shutdown-grace` for in-flight
-//! connections, then returns and the runtime drops whatever is left.
+//! stderr and closes only that connection. Shutdown waits at most `--shutdown-grace` for
+//! in-flight connections, then returns and the runtime drops whatever is left.
 
 use std::cell::{Cell, RefCell};
 use std::future::Future;
