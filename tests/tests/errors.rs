@@ -103,15 +103,20 @@ fn refused_400(
 ///
 /// Why: the scenarios of an origin that answers wrongly differ only in that origin.
 fn origin_answer_is_502(d: Driver, origin: Origin, reason: &str) {
+    get_is_502(d, &origin.authority(), reason);
+}
+
+/// A plain GET to `authority` through a proxy with default flags gets exactly the canned 502,
+/// logged with `reason` and RX = the whole request (an origin that answers wrongly, or none).
+fn get_is_502(d: Driver, authority: &str, reason: &str) {
     let mut p = Proxy::start(d, &[]);
-    let a = origin.authority();
-    let get = proxy_get(&a, "/");
+    let get = proxy_get(authority, "/");
     expect_error(
         &mut p,
         &get,
         502,
         Logged {
-            method_target: &format!("GET http://{a}/"),
+            method_target: &format!("GET http://{authority}/"),
             rx: get.len(),
             reason,
         },
@@ -421,19 +426,7 @@ fn head_too_large_431(d: Driver) {
 
 /// Origin port closed: the dial is refused, 502.
 fn origin_refused_502(d: Driver) {
-    let mut p = Proxy::start(d, &[]);
-    let a = format!("127.0.0.1:{}", free_port());
-    let get = proxy_get(&a, "/");
-    expect_error(
-        &mut p,
-        &get,
-        502,
-        Logged {
-            method_target: &format!("GET http://{a}/"),
-            rx: get.len(),
-            reason: "dial_failed",
-        },
-    );
+    get_is_502(d, &format!("127.0.0.1:{}", free_port()), "dial_failed");
 }
 
 /// CONNECT to a closed port: 502.
