@@ -1152,6 +1152,7 @@ fn proxy_authentication_is_required_when_configured() {
     let mut s = Script::with_config(config.clone());
     s.client(GET);
     let answer = "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\n\
+Proxy-Status: ringway; error=http_request_denied\r\n\
 Content-Type: text/plain\r\nContent-Length: 72\r\nConnection: close\r\n\r\n\
 This proxy needs a user name and password (Proxy-Authorization: Basic).\n";
     assert_eq!(s.take_client(), answer);

@@ -308,10 +308,37 @@ pub fn line(method_target: &str, status: u16, rx: usize, tx: usize, tail: &str) 
 
 /// A canned answer, exactly as the core writes it.
 pub fn canned(status_line: &str, message: &str) -> String {
+    let extra = match &status_line[..3] {
+        "407" => "Proxy-Authenticate: Basic realm=\"ringway\"\r\n",
+        "429" | "503" => "Retry-After: 1\r\n",
+        _ => "",
+    };
     format!(
-        "HTTP/1.1 {status_line}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+        "HTTP/1.1 {status_line}\r\n{extra}Proxy-Status: ringway; error={}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+        proxy_status_error(message),
         message.len() + 1
     )
+}
+
+/// The RFC 9209 error type each canned message is sent with: written out by hand, as an
+/// oracle for the core's `Problem::proxy_status_error`.
+pub fn proxy_status_error(message: &str) -> &'static str {
+    match message {
+        "This proxy needs a user name and password (Proxy-Authorization: Basic)."
+        | "Your address is not allowed to use this proxy."
+        | "CONNECT to this port is not allowed." => "http_request_denied",
+        "The request already passed through this proxy." => "proxy_loop_detected",
+        "The upstream host name could not be resolved." => "dns_error",
+        "The upstream host name could not be resolved in time." => "dns_timeout",
+        "The upstream server could not be reached." => "connection_refused",
+        "The upstream server did not answer the connection in time." => "connection_timeout",
+        "The upstream server sent an invalid response." => "http_protocol_error",
+        "The upstream server closed the connection without a response." => "connection_terminated",
+        "The upstream server did not respond in time." => "http_response_timeout",
+        "Too many connections from your address; retry later."
+        | "The proxy is at its connection limit; retry later." => "connection_limit_reached",
+        _ => "http_request_error",
+    }
 }
 
 /// Normalises a trace so that the same exchange fed in different pieces compares equal:
