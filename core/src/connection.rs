@@ -22,8 +22,9 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
@@ -47,12 +48,19 @@ pub enum Output {
     ToClient(Bytes),
     /// Write these bytes to the upstream connection (only ever after a successful dial).
     ToUpstream(Bytes),
-    /// Obtain a connection to `authority` and report with [`Connection::handle_dial`]. With
-    /// `allow_pooled`, an idle pooled connection to the same authority may be used.
-    Dial {
+    /// Look up the addresses of `authority`'s host name (never an IP literal: the core takes
+    /// those as they are) and report them with [`Connection::handle_resolved`]. The core
+    /// judges every address before any is dialed (anti-rebinding: one lookup per request,
+    /// and only what was judged is ever connected to).
+    Resolve(Authority),
+    /// Obtain a connection to exactly `addr`, an address the policy approved, and report with
+    /// [`Connection::handle_dial`]. With `allow_pooled`, an idle pooled connection to `addr`
+    /// may serve instead of a new one (pool by address, so a pooled connection is only ever
+    /// reused for an address that is judged allowed now).
+    Connect {
         /// Where to connect.
-        authority: Authority,
-        /// Whether an idle pooled connection may serve.
+        addr: SocketAddr,
+        /// Whether an idle pooled connection to `addr` may serve.
         allow_pooled: bool,
     },
     /// The upstream connection ended cleanly: put it in the idle pool for `authority` reuse.
@@ -79,21 +87,18 @@ pub enum Output {
     Close,
 }
 
-/// Why a dial failed, as the runtime saw it.
+/// Why a connection attempt ([`Output::Connect`]) failed, as the runtime saw it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DialError {
-    /// Name resolution failed or returned no address.
-    Dns,
-    /// Every address refused or was unreachable.
+    /// The address refused the connection or was unreachable.
     Refused,
-    /// The runtime's own timer expired first.
+    /// The runtime's own timer for the attempt expired first.
     Timeout,
 }
 
 impl DialError {
     fn problem(self) -> Problem {
         match self {
-            DialError::Dns => Problem::DnsFailed,
             DialError::Refused => Problem::DialFailed,
             DialError::Timeout => Problem::DialTimeout,
         }
@@ -111,8 +116,9 @@ pub struct Dialed {
 enum Phase {
     /// Waiting for (the rest of) a request head.
     ReadingHead,
-    /// A dial is out; `deadline` is when it counts as timed out.
-    Dialing { deadline: Instant },
+    /// A lookup ([`Output::Resolve`]) or a connection attempt ([`Output::Connect`]) is out;
+    /// `deadline` is when the whole dial counts as timed out.
+    Dialing { deadline: Instant, resolving: bool },
     /// Request going up, response coming down.
     Forwarding,
     /// Bytes relayed by the runtime.
@@ -147,7 +153,11 @@ struct Exchange {
     upgrade: bool,
     /// Idempotent, bodiless, not yet retried.
     retry_ok: bool,
+    /// Whether an idle pooled upstream connection may serve this exchange.
+    pooled_ok: bool,
     reused: bool,
+    /// The address connected to (or being tried), for the retry and the access log.
+    upstream_addr: Option<SocketAddr>,
     request: BodyDecoder,
     response: ResponseState,
     status: u16,
@@ -182,6 +192,11 @@ pub struct Connection {
     draining: bool,
     upstream_connected: bool,
     exchange: Option<Exchange>,
+    /// The approved addresses of the current dial, tried in order (kept across exchanges so a
+    /// keep-alive connection allocates it once).
+    candidates: Vec<SocketAddr>,
+    /// The next of `candidates` to try.
+    next_candidate: usize,
 }
 
 impl Connection {
@@ -206,6 +221,8 @@ impl Connection {
             draining: false,
             upstream_connected: false,
             exchange: None,
+            candidates: Vec::new(),
+            next_candidate: 0,
         }
     }
 
@@ -279,7 +296,7 @@ impl Connection {
                 None if self.first_request => self.waiting_since + c.header_timeout,
                 None => self.waiting_since + c.idle_timeout,
             }),
-            Phase::Dialing { deadline } => Some(*deadline),
+            Phase::Dialing { deadline, .. } => Some(*deadline),
             Phase::Forwarding => self
                 .exchange
                 .as_ref()
@@ -357,15 +374,61 @@ impl Connection {
         }
     }
 
-    /// The dial asked for by [`Output::Dial`] finished. A result arriving after the dial
+    /// The lookup asked for by [`Output::Resolve`] finished with these addresses; an empty
+    /// slice means it failed (no such name, no resolver reachable, a server failure: all
+    /// `502` with `Proxy-Status: ringway; error=dns_error`). A result arriving after the dial
+    /// timed out (or after close) is ignored.
+    pub fn handle_resolved(&mut self, now: Instant, addrs: &[IpAddr]) {
+        if !matches!(
+            self.phase,
+            Phase::Dialing {
+                resolving: true,
+                ..
+            }
+        ) {
+            return;
+        }
+        let Some(port) = self
+            .exchange
+            .as_ref()
+            .and_then(|e| e.authority.as_ref())
+            .map(Authority::port)
+        else {
+            return self.fail(now, Problem::DnsFailed);
+        };
+        if addrs.is_empty() {
+            return self.fail(now, Problem::DnsFailed);
+        }
+        self.candidates.clear();
+        self.next_candidate = 0;
+        for &ip in addrs {
+            let addr = SocketAddr::new(ip, port);
+            if !self.candidates.contains(&addr) {
+                self.candidates.push(addr);
+            }
+        }
+        if let Phase::Dialing { resolving, .. } = &mut self.phase {
+            *resolving = false;
+        }
+        self.connect_next(now, None);
+    }
+
+    /// The connection attempt asked for by [`Output::Connect`] finished. On a failure the
+    /// next approved address is tried, if any is left. A result arriving after the dial
     /// timed out (or after close) is ignored.
     pub fn handle_dial(&mut self, now: Instant, result: Result<Dialed, DialError>) {
-        if !matches!(self.phase, Phase::Dialing { .. }) {
+        if !matches!(
+            self.phase,
+            Phase::Dialing {
+                resolving: false,
+                ..
+            }
+        ) {
             return;
         }
         let dialed = match result {
             Ok(d) => d,
-            Err(e) => return self.fail(now, e.problem()),
+            Err(e) => return self.connect_next(now, Some(e)),
         };
         self.upstream_connected = true;
         let Some(e) = &mut self.exchange else {
@@ -447,6 +510,9 @@ impl Connection {
                 self.fail(now, Problem::HeaderTimeout);
             }
             Phase::ReadingHead => self.close_silently(),
+            Phase::Dialing {
+                resolving: true, ..
+            } => self.fail(now, Problem::DnsTimeout),
             Phase::Dialing { .. } => self.fail(now, Problem::DialTimeout),
             Phase::Forwarding => self.fail(now, Problem::UpstreamTimeout),
             Phase::Tunnel(_) => self.abort(now, "tunnel_idle"),
@@ -569,7 +635,9 @@ impl Connection {
             keep_alive: false,
             upgrade: false,
             retry_ok: false,
+            pooled_ok: false,
             reused: false,
+            upstream_addr: None,
             request: BodyDecoder::new(BodyKind::None),
             response: ResponseState::AwaitingHead,
             status: 0,
@@ -588,16 +656,44 @@ impl Connection {
         }
     }
 
+    /// Starts the dial of `authority`: an IP literal is tried as it is, a name is resolved
+    /// first ([`Output::Resolve`]).
     fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool) {
+        let literal = authority.ip();
+        let resolve = literal.is_none();
+        self.candidates.clear();
+        self.next_candidate = 0;
+        if let Some(ip) = literal {
+            self.candidates.push(SocketAddr::new(ip, authority.port()));
+        }
         if let Some(e) = &mut self.exchange {
             e.authority = Some(authority.clone());
+            e.pooled_ok = allow_pooled;
         }
         self.phase = Phase::Dialing {
             deadline: now + self.config.connect_timeout,
+            resolving: resolve,
         };
-        self.out.push_back(Output::Dial {
-            authority,
-            allow_pooled,
+        if resolve {
+            self.out.push_back(Output::Resolve(authority));
+        } else {
+            self.connect_next(now, None);
+        }
+    }
+
+    /// Asks for a connection to the next approved address, or fails the dial with the last
+    /// attempt's error (`failed`) when none is left.
+    fn connect_next(&mut self, now: Instant, failed: Option<DialError>) {
+        let Some(&addr) = self.candidates.get(self.next_candidate) else {
+            let problem = failed.map_or(Problem::DialFailed, DialError::problem);
+            return self.fail(now, problem);
+        };
+        self.next_candidate += 1;
+        let Some(e) = &mut self.exchange else { return };
+        e.upstream_addr = Some(addr);
+        self.out.push_back(Output::Connect {
+            addr,
+            allow_pooled: e.pooled_ok,
         });
     }
 
@@ -808,9 +904,16 @@ impl Connection {
                 self.upstream_connected = false;
                 self.upstream_scan.reset();
                 self.out.push_back(Output::CloseUpstream);
-                let authority = e.authority.clone();
-                if let Some(a) = authority {
-                    self.dial(now, a, false);
+                if let Some(addr) = e.upstream_addr {
+                    // The same approved address, on a new connection.
+                    self.phase = Phase::Dialing {
+                        deadline: now + self.config.connect_timeout,
+                        resolving: false,
+                    };
+                    self.out.push_back(Output::Connect {
+                        addr,
+                        allow_pooled: false,
+                    });
                 }
             }
             ResponseState::AwaitingHead => {

@@ -110,6 +110,12 @@ impl Authority {
         self.port
     }
 
+    /// The host as an IP address, when it is an IP literal (the core connects to a literal as
+    /// it is, and resolves only names).
+    pub fn ip(&self) -> Option<core::net::IpAddr> {
+        self.host().parse().ok()
+    }
+
     /// Whether the host is an IPv6 literal (and so needs brackets in a URI or Host header).
     pub fn is_ipv6(&self) -> bool {
         self.host.as_bytes().contains(&b':')

@@ -613,26 +613,36 @@ fn non_idempotent_requests_are_not_retried() {
 fn dial_failures_are_answered() {
     for (err, status, message, reason) in [
         (
-            DialError::Dns,
+            None,
             "502 Bad Gateway",
             "The upstream host name could not be resolved.",
             "dns_failed",
         ),
         (
-            DialError::Refused,
+            Some(DialError::Refused),
             "502 Bad Gateway",
             "The upstream server could not be reached.",
             "dial_failed",
         ),
         (
-            DialError::Timeout,
+            Some(DialError::Timeout),
             "504 Gateway Timeout",
             "The upstream server did not answer the connection in time.",
             "dial_timeout",
         ),
     ] {
         let mut s = Script::new();
-        s.client(GET).dial_err(err);
+        match err {
+            // A failed lookup of any kind is an empty answer.
+            None => {
+                s.manual_dns().client(GET);
+                assert_eq!(s.take_events(), [Event::Resolve("example.com:80".into())]);
+                s.resolved(&[]);
+            }
+            Some(err) => {
+                s.client(GET).dial_err(err);
+            }
+        }
         let answer = canned(status, message);
         assert_eq!(s.take_client(), answer);
         assert_eq!(
@@ -1232,4 +1242,75 @@ fn the_head_limit_wins_over_anything_after_it() {
             &head_too_large_events("GET http://h/", 65),
         );
     }
+}
+
+#[test]
+fn a_failed_address_falls_through_to_the_next_one_of_the_same_lookup() {
+    let mut s = Script::new();
+    s.manual_dns().client(GET);
+    assert_eq!(s.take_events(), [Event::Resolve("example.com:80".into())]);
+    // Duplicates in the answer are tried once.
+    s.resolved(&["2001:4860::1", "93.184.215.14", "2001:4860::1"]);
+    assert_eq!(s.take_events(), [dial("[2001:4860::1]:80", true)]);
+    s.dial_err(DialError::Refused);
+    assert_eq!(s.take_client(), "", "not answered while an address is left");
+    assert_eq!(s.take_events(), [dial("93.184.215.14:80", true)]);
+    s.dial_ok(false);
+    assert_eq!(s.take_upstream(), GET_UP);
+    s.relays(OK5, OK5_DOWN).expect_released(ok5_line());
+}
+
+#[test]
+fn when_every_address_fails_the_last_error_answers() {
+    let mut s = Script::new();
+    s.manual_dns().client(GET);
+    s.take_events();
+    s.resolved(&["93.184.215.14", "93.184.215.15"]);
+    assert_eq!(s.take_events(), [dial("93.184.215.14:80", true)]);
+    s.dial_err(DialError::Refused);
+    assert_eq!(s.take_events(), [dial("93.184.215.15:80", true)]);
+    s.dial_err(DialError::Timeout);
+    let message = "The upstream server did not answer the connection in time.";
+    let tx = canned("504 Gateway Timeout", message).len();
+    s.expect_canned_then_close(
+        "504 Gateway Timeout",
+        message,
+        &[
+            log(&get_line(504, tx, "0.000ms reason=dial_timeout")),
+            Event::Close,
+        ],
+    );
+}
+
+#[test]
+fn a_lookup_outliving_the_deadline_is_a_504_dns_timeout() {
+    let mut s = Script::new();
+    s.manual_dns().client(GET);
+    assert_eq!(s.take_events(), [Event::Resolve("example.com:80".into())]);
+    s.wait(Duration::from_secs(10));
+    let message = "The upstream host name could not be resolved in time.";
+    let tx = canned("504 Gateway Timeout", message).len();
+    s.expect_canned_then_close(
+        "504 Gateway Timeout",
+        message,
+        &[
+            log(&get_line(504, tx, "10000.000ms reason=dns_timeout")),
+            Event::Close,
+        ],
+    );
+    // The late answer changes nothing.
+    s.resolved(&["93.184.215.14"]);
+    assert_eq!(s.take_events(), []);
+}
+
+#[test]
+fn ip_literals_are_connected_to_without_a_lookup() {
+    let mut s = Script::new();
+    s.manual_dns()
+        .client(b"GET http://93.184.215.14:8080/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("93.184.215.14:8080", true)]);
+    let mut s = Script::new();
+    s.manual_dns()
+        .client(b"CONNECT [2001:4860::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("[2001:4860::1]:443", false)]);
 }
