@@ -18,10 +18,13 @@ pub const TTL: Duration = Duration::from_secs(30);
 /// Cache size at which expired entries are swept (and, if still full, everything).
 const MAX_ENTRIES: usize = 4096;
 
+/// A cached answer and when it expires.
+type Entry = (Rc<[IpAddr]>, Instant);
+
 /// One thread's DNS cache.
 #[derive(Default)]
 pub struct Resolver {
-    cache: RefCell<HashMap<String, (Rc<[IpAddr]>, Instant)>>,
+    cache: RefCell<HashMap<String, Entry>>,
 }
 
 impl Resolver {
