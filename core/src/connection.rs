@@ -197,6 +197,8 @@ pub struct Connection {
     candidates: Vec<SocketAddr>,
     /// The next of `candidates` to try.
     next_candidate: usize,
+    /// Set by [`Connection::refuse`]: the answer to the first request.
+    refusal: Option<Problem>,
 }
 
 impl Connection {
@@ -223,6 +225,7 @@ impl Connection {
             exchange: None,
             candidates: Vec::new(),
             next_candidate: 0,
+            refusal: None,
         }
     }
 
@@ -317,6 +320,14 @@ impl Connection {
         if self.is_idle() {
             self.close_silently();
         }
+    }
+
+    /// The connection may not be served ([`Config::admit`] said why): its first request is
+    /// answered with `problem` (429 or 503, with `Retry-After`) and the connection closes.
+    /// Reading the request first, rather than resetting at once, lets the client see the
+    /// answer (a reset with unread input would destroy it) and puts a line in the access log.
+    pub fn refuse(&mut self, problem: Problem) {
+        self.refusal = Some(problem);
     }
 
     // ----- input -----
@@ -597,6 +608,12 @@ impl Connection {
         let target = head.slice_ref(req.target);
         self.begin_exchange(now, method, target);
         self.add_rx(head.len());
+        if let Some(problem) = self.refusal {
+            if let Some(e) = &mut self.exchange {
+                e.head_request = req.is_head();
+            }
+            return self.fail(now, problem);
+        }
         let decision = route::decide(&req, self.client.ip(), &config.policy);
         let Some(e) = &mut self.exchange else { return };
         e.head_request = req.is_head();

@@ -43,6 +43,7 @@
 
 extern crate alloc;
 
+mod admission;
 pub mod body;
 mod config;
 mod connection;
@@ -59,6 +60,7 @@ pub mod target;
 mod time;
 pub mod tunnel;
 
+pub use admission::Load;
 pub use config::{Config, MAX_HEADER_SLOTS};
 pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
 pub use log::AccessRecord;

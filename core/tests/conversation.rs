@@ -1314,3 +1314,48 @@ fn ip_literals_are_connected_to_without_a_lookup() {
         .client(b"CONNECT [2001:4860::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n");
     assert_eq!(s.take_events(), [dial("[2001:4860::1]:443", false)]);
 }
+
+#[test]
+fn a_refused_connection_answers_its_first_request_429_or_503_then_closes() {
+    for (problem, status, message, reason) in [
+        (
+            ringway_core::Problem::ClientLimit,
+            "429 Too Many Requests",
+            "Too many connections from your address; retry later.",
+            "client_limit",
+        ),
+        (
+            ringway_core::Problem::ConnectionLimit,
+            "503 Service Unavailable",
+            "The proxy is at its connection limit; retry later.",
+            "connection_limit",
+        ),
+    ] {
+        for bytewise in [false, true] {
+            let mut s = Script::new();
+            s.conn.refuse(problem);
+            if bytewise {
+                s.client_bytewise(GET);
+            } else {
+                // With a second request pipelined behind: it is never read.
+                s.client(&[GET, GET].concat());
+            }
+            let answer = canned(status, message);
+            assert!(answer.contains(
+                "\r\nRetry-After: 1\r\nProxy-Status: ringway; error=connection_limit_reached\r\n"
+            ));
+            s.expect_canned_then_close(
+                status,
+                message,
+                &[
+                    log(&get_line(
+                        status[..3].parse().unwrap(),
+                        answer.len(),
+                        &format!("0.000ms reason={reason}"),
+                    )),
+                    Event::Close,
+                ],
+            );
+        }
+    }
+}

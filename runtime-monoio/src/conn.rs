@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 
 use monoio::net::TcpStream;
 use ringway_core::tunnel::Direction;
-use ringway_core::{Connection, DialError, Dialed, Output};
+use ringway_core::{Connection, DialError, Dialed, Load, Output};
 
 use crate::clock;
 use crate::dial::connect;
@@ -52,9 +52,18 @@ const LINGER_BYTES: usize = 256 * 1024;
 ///
 /// A hand-written future rather than an `async fn`, so an idle connection's task holds just
 /// the [`Conn`] (an `async fn` would also keep room for its arguments and the closing state).
-pub fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: SocketAddr) -> Serve {
+pub fn serve(
+    env: Rc<Env>,
+    admitted: Admitted,
+    load: Load,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Serve {
     let _ = stream.set_nodelay(true);
-    let core = Connection::new(env.config.clone(), peer, clock::now());
+    let mut core = Connection::new(env.config.clone(), peer, clock::now());
+    if let Err(problem) = env.config.admit(load) {
+        core.refuse(problem);
+    }
     let conn = Conn {
         env,
         id: admitted.id,

@@ -1212,6 +1212,24 @@ pub const CANNED: &[(&str, &str, &str, &str)] = &[
         "The request already passed through this proxy.",
         "proxy_loop_detected",
     ),
+    (
+        "dns_timeout",
+        "504 Gateway Timeout",
+        "The upstream host name could not be resolved in time.",
+        "dns_timeout",
+    ),
+    (
+        "client_limit",
+        "429 Too Many Requests",
+        "Too many connections from your address; retry later.",
+        "connection_limit_reached",
+    ),
+    (
+        "connection_limit",
+        "503 Service Unavailable",
+        "The proxy is at its connection limit; retry later.",
+        "connection_limit_reached",
+    ),
 ];
 
 /// The exact canned answer the proxy sends for a refusal it logs as `reason=REASON` (see
