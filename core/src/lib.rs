@@ -46,6 +46,7 @@ extern crate alloc;
 pub mod body;
 mod config;
 mod connection;
+pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;
@@ -61,6 +62,7 @@ pub mod tunnel;
 
 pub use config::{Config, MAX_HEADER_SLOTS};
 pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
+pub use egress::EgressPolicy;
 pub use log::AccessRecord;
 pub use policy::{Cidr, Policy, PortRule};
 pub use problem::{reason_phrase, Problem};
