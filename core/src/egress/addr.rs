@@ -39,6 +39,7 @@ const V6: &[(u128, u8, Reason)] = &[
     (0, 128, Reason::DestUnspecified),
     (1, 128, Reason::DestLoopback),
     (0, 96, Reason::DestIpv4Embedded), // IPv4-compatible (deprecated)
+    (0xffff_0000_0000_0000, 96, Reason::DestIpv4Embedded), // IPv4-translated (SIIT, RFC 2765)
     (
         0x0064_ff9b_0000_0000_0000_0000_0000_0000,
         96,

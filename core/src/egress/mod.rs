@@ -30,6 +30,8 @@ mod addr;
 mod literal;
 mod patterns;
 mod ranges;
+#[cfg(test)]
+mod tests;
 
 use alloc::vec::Vec;
 use core::net::{IpAddr, SocketAddr};
@@ -62,7 +64,8 @@ pub enum Reason {
     /// 192.0.2/24, 198.51.100/24, 203.0.113/24, 2001:db8::/32, 3fff::/20.
     DestDocumentation,
     /// IPv6 forms that embed an IPv4 address and may be translated to it: IPv4-compatible
-    /// ::/96, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4 2002::/16, Teredo 2001::/32.
+    /// ::/96, IPv4-translated ::ffff:0:0:0/96, NAT64 64:ff9b::/96 and 64:ff9b:1::/48, 6to4
+    /// 2002::/16, Teredo 2001::/32.
     DestIpv4Embedded,
     /// A `--deny-range` covers it, at least as specifically as any `--allow-range`.
     DestDeniedRange,

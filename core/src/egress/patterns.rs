@@ -183,7 +183,7 @@ impl HostPatterns {
         let wildcards = self.wildcard.len > 0;
         let mut hash = HASH_SEED;
         for i in (0..host.len()).rev() {
-            if wildcards && host[i] == b'.' && i + 1 < host.len() {
+            if wildcards && host[i] == b'.' && i > 0 && i + 1 < host.len() {
                 let suffix = &host[i + 1..];
                 if self.wildcard.find(&self.text, finish(hash), suffix) {
                     return true;
