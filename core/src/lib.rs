@@ -47,6 +47,7 @@ mod admission;
 pub mod body;
 mod config;
 mod connection;
+pub mod egress;
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;
@@ -63,6 +64,7 @@ pub mod tunnel;
 pub use admission::Load;
 pub use config::{Config, MAX_HEADER_SLOTS};
 pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
+pub use egress::EgressPolicy;
 pub use log::AccessRecord;
 pub use policy::{Cidr, Policy, PortRule};
 pub use problem::{reason_phrase, Problem};

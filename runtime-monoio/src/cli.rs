@@ -270,6 +270,7 @@ fn validate(args: Args) -> Result<Settings, String> {
             .connect_ports
             .unwrap_or_else(|| Policy::default().connect_ports),
         basic_credentials: Vec::new(),
+        egress: Default::default(),
     };
     if let Some(path) = &args.auth_file {
         load_credentials(path, &mut config.policy)?;
