@@ -28,6 +28,7 @@ use core::net::{IpAddr, SocketAddr};
 
 use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
+use crate::egress::{self, HostKind};
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
 use crate::problem::Problem;
@@ -158,6 +159,8 @@ struct Exchange {
     reused: bool,
     /// The address connected to (or being tried), for the retry and the access log.
     upstream_addr: Option<SocketAddr>,
+    /// The resolved address the egress policy refused, named in the 403.
+    refused_addr: Option<IpAddr>,
     request: BodyDecoder,
     response: ResponseState,
     status: u16,
@@ -412,10 +415,23 @@ impl Connection {
         }
         self.candidates.clear();
         self.next_candidate = 0;
+        // Every address is judged; only those allowed are ever dialed (no second lookup).
+        let egress = &self.config.policy.egress;
+        let mut refused = None;
         for &ip in addrs {
             let addr = SocketAddr::new(ip, port);
-            if !self.candidates.contains(&addr) {
-                self.candidates.push(addr);
+            match egress.judge_addr(addr) {
+                Ok(()) if !self.candidates.contains(&addr) => self.candidates.push(addr),
+                Ok(()) => {}
+                Err(reason) => {
+                    refused.get_or_insert((reason, ip));
+                }
+            }
+        }
+        if self.candidates.is_empty() {
+            if let (Some((reason, ip)), Some(e)) = (refused, &mut self.exchange) {
+                e.refused_addr = Some(ip);
+                return self.fail(now, Problem::Denied(reason));
             }
         }
         if let Phase::Dialing { resolving, .. } = &mut self.phase {
@@ -619,10 +635,19 @@ impl Connection {
         e.head_request = req.is_head();
         e.client_minor = req.minor_version;
         e.keep_alive = req.keep_alive;
+        let authority = match &decision {
+            Decision::Reject(problem) => return self.fail(now, *problem),
+            Decision::Tunnel(authority) => authority,
+            Decision::Forward(target) => &target.authority,
+        };
+        e.authority = Some(authority.clone());
+        e.tunnel = matches!(decision, Decision::Tunnel(_));
+        if let Err(problem) = precheck(&config, authority, e.tunnel) {
+            return self.fail(now, problem);
+        }
         match decision {
-            Decision::Reject(problem) => self.fail(now, problem),
+            Decision::Reject(_) => {}
             Decision::Tunnel(authority) => {
-                e.tunnel = true;
                 e.keep_alive = false;
                 self.dial(now, authority, false);
             }
@@ -655,6 +680,7 @@ impl Connection {
             pooled_ok: false,
             reused: false,
             upstream_addr: None,
+            refused_addr: None,
             request: BodyDecoder::new(BodyKind::None),
             response: ResponseState::AwaitingHead,
             status: 0,
@@ -1039,7 +1065,12 @@ impl Connection {
             return self.fail(now, problem);
         };
         if e.status == 0 {
-            let answer = problem.response(e.head_request);
+            let answer = match problem {
+                Problem::Denied(reason) => {
+                    Problem::denial(reason, &denial_subject(e), e.head_request)
+                }
+                _ => problem.response(e.head_request),
+            };
             e.status = problem.status();
             e.tx += answer.len() as u64;
             self.out.push_back(Output::ToClient(answer));
@@ -1103,6 +1134,36 @@ impl Connection {
         self.client_in = Bytes::new();
         self.upstream_in = Bytes::new();
         self.out.push_back(Output::Close);
+    }
+}
+
+/// The egress policy's verdict on a target before anything is resolved, dialed or sent to a
+/// parent: domain rules for a name (a denied name is never resolved), the address rules for an
+/// IP literal (legacy IPv4 spellings such as `127.1` or `0x7f000001` included). A host that
+/// looks like an IPv4 address but is not a valid one is a bad target.
+fn precheck(config: &Config, authority: &Authority, tunnel: bool) -> Result<(), Problem> {
+    let egress = &config.policy.egress;
+    match egress::parse_host(authority.host()) {
+        HostKind::Name => egress.judge_name(authority.host()),
+        HostKind::Ip(ip) => egress.judge_ip_target(SocketAddr::new(ip, authority.port())),
+        HostKind::InvalidIp if tunnel => return Err(Problem::BadConnectTarget),
+        HostKind::InvalidIp => return Err(Problem::BadTarget),
+    }
+    .map_err(Problem::Denied)
+}
+
+/// How a refused destination is named in the 403: the host as the client wrote it, with the
+/// address it stands for when that differs (`localhost (127.0.0.1)`, `127.1 (127.0.0.1)`).
+fn denial_subject(e: &Exchange) -> alloc::string::String {
+    use alloc::string::ToString;
+    let Some(authority) = &e.authority else {
+        return alloc::string::String::from("-");
+    };
+    let host = authority.host();
+    let ip = e.refused_addr.or_else(|| authority.ip());
+    match ip {
+        Some(ip) if ip.to_string() != host => alloc::format!("{host} ({ip})"),
+        _ => host.to_string(),
     }
 }
 

@@ -294,7 +294,8 @@ pub fn request_head(data: &[u8]) {
     }
 
     // The connection machine agrees.
-    let mut conn = Connection::new(Arc::new(config), client_addr(), Instant::ZERO);
+    let config = Arc::new(config);
+    let mut conn = Connection::new(Arc::clone(&config), client_addr(), Instant::ZERO);
     conn.handle_client_data(Instant::ZERO, Bytes::copy_from_slice(data));
     let first = conn.poll_output();
     match outcome {
@@ -310,16 +311,47 @@ pub fn request_head(data: &[u8]) {
         ),
         RequestOutcome::Accepted {
             authority, method, ..
-        } => assert_eq!(
-            first,
-            Some(match authority.ip() {
-                Some(ip) => Output::Connect {
-                    addr: SocketAddr::new(ip, authority.port()),
-                    allow_pooled: method != b"CONNECT",
-                },
-                None => Output::Resolve(authority),
-            })
-        ),
+        } => {
+            let connect = method == b"CONNECT";
+            let egress = &config.policy.egress;
+            match crate::egress::parse_host(authority.host()) {
+                crate::egress::HostKind::InvalidIp => {
+                    let problem = if connect {
+                        Problem::BadConnectTarget
+                    } else {
+                        Problem::BadTarget
+                    };
+                    let head_request = method == b"HEAD";
+                    assert_eq!(
+                        first,
+                        Some(Output::ToClient(problem.response(head_request)))
+                    );
+                }
+                crate::egress::HostKind::Ip(ip) => {
+                    let addr = SocketAddr::new(ip, authority.port());
+                    match egress.judge_ip_target(addr) {
+                        Ok(()) => assert_eq!(
+                            first,
+                            Some(Output::Connect {
+                                addr,
+                                allow_pooled: !connect,
+                            })
+                        ),
+                        Err(reason) => {
+                            let Some(Output::ToClient(answer)) = first else {
+                                panic!("a refused literal must be answered: {first:?}");
+                            };
+                            let status = Problem::Denied(reason).status();
+                            let want = alloc::format!("HTTP/1.1 {status} ");
+                            assert!(answer.starts_with(want.as_bytes()), "{answer:?}");
+                        }
+                    }
+                }
+                crate::egress::HostKind::Name => {
+                    assert_eq!(first, Some(Output::Resolve(authority)))
+                }
+            }
+        }
     }
 }
 
@@ -536,11 +568,15 @@ pub fn chunked(data: &[u8]) {
 
 // ----- split_invariance -----
 
-/// What the harnesses' lookups answer: global addresses, which the default policy allows.
+/// What the harnesses' lookups answer: a global address, which the default policy allows.
 const RESOLVED: IpAddr = IpAddr::V4(Ipv4Addr::new(93, 184, 215, 14));
-const RESOLVED_SET: [IpAddr; 3] = [
+/// Lookup answers for the `connection` target: allowed and refused addresses mixed, so the
+/// filtering is exercised (the harness checks that no refused address is ever dialed).
+const RESOLVED_SET: [IpAddr; 5] = [
     RESOLVED,
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
     IpAddr::V4(Ipv4Addr::new(93, 184, 215, 15)),
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
     IpAddr::V6(core::net::Ipv6Addr::new(
         0x2606, 0x2800, 0x21f, 0xcb07, 0, 0, 0, 0x6820,
     )),
@@ -891,7 +927,13 @@ impl Model {
                 );
                 self.resolve_outstanding = true;
             }
-            Output::Connect { allow_pooled, .. } => {
+            Output::Connect { addr, allow_pooled } => {
+                // The invariant of the egress policy: nothing it refuses is ever dialed.
+                assert_eq!(
+                    config().policy.egress.judge_addr(addr),
+                    Ok(()),
+                    "dialed {addr}, which the policy refuses"
+                );
                 assert!(!self.dial_outstanding, "a second dial while one is out");
                 assert!(!self.resolve_outstanding, "a dial while a lookup is out");
                 assert!(!self.upstream_held, "a dial while an upstream is held");
@@ -1067,9 +1109,11 @@ pub fn connection(data: &[u8]) {
                 let arg = r.u8();
                 if m.resolve_outstanding {
                     m.resolve_outstanding = false;
-                    // None, one or several addresses (a failed lookup is an empty answer).
-                    let n = usize::from(arg % 4);
-                    conn.handle_resolved(now, &RESOLVED_SET[..n]);
+                    // No address (a failed lookup), or a run of the set starting anywhere.
+                    let start = usize::from(arg % 5);
+                    let n = usize::from((arg / 5) % 4);
+                    let end = (start + n).min(RESOLVED_SET.len());
+                    conn.handle_resolved(now, &RESOLVED_SET[start..end]);
                 } else if m.dial_outstanding {
                     m.dial_outstanding = false;
                     let result = if op % 16 == 4 {

@@ -7,6 +7,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::egress::Reason;
+
 /// Everything that can go wrong in a request, each with an exact status.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Problem {
@@ -74,6 +76,9 @@ pub enum Problem {
     ClientLimit,
     /// The proxy already holds `--max-connections` client connections.
     ConnectionLimit,
+    /// The egress policy refuses the destination, for this reason. The answer names the
+    /// destination and the flag that would allow it (see [`Problem::denial`]).
+    Denied(Reason),
 }
 
 impl Problem {
@@ -111,6 +116,20 @@ impl Problem {
         Problem::DnsTimeout,
         Problem::ClientLimit,
         Problem::ConnectionLimit,
+        Problem::Denied(Reason::DestLoopback),
+        Problem::Denied(Reason::DestUnspecified),
+        Problem::Denied(Reason::DestLinkLocal),
+        Problem::Denied(Reason::DestPrivate),
+        Problem::Denied(Reason::DestMulticast),
+        Problem::Denied(Reason::DestBroadcast),
+        Problem::Denied(Reason::DestReserved),
+        Problem::Denied(Reason::DestDocumentation),
+        Problem::Denied(Reason::DestIpv4Embedded),
+        Problem::Denied(Reason::DestDeniedRange),
+        Problem::Denied(Reason::DestNotAllowed),
+        Problem::Denied(Reason::DestDomain),
+        Problem::Denied(Reason::DestSelf),
+        Problem::Denied(Reason::DestOwnService),
     ];
 
     /// The status code of the canned answer.
@@ -133,6 +152,9 @@ impl Problem {
             | UnexpectedBody
             | BadChunk => 400,
             ClientDenied | ConnectPortDenied => 403,
+            // A request to the proxy's own listener would come straight back: a loop.
+            Denied(Reason::DestSelf) => 508,
+            Denied(_) => 403,
             ProxyAuthRequired => 407,
             HeaderTimeout => 408,
             ClientLimit => 429,
@@ -187,6 +209,7 @@ impl Problem {
             DnsTimeout => "The upstream host name could not be resolved in time.",
             ClientLimit => "Too many connections from your address; retry later.",
             ConnectionLimit => "The proxy is at its connection limit; retry later.",
+            Denied(_) => "The destination is not allowed.",
         }
     }
 
@@ -226,6 +249,7 @@ impl Problem {
             DnsTimeout => "dns_timeout",
             ClientLimit => "client_limit",
             ConnectionLimit => "connection_limit",
+            Denied(reason) => reason.log_word(),
         }
     }
 
@@ -266,6 +290,9 @@ impl Problem {
             UpstreamClosed => "connection_terminated",
             UpstreamTimeout => "http_response_timeout",
             ClientLimit | ConnectionLimit => "connection_limit_reached",
+            Denied(Reason::DestSelf) => "proxy_loop_detected",
+            Denied(reason) if reason.is_address_rule() => "destination_ip_prohibited",
+            Denied(_) => "http_request_denied",
         }
     }
 
@@ -274,7 +301,34 @@ impl Problem {
     /// `Connection: close`, then the message. With `head_only` (answering a HEAD request)
     /// the body is left out but the length still describes it, as RFC 9110 §9.3.2 asks.
     pub fn response(self, head_only: bool) -> Bytes {
-        let message = self.message();
+        self.response_with(self.message(), head_only)
+    }
+
+    /// The canned answer to a refused destination: like [`Problem::response`], with a body
+    /// naming the destination (`subject`: the host, and the address when a name resolved to
+    /// it), the rule, and the flag that would allow it: `destination 127.0.0.1 is loopback;
+    /// allow it with --allow-range`. Built only on refusal, so its allocation is off the
+    /// hot path.
+    pub fn denial(reason: Reason, subject: &str, head_only: bool) -> Bytes {
+        let mut message = alloc::string::String::with_capacity(80 + subject.len());
+        message.push_str("destination ");
+        message.push_str(subject);
+        message.push_str(" is ");
+        message.push_str(reason.what());
+        match reason.remedy() {
+            Some(flag) => {
+                message.push_str("; allow it with ");
+                message.push_str(flag);
+            }
+            None if matches!(reason, Reason::DestSelf | Reason::DestOwnService) => {
+                message.push_str("; that is never allowed")
+            }
+            None => message.push_str("; remove that rule to allow it"),
+        }
+        Problem::Denied(reason).response_with(&message, head_only)
+    }
+
+    fn response_with(self, message: &str, head_only: bool) -> Bytes {
         let mut out = BytesMut::with_capacity(160 + message.len());
         out.put_slice(b"HTTP/1.1 ");
         put_decimal(&mut out, u64::from(self.status()));
