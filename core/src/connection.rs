@@ -27,6 +27,7 @@ use core::net::SocketAddr;
 
 use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
+use crate::final_recipient::LocalAnswer;
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
 use crate::problem::Problem;
@@ -54,6 +55,11 @@ pub enum Output {
         authority: Authority,
         /// Whether an idle pooled connection may serve.
         allow_pooled: bool,
+        /// Whether the core sends the request again on a fresh connection if a pooled one
+        /// turns out to be closed (an idempotent request without a body, not yet retried).
+        /// When false, a pooled connection MUST first be checked to be still open (e.g. a
+        /// non-blocking peek): the request, a POST say, could not be sent again.
+        retryable: bool,
     },
     /// The upstream connection ended cleanly: put it in the idle pool for `authority` reuse.
     ReleaseUpstream,
@@ -520,6 +526,11 @@ impl Connection {
         let req = match request::parse(&head, &mut slots, config.max_headers, config.via_pseudonym)
         {
             Ok(r) => r,
+            Err(Problem::UnsupportedVersion) if request::as_http11(&head).is_some() => {
+                // HTTP/1.2 to 1.9: read as 1.1 (rare, so the copy is no burden).
+                let copy = request::as_http11(&head).unwrap_or_default();
+                return self.route_head(now, Bytes::from(copy));
+            }
             Err(problem) => {
                 let (method, target) = request_line_of(&head);
                 self.begin_exchange(now, method, target);
@@ -543,6 +554,11 @@ impl Connection {
                 e.keep_alive = false;
                 self.dial(now, authority, false);
             }
+            Decision::Answer(answer) => {
+                // Body bytes we do not read cannot be told from the next request: close after.
+                let close = !req.keep_alive || req.body != BodyKind::None || self.draining;
+                self.answer_locally(now, answer, &req, close);
+            }
             Decision::Forward(target) => {
                 let mut out = BytesMut::new();
                 req.write_forward_head(&target, config.via_pseudonym, &mut out);
@@ -552,6 +568,39 @@ impl Connection {
                 e.retry_ok = req.is_idempotent() && req.body == BodyKind::None && !req.upgrade;
                 self.dial(now, target.authority, true);
             }
+        }
+    }
+
+    /// Sends the proxy's own answer to `req` (see [`crate::final_recipient`]), logs it, and
+    /// either closes or waits for the next request.
+    fn answer_locally(
+        &mut self,
+        now: Instant,
+        answer: LocalAnswer,
+        req: &request::RequestHead<'_, '_>,
+        close: bool,
+    ) {
+        let Some(e) = &mut self.exchange else { return };
+        let connection = if close {
+            Some("close")
+        } else if req.minor_version == 0 {
+            Some("keep-alive")
+        } else {
+            None
+        };
+        let mut out = BytesMut::new();
+        answer.write_response(req, connection, &mut out);
+        e.status = 200;
+        e.tx += out.len() as u64;
+        self.out.push_back(Output::ToClient(out.freeze()));
+        self.log(now, None);
+        if close {
+            self.close();
+        } else {
+            self.phase = Phase::ReadingHead;
+            self.waiting_since = now;
+            self.head_started = (!self.client_in.is_empty()).then_some(now);
+            self.client_scan.reset();
         }
     }
 
@@ -589,8 +638,10 @@ impl Connection {
     }
 
     fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool) {
+        let mut retryable = false;
         if let Some(e) = &mut self.exchange {
             e.authority = Some(authority.clone());
+            retryable = e.retry_ok;
         }
         self.phase = Phase::Dialing {
             deadline: now + self.config.connect_timeout,
@@ -598,6 +649,7 @@ impl Connection {
         self.out.push_back(Output::Dial {
             authority,
             allow_pooled,
+            retryable,
         });
     }
 
@@ -719,6 +771,11 @@ impl Connection {
         let mut slots = request::header_slots();
         let res = match response::parse(&head, &mut slots, config.max_headers, e.head_request) {
             Ok(r) => r,
+            Err(_) if response::as_http11(&head).is_some() => {
+                // HTTP/1.2 to 1.9: read as 1.1 (rare, so the copy is no burden).
+                let copy = response::as_http11(&head).unwrap_or_default();
+                return self.response_head(now, Bytes::from(copy));
+            }
             Err(problem) => {
                 self.fail(now, problem);
                 return false;

@@ -361,7 +361,8 @@ impl Conn {
             Output::Dial {
                 authority,
                 allow_pooled,
-            } => self.dial(authority, allow_pooled),
+                retryable,
+            } => self.dial(authority, allow_pooled, retryable),
             Output::ReleaseUpstream => self.release_upstream(cx),
             Output::CloseUpstream => {
                 self.upstream = None;
@@ -423,10 +424,10 @@ impl Conn {
         });
     }
 
-    fn dial(&mut self, authority: Authority, allow_pooled: bool) {
+    fn dial(&mut self, authority: Authority, allow_pooled: bool, retryable: bool) {
         self.upstream = None;
         if allow_pooled {
-            let pooled = self.env.pool.borrow_mut().take(&authority);
+            let pooled = self.env.pool.borrow_mut().take(&authority, retryable);
             if let Some(stream) = pooled {
                 self.upstream = Some(Box::new(Socket::new(stream, false)));
                 self.authority = Some(authority);
