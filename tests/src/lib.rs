@@ -1104,6 +1104,11 @@ pub const CANNED: &[(&str, &str, &str)] = &[
         "HTTP/1.1 requests need a Host header.",
     ),
     (
+        "invalid_host",
+        "400 Bad Request",
+        "The Host header must be a host name or address with an optional port.",
+    ),
+    (
         "unexpected_body",
         "400 Bad Request",
         "This request must not carry a body.",
