@@ -4,7 +4,8 @@
 //! borrows the buffer, with every framing question already answered: is there a body, how is
 //! it delimited, does the client want the connection kept. Anything ambiguous (the smuggling
 //! vectors: CL with TE, duplicate or malformed CL, a TE other than `chunked`, obs-fold, control
-//! bytes, duplicate or invalid Host) is a [`Problem`], so nothing ambiguous is ever forwarded.
+//! bytes, duplicate Host) is a [`Problem`], so nothing ambiguous is ever forwarded; an invalid
+//! Host value is refused by the router, after the target.
 //!
 //! Versions: HTTP/1.0 and 1.1 parse; a request line naming HTTP/1.2 to 1.9 is read as 1.1 after
 //! [`as_http11`] (RFC 9112 §2.3: a higher minor version is treated as the highest we support);
@@ -54,6 +55,10 @@ pub struct RequestHead<'h, 'b> {
     pub(crate) looped: bool,
     /// The `Proxy-Authorization` value; `None` if absent or given more than once.
     pub(crate) proxy_authorization: Option<&'b [u8]>,
+    /// Whether every Host field is `uri-host [ ":" port ]` (RFC 9112 §3.2); true without one.
+    /// The router refuses an invalid one with 400 once the target itself was found valid, so
+    /// a bad target (which clients copy into Host) is reported as what it is.
+    pub(crate) host_valid: bool,
     /// The `Max-Forwards` value (digits only) of an OPTIONS or TRACE request, the two methods
     /// it applies to (RFC 9110 §7.6.2); `None` for other methods, whose field passes untouched.
     max_forwards: Option<&'b [u8]>,
@@ -291,6 +296,7 @@ pub fn parse<'h, 'b>(
     let mut authorizations = 0;
     let hop_limited = method == "OPTIONS" || method == "TRACE";
     let mut max_forwards = None;
+    let mut host_valid = true;
     for h in headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -310,9 +316,7 @@ pub fn parse<'h, 'b>(
             chunked = true;
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
-            if !target::is_valid_host_field(h.value) {
-                return Err(Problem::InvalidHost);
-            }
+            host_valid &= target::is_valid_host_field(h.value);
         } else if name.eq_ignore_ascii_case("connection")
             || name.eq_ignore_ascii_case("proxy-connection")
         {
@@ -371,6 +375,7 @@ pub fn parse<'h, 'b>(
         } else {
             None
         },
+        host_valid,
         max_forwards,
         headers,
         connection,

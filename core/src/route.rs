@@ -3,7 +3,9 @@
 //! [`decide`] is a pure function of the parsed head, the client's address and the policy, so it
 //! can be tested (and fuzzed) on its own. Checks run in a fixed order: admission, forwarding
 //! loop, then the target form: a denied client learns nothing about its request's validity.
-//! Credentials are checked right after admission (407 before any other answer). A valid
+//! Credentials are checked right after admission (407 before any other answer). A Host field
+//! that is not `uri-host [":" port]` is refused (400) right after the target was found valid:
+//! clients copy the target into Host, and a bad target is the more useful answer. A valid
 //! absolute-form OPTIONS or TRACE whose `Max-Forwards` reached 0 is answered by the proxy
 //! itself ([`Decision::Answer`]).
 
@@ -45,6 +47,9 @@ pub fn decide<'b>(req: &RequestHead<'_, 'b>, client: IpAddr, policy: &Policy) ->
             Ok(a) => a,
             Err(p) => return Decision::Reject(p),
         };
+        if !req.host_valid {
+            return Decision::Reject(Problem::InvalidHost);
+        }
         if !policy.connect_ports.allows(authority.port()) {
             return Decision::Reject(Problem::ConnectPortDenied);
         }
@@ -56,6 +61,7 @@ pub fn decide<'b>(req: &RequestHead<'_, 'b>, client: IpAddr, policy: &Policy) ->
     match req.target.first() {
         Some(b'/') | Some(b'*') => Decision::Reject(Problem::OriginFormTarget),
         _ => match target::parse_absolute(req.target) {
+            Ok(_) if !req.host_valid => Decision::Reject(Problem::InvalidHost),
             Ok(_) if req.max_forwards_reached() => Decision::Answer(if req.method == "TRACE" {
                 LocalAnswer::Trace
             } else {
@@ -196,6 +202,31 @@ mod tests {
             (
                 "TRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0x\r\n\r\n",
                 Err(Problem::MalformedHead),
+            ),
+            // An invalid Host is refused once the target is known to be valid.
+            (
+                "GET http://h/ HTTP/1.1\r\nHost: user@h\r\n\r\n",
+                Err(Problem::InvalidHost),
+            ),
+            (
+                "OPTIONS http://h/ HTTP/1.1\r\nHost: h h\r\nMax-Forwards: 0\r\n\r\n",
+                Err(Problem::InvalidHost),
+            ),
+            (
+                "CONNECT h:443 HTTP/1.1\r\nHost: h:x\r\n\r\n",
+                Err(Problem::InvalidHost),
+            ),
+            (
+                "CONNECT h:x HTTP/1.1\r\nHost: h:x\r\n\r\n",
+                Err(Problem::BadConnectTarget),
+            ),
+            (
+                "GET http://u@h/ HTTP/1.1\r\nHost: u@h\r\n\r\n",
+                Err(Problem::BadTarget),
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",
+                Err(Problem::OriginFormTarget),
             ),
         ] {
             assert_eq!(route(head, "127.0.0.1", &p), want, "{head:?}");
