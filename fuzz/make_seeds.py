@@ -45,6 +45,10 @@ HEAD_10 = crlf("HEAD http://h/ HTTP/1.0\n\n")
 IPV6 = crlf("GET http://[::1]:8080/a HTTP/1.1\nHost: [::1]:8080\n\n")
 PIPELINED = crlf("GET http://h/1 HTTP/1.1\nHost: h\n\nGET http://h/2 HTTP/1.1\nHost: h\nConnection: close\n\n")
 BLANK_LINES = b"\r\n\r\n" + crlf("GET http://h/ HTTP/1.1\nHost: h\n\n")
+OPTIONS_BARE = crlf("OPTIONS http://h:8080 HTTP/1.1\nHost: h:8080\nMax-Forwards: 12\n\n")
+OPTIONS_MF0 = crlf("OPTIONS http://h/ HTTP/1.1\nHost: h\nMax-Forwards: 0\n\n")
+TRACE_MF0 = crlf("TRACE http://h/t HTTP/1.1\nHost: h\nMax-Forwards: 0\nCookie: a=1\nAuthorization: Basic eDp5\nX: y\n\n")
+HTTP12 = crlf("GET http://h/ HTTP/1.2\nHost: [::1]:8080\n\n")
 HOP = crlf("GET http://h/ HTTP/1.1\nHost: h\nConnection: keep-alive, X-Hop\nX-Hop: 1\nKeep-Alive: 300\nTE: trailers\nTrailer: X\nProxy-Authorization: Basic Zm9vOmJhcg==\nVia: 1.0 other\n\n")
 
 # Smuggling and malformed heads (the core issue's list): each must be refused.
@@ -77,6 +81,11 @@ ATTACKS = {
     "via-loop": "GET http://h/ HTTP/1.1\nHost: h\nVia: 1.1 ringway\n\n",
     "double-space": "GET  http://h/ HTTP/1.1\nHost: h\n\n",
     "conn-tokens": "GET http://h/ HTTP/1.1\nHost: h\nConnection: a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\n\n",
+    # Issue 15: a Host that is not uri-host[:port]; Max-Forwards that cannot be decremented.
+    "host-userinfo": "GET http://h/ HTTP/1.1\nHost: user@h:80\n\n",
+    "host-space": "GET http://h/ HTTP/1.1\nHost: exa mple.invalid\n\n",
+    "max-forwards-sign": "TRACE http://h/ HTTP/1.1\nHost: h\nMax-Forwards: -1\n\n",
+    "max-forwards-twice": "OPTIONS http://h/ HTTP/1.1\nHost: h\nMax-Forwards: 1\nMax-Forwards: 1\n\n",
 }
 RAW_ATTACKS = {
     "bare-lf": b"GET http://h/ HTTP/1.1\nHost: h\n\n",
@@ -93,6 +102,8 @@ REQUESTS = {
     "wget-http10": WGET_10, "post-cl": POST_CL, "post-chunked": POST_CHUNKED, "expect-100": EXPECT,
     "websocket": WEBSOCKET, "head-http10": HEAD_10, "ipv6": IPV6, "pipelined": PIPELINED,
     "blank-lines": BLANK_LINES, "hop-by-hop": HOP,
+    "options-asterisk": OPTIONS_BARE, "options-max-forwards-0": OPTIONS_MF0,
+    "trace-max-forwards-0": TRACE_MF0, "http12": HTTP12,
 }
 for k, v in ATTACKS.items():
     REQUESTS["attack-" + k] = crlf(v)
@@ -122,6 +133,7 @@ RESPONSES = {
     "attack-status-2000": crlf("HTTP/1.1 2000 OK\n\n"),
     "attack-http2": crlf("HTTP/2 200 OK\n\n"),
     "no-reason": crlf("HTTP/1.1 200\nContent-Length: 0\n\n"),
+    "http12": crlf("HTTP/1.2 200 OK\nContent-Length: 2\n\nok"),
 }
 
 # ---------------------------------------------------------------- chunked bodies
@@ -139,6 +151,9 @@ CHUNKED = {
     "obs-fold-trailer": b"0\r\n folded\r\n\r\n",
     "nul-ext": b"5;a\x00b\r\n",
     "zero-leading": b"0005\r\nhello\r\n0\r\n\r\n",
+    # Issue 15: whitespace after a size only before `;`.
+    "attack-size-trailing-space": b"5 \r\nhello\r\n0\r\n\r\n",
+    "size-tab-ext": b"5\t ;a\r\nhello\r\n0 ;b\r\n\r\n",
 }
 
 def write(target, name, data):
@@ -218,6 +233,9 @@ def main():
         "client-error-mid": b"\x01" + c_tpl(2) + dial_ok() + C_ERR,
         "upstream-error": b"\x01" + c_tpl(0) + dial_ok() + U_ERR,
         "pipelined": b"\x01" + c_raw(PIPELINED) + dial_ok() + u_tpl(0) + dial_ok(True) + u_tpl(0),
+        "max-forwards-0-then-get": b"\x01" + c_raw(OPTIONS_MF0 + TRACE_MF0) + c_tpl(0) + dial_ok(True) + u_tpl(0),
+        "post-stale-pool": b"\x01" + c_tpl(2) + dial_ok(True) + U_EOF,
+        "http12-both-ways": b"\x01" + c_raw(HTTP12) + dial_ok() + u_raw(RESPONSES["http12"]) + C_EOF,
     }
     for name, data in conn.items():
         write("connection", name, data)

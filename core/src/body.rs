@@ -52,7 +52,11 @@ const MAX_TRAILERS: usize = 64 * 1024;
 enum Chunked {
     /// Reading hex digits of a chunk size; `digits` counted so far.
     Size { size: u64, digits: u32, line: usize },
-    /// After the size: optional whitespace and `;ext` until CR.
+    /// Whitespace after the size: allowed only before a `;` extension (BWS, RFC 9112
+    /// §7.1.1). `5 \r\n` is refused: a next hop that reads it differently can be smuggled
+    /// through.
+    SizeBws { size: u64, line: usize },
+    /// Inside the extensions (after `;`) until CR.
     Extension { size: u64, line: usize },
     /// Saw CR ending the size line; LF must follow.
     SizeLf { size: u64 },
@@ -223,12 +227,32 @@ impl BodyDecoder {
                         None if digits == 0 => return Err((ChunkError::BadSize, i - 1)),
                         None => match b {
                             b'\r' => Chunked::SizeLf { size },
-                            b';' | b' ' | b'\t' => Chunked::Extension {
+                            b';' => Chunked::Extension {
+                                size,
+                                line: line + 1,
+                            },
+                            b' ' | b'\t' => Chunked::SizeBws {
                                 size,
                                 line: line + 1,
                             },
                             _ => return Err((ChunkError::BadSize, i - 1)),
                         },
+                    }
+                }
+                Chunked::SizeBws { size, line } => {
+                    if line >= MAX_CHUNK_LINE {
+                        return Err((ChunkError::TooLong, i - 1));
+                    }
+                    match b {
+                        b' ' | b'\t' => Chunked::SizeBws {
+                            size,
+                            line: line + 1,
+                        },
+                        b';' => Chunked::Extension {
+                            size,
+                            line: line + 1,
+                        },
+                        _ => return Err((ChunkError::BadSize, i - 1)),
                     }
                 }
                 Chunked::Extension { size, line } => {
@@ -410,6 +434,30 @@ mod tests {
     }
 
     #[test]
+    fn whitespace_before_an_extension_is_accepted() {
+        for body in [
+            &b"5 ;a=1\r\nhello\r\n0\r\n\r\n"[..],
+            b"5\t \t;a\r\nhello\r\n0 ;z\r\n\r\n",
+        ] {
+            let d = all_splits(BodyKind::Chunked, body).unwrap();
+            assert_eq!(
+                (d.payload.as_slice(), d.consumed, d.done),
+                (&b"hello"[..], body.len(), true)
+            );
+        }
+    }
+
+    #[test]
+    fn trailing_whitespace_on_a_size_line_stops_at_the_line_end() {
+        // The CR after the whitespace is the offending byte: the bytes before it count as
+        // consumed, however the body is split.
+        let bad = b"5 \r\nhello\r\n0\r\n\r\n";
+        for piece in 1..=bad.len() {
+            assert_eq!(consumed_until_stop(bad, piece), (2, true), "piece {piece}");
+        }
+    }
+
+    #[test]
     fn chunked_incomplete_is_not_done() {
         let d = all_splits(BodyKind::Chunked, b"5\r\nhel").unwrap();
         assert_eq!((d.payload.as_slice(), d.done), (&b"hel"[..], false));
@@ -477,6 +525,12 @@ mod tests {
             b"0\r\n\n",
             b"0\r\n folded\r\n\r\n",
             b"5;a\x00b\r\n",
+            // Whitespace after the size is BWS before `;` only (RFC 9112 §7.1.1).
+            b"5 \r\nhello\r\n0\r\n\r\n",
+            b"5\t\r\nhello\r\n0\r\n\r\n",
+            b"5  \t \r\nhello\r\n0\r\n\r\n",
+            b"5 x\r\nhello\r\n0\r\n\r\n",
+            b"0 \r\n\r\n",
         ] {
             assert!(
                 all_splits(BodyKind::Chunked, bad).is_err(),

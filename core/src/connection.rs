@@ -29,6 +29,7 @@ use core::net::{IpAddr, SocketAddr};
 use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
 use crate::egress::{self, HostKind};
+use crate::final_recipient::LocalAnswer;
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
 use crate::problem::Problem;
@@ -63,6 +64,11 @@ pub enum Output {
         addr: SocketAddr,
         /// Whether an idle pooled connection to `addr` may serve.
         allow_pooled: bool,
+        /// Whether the core sends the request again on a fresh connection if a pooled one
+        /// turns out to be closed (an idempotent request without a body, not yet retried).
+        /// When false, a pooled connection MUST first be checked to be still open (e.g. a
+        /// non-blocking peek): the request, a POST say, could not be sent again.
+        retryable: bool,
     },
     /// The upstream connection ended cleanly: put it in the idle pool for `authority` reuse.
     ReleaseUpstream,
@@ -613,6 +619,11 @@ impl Connection {
         let req = match request::parse(&head, &mut slots, config.max_headers, config.via_pseudonym)
         {
             Ok(r) => r,
+            Err(Problem::UnsupportedVersion) if request::as_http11(&head).is_some() => {
+                // HTTP/1.2 to 1.9: read as 1.1 (rare, so the copy is no burden).
+                let copy = request::as_http11(&head).unwrap_or_default();
+                return self.route_head(now, Bytes::from(copy));
+            }
             Err(problem) => {
                 let (method, target) = request_line_of(&head);
                 self.begin_exchange(now, method, target);
@@ -637,19 +648,28 @@ impl Connection {
         e.keep_alive = req.keep_alive;
         let authority = match &decision {
             Decision::Reject(problem) => return self.fail(now, *problem),
-            Decision::Tunnel(authority) => authority,
-            Decision::Forward(target) => &target.authority,
+            // Answered here, nothing goes anywhere: no destination to judge.
+            Decision::Answer(_) => None,
+            Decision::Tunnel(authority) => Some(authority),
+            Decision::Forward(target) => Some(&target.authority),
         };
-        e.authority = Some(authority.clone());
-        e.tunnel = matches!(decision, Decision::Tunnel(_));
-        if let Err(problem) = precheck(&config, authority, e.tunnel) {
-            return self.fail(now, problem);
+        if let Some(authority) = authority {
+            e.authority = Some(authority.clone());
+            e.tunnel = matches!(decision, Decision::Tunnel(_));
+            if let Err(problem) = precheck(&config, authority, e.tunnel) {
+                return self.fail(now, problem);
+            }
         }
         match decision {
             Decision::Reject(_) => {}
             Decision::Tunnel(authority) => {
                 e.keep_alive = false;
                 self.dial(now, authority, false);
+            }
+            Decision::Answer(answer) => {
+                // Body bytes we do not read cannot be told from the next request: close after.
+                let close = !req.keep_alive || req.body != BodyKind::None || self.draining;
+                self.answer_locally(now, answer, &req, close);
             }
             Decision::Forward(target) => {
                 let mut out = BytesMut::new();
@@ -660,6 +680,39 @@ impl Connection {
                 e.retry_ok = req.is_idempotent() && req.body == BodyKind::None && !req.upgrade;
                 self.dial(now, target.authority, true);
             }
+        }
+    }
+
+    /// Sends the proxy's own answer to `req` (see [`crate::final_recipient`]), logs it, and
+    /// either closes or waits for the next request.
+    fn answer_locally(
+        &mut self,
+        now: Instant,
+        answer: LocalAnswer,
+        req: &request::RequestHead<'_, '_>,
+        close: bool,
+    ) {
+        let Some(e) = &mut self.exchange else { return };
+        let connection = if close {
+            Some("close")
+        } else if req.minor_version == 0 {
+            Some("keep-alive")
+        } else {
+            None
+        };
+        let mut out = BytesMut::new();
+        answer.write_response(req, connection, &mut out);
+        e.status = 200;
+        e.tx += out.len() as u64;
+        self.out.push_back(Output::ToClient(out.freeze()));
+        self.log(now, None);
+        if close {
+            self.close();
+        } else {
+            self.phase = Phase::ReadingHead;
+            self.waiting_since = now;
+            self.head_started = (!self.client_in.is_empty()).then_some(now);
+            self.client_scan.reset();
         }
     }
 
@@ -737,6 +790,7 @@ impl Connection {
         self.out.push_back(Output::Connect {
             addr,
             allow_pooled: e.pooled_ok,
+            retryable: e.retry_ok,
         });
     }
 
@@ -858,6 +912,11 @@ impl Connection {
         let mut slots = request::header_slots();
         let res = match response::parse(&head, &mut slots, config.max_headers, e.head_request) {
             Ok(r) => r,
+            Err(_) if response::as_http11(&head).is_some() => {
+                // HTTP/1.2 to 1.9: read as 1.1 (rare, so the copy is no burden).
+                let copy = response::as_http11(&head).unwrap_or_default();
+                return self.response_head(now, Bytes::from(copy));
+            }
             Err(problem) => {
                 self.fail(now, problem);
                 return false;
@@ -956,6 +1015,7 @@ impl Connection {
                     self.out.push_back(Output::Connect {
                         addr,
                         allow_pooled: false,
+                        retryable: false,
                     });
                 }
             }

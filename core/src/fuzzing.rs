@@ -155,6 +155,14 @@ enum RequestOutcome {
         /// Where to dial, and the head sent there (empty for CONNECT).
         authority: Authority,
         forward_head: Vec<u8>,
+        /// Whether the core may resend it after a stale pooled connection.
+        retryable: bool,
+    },
+    /// A complete head the proxy answers itself (OPTIONS or TRACE with `Max-Forwards: 0`).
+    Answered {
+        consumed: usize,
+        /// The exact answer.
+        response: Vec<u8>,
     },
 }
 
@@ -186,6 +194,15 @@ fn parse_request_prefix(buf: &[u8], config: &Config) -> RequestOutcome {
         Ok(Some(len)) => len,
     };
     let head = &rest[..len];
+    // HTTP/1.2 to 1.9 are read as HTTP/1.1, as the connection does.
+    let copy = {
+        let mut slots = request::header_slots();
+        match request::parse(head, &mut slots, config.max_headers, config.via_pseudonym) {
+            Err(Problem::UnsupportedVersion) => request::as_http11(head),
+            _ => None,
+        }
+    };
+    let head = copy.as_deref().unwrap_or(head);
     let mut slots = request::header_slots();
     let req = match request::parse(head, &mut slots, config.max_headers, config.via_pseudonym) {
         Ok(req) => req,
@@ -200,6 +217,20 @@ fn parse_request_prefix(buf: &[u8], config: &Config) -> RequestOutcome {
             }
         }
         Decision::Tunnel(authority) => (authority, Vec::new()),
+        Decision::Answer(answer) => {
+            let close = !req.keep_alive || req.body != BodyKind::None;
+            let connection = match (close, req.minor_version) {
+                (true, _) => Some("close"),
+                (false, 0) => Some("keep-alive"),
+                (false, _) => None,
+            };
+            let mut out = bytes::BytesMut::new();
+            answer.write_response(&req, connection, &mut out);
+            return RequestOutcome::Answered {
+                consumed: skipped + len,
+                response: out.to_vec(),
+            };
+        }
         Decision::Forward(target) => {
             let mut out = bytes::BytesMut::new();
             req.write_forward_head(&target, config.via_pseudonym, &mut out);
@@ -218,6 +249,10 @@ fn parse_request_prefix(buf: &[u8], config: &Config) -> RequestOutcome {
         expect_continue: req.expect_continue,
         authority,
         forward_head,
+        retryable: !req.is_connect()
+            && req.is_idempotent()
+            && req.body == BodyKind::None
+            && !req.upgrade,
     }
 }
 
@@ -237,7 +272,10 @@ fn check_forward_head(req: &request::RequestHead<'_, '_>, forwarded: &[u8]) {
     assert_eq!(again.minor_version, 1);
     assert_eq!(again.upgrade, req.upgrade, "upgrade survives forwarding");
     assert!(again.looped, "our own Via entry is recognised");
-    assert!(again.target.starts_with(b"/"), "origin-form upstream");
+    assert!(
+        again.target.starts_with(b"/") || (again.method == "OPTIONS" && again.target == b"*"),
+        "origin-form upstream (or asterisk-form for OPTIONS)"
+    );
 }
 
 /// Fuzz target `request_head`: arbitrary bytes as the start of a client connection.
@@ -254,7 +292,9 @@ pub fn request_head(data: &[u8]) {
     match &outcome {
         RequestOutcome::Incomplete => {}
         RequestOutcome::Rejected { problem, .. } => assert_rejection(*problem),
-        RequestOutcome::Accepted { consumed, .. } => assert!(*consumed <= data.len()),
+        RequestOutcome::Accepted { consumed, .. } | RequestOutcome::Answered { consumed, .. } => {
+            assert!(*consumed <= data.len())
+        }
     }
 
     // Byte by byte, the incremental scanner finds the same end (or the same error).
@@ -271,7 +311,7 @@ pub fn request_head(data: &[u8]) {
 
     // Trailing bytes change nothing once the verdict is complete.
     let complete = match &outcome {
-        RequestOutcome::Accepted { .. } => true,
+        RequestOutcome::Accepted { .. } | RequestOutcome::Answered { .. } => true,
         RequestOutcome::Rejected { complete, .. } => *complete,
         RequestOutcome::Incomplete => false,
     };
@@ -310,7 +350,10 @@ pub fn request_head(data: &[u8]) {
             "the connection answers the parse's problem"
         ),
         RequestOutcome::Accepted {
-            authority, method, ..
+            authority,
+            method,
+            retryable,
+            ..
         } => {
             let connect = method == b"CONNECT";
             let egress = &config.policy.egress;
@@ -335,6 +378,7 @@ pub fn request_head(data: &[u8]) {
                             Some(Output::Connect {
                                 addr,
                                 allow_pooled: !connect,
+                                retryable,
                             })
                         ),
                         Err(reason) => {
@@ -352,6 +396,11 @@ pub fn request_head(data: &[u8]) {
                 }
             }
         }
+        RequestOutcome::Answered { response, .. } => assert_eq!(
+            first,
+            Some(Output::ToClient(Bytes::from(response))),
+            "the connection answers as the final recipient"
+        ),
     }
 }
 
@@ -389,6 +438,15 @@ fn parse_response_prefix(
         _ => return ResponseOutcome::Rejected { complete: true },
     };
     let head = &buf[..len];
+    // HTTP/1.2 to 1.9 are read as HTTP/1.1, as the connection does.
+    let copy = {
+        let mut slots = request::header_slots();
+        match response::parse(head, &mut slots, config.max_headers, head_request) {
+            Err(_) => response::as_http11(head),
+            Ok(_) => None,
+        }
+    };
+    let head = copy.as_deref().unwrap_or(head);
     let mut slots = request::header_slots();
     let Ok(res) = response::parse(head, &mut slots, config.max_headers, head_request) else {
         return ResponseOutcome::Rejected { complete: true };
@@ -662,7 +720,9 @@ impl Exchange {
                     push_event(events, Event::Resolve(authority));
                     self.conn.handle_resolved(self.now, &[RESOLVED]);
                 }
-                Output::Connect { addr, allow_pooled } => {
+                Output::Connect {
+                    addr, allow_pooled, ..
+                } => {
                     push_event(events, Event::Dial(addr, allow_pooled));
                     self.dials += 1;
                     let reused = self.dials == 1 && self.flags & 1 != 0;
@@ -927,7 +987,11 @@ impl Model {
                 );
                 self.resolve_outstanding = true;
             }
-            Output::Connect { addr, allow_pooled } => {
+            Output::Connect {
+                addr,
+                allow_pooled,
+                retryable,
+            } => {
                 // The invariant of the egress policy: nothing it refuses is ever dialed.
                 assert_eq!(
                     config().policy.egress.judge_addr(addr),
@@ -936,6 +1000,10 @@ impl Model {
                 );
                 assert!(!self.dial_outstanding, "a second dial while one is out");
                 assert!(!self.resolve_outstanding, "a dial while a lookup is out");
+                assert!(
+                    allow_pooled || !retryable,
+                    "only a request that may use a pooled connection can be retried"
+                );
                 assert!(!self.upstream_held, "a dial while an upstream is held");
                 self.dials += 1;
                 // The one exception: a request lost on a stale pooled connection is sent once

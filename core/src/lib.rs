@@ -10,7 +10,8 @@
 //! - [`Connection`]: one client connection, from the first request head to close.
 //! - [`request`] / [`response`]: strict head parsing (httparse plus line-ending and framing
 //!   checks) and the rewrites between client and upstream.
-//! - [`route::decide`]: forward, tunnel or reject, from the head and the [`Policy`].
+//! - [`route::decide`]: forward, tunnel, answer or reject, from the head and the [`Policy`].
+//! - [`final_recipient`]: the answers to OPTIONS and TRACE whose `Max-Forwards` reached 0.
 //! - [`body`]: Content-Length and chunked framing, tracked without buffering bodies.
 //! - [`tunnel::TunnelMeter`]: byte counts and half-close for CONNECT tunnels.
 //! - [`AccessRecord`]: the access-log line for each request and tunnel.
@@ -48,6 +49,7 @@ pub mod body;
 mod config;
 mod connection;
 pub mod egress;
+pub mod final_recipient;
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;

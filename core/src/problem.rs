@@ -44,6 +44,8 @@ pub enum Problem {
     DuplicateHost,
     /// HTTP/1.1 request without a Host field.
     MissingHost,
+    /// A Host field whose value is not `uri-host [ ":" port ]` (RFC 9112 §3.2).
+    InvalidHost,
     /// A CONNECT or other request carried a body we refuse to frame.
     UnexpectedBody,
     /// The chunked request body had a malformed chunk size or framing.
@@ -100,6 +102,7 @@ impl Problem {
         Problem::TransferEncodingInHttp10,
         Problem::DuplicateHost,
         Problem::MissingHost,
+        Problem::InvalidHost,
         Problem::UnexpectedBody,
         Problem::BadChunk,
         Problem::ForwardingLoop,
@@ -149,6 +152,7 @@ impl Problem {
             | TransferEncodingInHttp10
             | DuplicateHost
             | MissingHost
+            | InvalidHost
             | UnexpectedBody
             | BadChunk => 400,
             ClientDenied | ConnectPortDenied => 403,
@@ -191,6 +195,7 @@ impl Problem {
             TransferEncodingInHttp10 => "HTTP/1.0 requests cannot use Transfer-Encoding.",
             DuplicateHost => "Host must appear exactly once.",
             MissingHost => "HTTP/1.1 requests need a Host header.",
+            InvalidHost => "The Host header must be a host name or address with an optional port.",
             UnexpectedBody => "This request must not carry a body.",
             BadChunk => "The chunked request body is malformed.",
             ForwardingLoop => "The request already passed through this proxy.",
@@ -233,6 +238,7 @@ impl Problem {
             TransferEncodingInHttp10 => "te_in_http10",
             DuplicateHost => "duplicate_host",
             MissingHost => "missing_host",
+            InvalidHost => "invalid_host",
             UnexpectedBody => "unexpected_body",
             BadChunk => "bad_chunk",
             ForwardingLoop => "forwarding_loop",
@@ -277,6 +283,7 @@ impl Problem {
             | TransferEncodingInHttp10
             | DuplicateHost
             | MissingHost
+            | InvalidHost
             | UnexpectedBody
             | BadChunk
             | HeaderTimeout => "http_request_error",

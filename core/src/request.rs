@@ -4,7 +4,12 @@
 //! borrows the buffer, with every framing question already answered: is there a body, how is
 //! it delimited, does the client want the connection kept. Anything ambiguous (the smuggling
 //! vectors: CL with TE, duplicate or malformed CL, a TE other than `chunked`, obs-fold, control
-//! bytes, duplicate Host) is a [`Problem`], so nothing ambiguous is ever forwarded.
+//! bytes, duplicate Host) is a [`Problem`], so nothing ambiguous is ever forwarded; an invalid
+//! Host value is refused by the router, after the target.
+//!
+//! Versions: HTTP/1.0 and 1.1 parse; a request line naming HTTP/1.2 to 1.9 is read as 1.1 after
+//! [`as_http11`] (RFC 9112 §2.3: a higher minor version is treated as the highest we support);
+//! anything else is 505 (a version we do not speak) or 400 (not a version at all).
 
 use bytes::{BufMut, BytesMut};
 use core::mem::MaybeUninit;
@@ -13,7 +18,7 @@ use crate::body::BodyKind;
 use crate::config::MAX_HEADER_SLOTS;
 use crate::head::{self, ConnectionOptions};
 use crate::problem::Problem;
-use crate::target::AbsoluteTarget;
+use crate::target::{self, AbsoluteTarget};
 
 /// Header slots for httparse, left uninitialised until parsed into.
 pub(crate) type HeaderSlots<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADER_SLOTS];
@@ -50,6 +55,13 @@ pub struct RequestHead<'h, 'b> {
     pub(crate) looped: bool,
     /// The `Proxy-Authorization` value; `None` if absent or given more than once.
     pub(crate) proxy_authorization: Option<&'b [u8]>,
+    /// Whether every Host field is `uri-host [ ":" port ]` (RFC 9112 §3.2); true without one.
+    /// The router refuses an invalid one with 400 once the target itself was found valid, so
+    /// a bad target (which clients copy into Host) is reported as what it is.
+    pub(crate) host_valid: bool,
+    /// The `Max-Forwards` value (digits only) of an OPTIONS or TRACE request, the two methods
+    /// it applies to (RFC 9110 §7.6.2); `None` for other methods, whose field passes untouched.
+    max_forwards: Option<&'b [u8]>,
     headers: &'h [httparse::Header<'b>],
     connection: ConnectionOptions<'b>,
     head: &'b [u8],
@@ -75,8 +87,23 @@ impl RequestHead<'_, '_> {
         )
     }
 
+    /// Whether this is an OPTIONS or TRACE request with `Max-Forwards: 0`: the proxy must not
+    /// forward it and answers as its final recipient (RFC 9110 §7.6.2).
+    pub fn max_forwards_reached(&self) -> bool {
+        self.max_forwards
+            .is_some_and(|digits| digits.iter().all(|&d| d == b'0'))
+    }
+
+    /// The whole head as received, for a TRACE reflection.
+    pub(crate) fn raw(&self) -> &[u8] {
+        self.head
+    }
+
     /// Writes the head to send upstream: origin-form request line, `Host` from the URI,
     /// hop-by-hop fields dropped, the rest in their order and case, our `Via` appended.
+    /// OPTIONS to a URI with neither path nor query goes out as `OPTIONS *` (RFC 9112
+    /// §3.2.4: we are the last proxy before the origin), and the `Max-Forwards` of an OPTIONS
+    /// or TRACE request is decremented (RFC 9110 §7.6.2).
     pub fn write_forward_head(
         &self,
         target: &AbsoluteTarget<'_>,
@@ -86,7 +113,9 @@ impl RequestHead<'_, '_> {
         out.reserve(self.head.len() + 64);
         out.put_slice(self.method.as_bytes());
         out.put_u8(b' ');
-        if target.needs_leading_slash() {
+        if self.method == "OPTIONS" && target.path_and_query.is_empty() {
+            out.put_u8(b'*');
+        } else if target.needs_leading_slash() {
             out.put_u8(b'/');
         }
         out.put_slice(target.path_and_query);
@@ -97,6 +126,15 @@ impl RequestHead<'_, '_> {
                 put_host(out, target);
                 host_written = true;
                 continue;
+            }
+            if let Some(digits) = self.max_forwards {
+                if h.name.eq_ignore_ascii_case("max-forwards") {
+                    out.put_slice(h.name.as_bytes());
+                    out.put_slice(b": ");
+                    put_decremented(out, digits);
+                    out.put_slice(b"\r\n");
+                    continue;
+                }
             }
             let keep_framing =
                 h.name.eq_ignore_ascii_case("transfer-encoding") && self.body == BodyKind::Chunked;
@@ -118,6 +156,47 @@ impl RequestHead<'_, '_> {
         put_via(out, self.minor_version, via_pseudonym);
         out.put_slice(b"\r\n");
     }
+}
+
+/// Writes `digits` (1*DIGIT) minus one, without leading zeros; zero stays zero. Works on the
+/// digits themselves, so a value of any length is neither refused nor overflowed.
+fn put_decremented(out: &mut BytesMut, digits: &[u8]) {
+    let Some(last_nonzero) = digits.iter().rposition(|&d| d != b'0') else {
+        out.put_u8(b'0');
+        return;
+    };
+    let mut leading = true;
+    for (i, &d) in digits.iter().enumerate() {
+        let digit = match i.cmp(&last_nonzero) {
+            core::cmp::Ordering::Less => d,
+            core::cmp::Ordering::Equal => d - 1,
+            core::cmp::Ordering::Greater => b'9',
+        };
+        if leading && digit == b'0' && i + 1 < digits.len() {
+            continue;
+        }
+        leading = false;
+        out.put_u8(digit);
+    }
+}
+
+/// A copy of `head` naming HTTP/1.1 when its request line names HTTP/1.2 to HTTP/1.9, which
+/// [`parse`] refuses as [`Problem::UnsupportedVersion`]; `None` for any other head. RFC 9112
+/// §2.3 and RFC 9110 §6.2: a recipient treats a higher minor version as the highest minor
+/// version it supports, and we send `HTTP/1.1` either way. Only that rare refusal calls
+/// this, so the copy costs nothing on the usual path.
+pub fn as_http11(head: &[u8]) -> Option<alloc::vec::Vec<u8>> {
+    let line_end = head.iter().position(|&b| b == b'\r')?;
+    let version = &head[line_end.checked_sub(9)?..line_end];
+    if !matches!(
+        version,
+        [b' ', b'H', b'T', b'T', b'P', b'/', b'1', b'.', b'2'..=b'9']
+    ) {
+        return None;
+    }
+    let mut copy = head.to_vec();
+    copy[line_end - 1] = b'1';
+    Some(copy)
 }
 
 fn put_host(out: &mut BytesMut, target: &AbsoluteTarget<'_>) {
@@ -215,6 +294,9 @@ pub fn parse<'h, 'b>(
     let mut looped = false;
     let mut proxy_authorization = None;
     let mut authorizations = 0;
+    let hop_limited = method == "OPTIONS" || method == "TRACE";
+    let mut max_forwards = None;
+    let mut host_valid = true;
     for h in headers.iter() {
         let name = h.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -234,6 +316,7 @@ pub fn parse<'h, 'b>(
             chunked = true;
         } else if name.eq_ignore_ascii_case("host") {
             hosts += 1;
+            host_valid &= target::is_valid_host_field(h.value);
         } else if name.eq_ignore_ascii_case("connection")
             || name.eq_ignore_ascii_case("proxy-connection")
         {
@@ -249,6 +332,15 @@ pub fn parse<'h, 'b>(
         } else if name.eq_ignore_ascii_case("proxy-authorization") {
             authorizations += 1;
             proxy_authorization = Some(h.value);
+        } else if hop_limited && name.eq_ignore_ascii_case("max-forwards") {
+            // `1*DIGIT`, once: a value we could not decrement must not be forwarded.
+            if max_forwards.is_some()
+                || h.value.is_empty()
+                || !h.value.iter().all(u8::is_ascii_digit)
+            {
+                return Err(Problem::MalformedHead);
+            }
+            max_forwards = Some(h.value);
         }
     }
     if hosts > 1 {
@@ -283,6 +375,8 @@ pub fn parse<'h, 'b>(
         } else {
             None
         },
+        host_valid,
+        max_forwards,
         headers,
         connection,
         head,
@@ -439,6 +533,53 @@ Trailer: X\r\nUpgrade: h2c\r\nx-dup: 1\r\nX-Dup: 2\r\nVia: 1.0 other\r\n\r\n",
         );
         let mut slots = header_slots();
         assert!(parse(&head, &mut slots, 11, "ringway").is_ok());
+    }
+
+    #[test]
+    fn higher_minor_versions_read_as_1_1() {
+        assert_eq!(
+            as_http11(b"GET http://h/ HTTP/1.2\r\nHost: h\r\n\r\n").as_deref(),
+            Some(&b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n"[..])
+        );
+        assert!(as_http11(b"GET http://h/ HTTP/1.9\r\n\r\n").is_some());
+        for other in [
+            &b"GET http://h/ HTTP/1.1\r\n\r\n"[..],
+            b"GET http://h/ HTTP/1.0\r\n\r\n",
+            b"GET http://h/ HTTP/2.2\r\n\r\n",
+            b"GET http://h/ HTTP/1.10\r\n\r\n",
+            b"GET http://h/HTTP/1.2\r\n\r\n",
+            b"HTTP/1.2\r\n\r\n",
+            b"GET http://h/ HTTP/1.2",
+        ] {
+            assert_eq!(as_http11(other), None, "{:?}", core::str::from_utf8(other));
+        }
+        // The copy parses as 1.1.
+        let copy = as_http11(b"GET http://h/ HTTP/1.2\r\nHost: h\r\n\r\n").unwrap();
+        let mut slots = header_slots();
+        assert_eq!(
+            parse(&copy, &mut slots, 100, "ringway")
+                .unwrap()
+                .minor_version,
+            1
+        );
+    }
+
+    #[test]
+    fn decrementing_digits() {
+        for (digits, want) in [
+            ("1", "0"),
+            ("0", "0"),
+            ("000", "0"),
+            ("10", "9"),
+            ("007", "6"),
+            ("100", "99"),
+            ("1000000000000000000000000", "999999999999999999999999"),
+            ("18446744073709551616", "18446744073709551615"),
+        ] {
+            let mut out = BytesMut::new();
+            put_decremented(&mut out, digits.as_bytes());
+            assert_eq!(&out[..], want.as_bytes(), "{digits}");
+        }
     }
 
     #[test]

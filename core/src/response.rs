@@ -101,6 +101,33 @@ impl ResponseHead<'_, '_> {
     }
 }
 
+/// A copy of `head` naming HTTP/1.1 when its status line names HTTP/1.2 to HTTP/1.9, which
+/// [`parse`] refuses; `None` for any other head. RFC 9110 §6.2 / RFC 9112 §2.3: a higher minor
+/// version is treated as the highest one we support, and the client gets `HTTP/1.1` as
+/// always. Only called after a refusal, so the copy costs nothing on the usual path.
+pub fn as_http11(head: &[u8]) -> Option<alloc::vec::Vec<u8>> {
+    if !matches!(
+        head,
+        [
+            b'H',
+            b'T',
+            b'T',
+            b'P',
+            b'/',
+            b'1',
+            b'.',
+            b'2'..=b'9',
+            b' ',
+            ..
+        ]
+    ) {
+        return None;
+    }
+    let mut copy = head.to_vec();
+    copy[7] = b'1';
+    Some(copy)
+}
+
 /// Parses a complete response head to a request whose method was HEAD (`head_request`) or not.
 pub fn parse<'h, 'b>(
     head: &'b [u8],
@@ -211,6 +238,22 @@ mod tests {
             res.body,
             res.reusable,
         )
+    }
+
+    #[test]
+    fn higher_minor_versions_read_as_1_1() {
+        assert_eq!(
+            as_http11(b"HTTP/1.2 200 OK\r\n\r\n").as_deref(),
+            Some(&b"HTTP/1.1 200 OK\r\n\r\n"[..])
+        );
+        for other in [
+            &b"HTTP/1.1 200 OK\r\n\r\n"[..],
+            b"HTTP/2.0 200 OK\r\n\r\n",
+            b"HTTP/1.10 200 OK\r\n\r\n",
+            b"HTTP/1.2",
+        ] {
+            assert_eq!(as_http11(other), None);
+        }
     }
 
     #[test]

@@ -3,11 +3,16 @@
 //! [`decide`] is a pure function of the parsed head, the client's address and the policy, so it
 //! can be tested (and fuzzed) on its own. Checks run in a fixed order: admission, forwarding
 //! loop, then the target form: a denied client learns nothing about its request's validity.
-//! Credentials are checked right after admission (407 before any other answer).
+//! Credentials are checked right after admission (407 before any other answer). A Host field
+//! that is not `uri-host [":" port]` is refused (400) right after the target was found valid:
+//! clients copy the target into Host, and a bad target is the more useful answer. A valid
+//! absolute-form OPTIONS or TRACE whose `Max-Forwards` reached 0 is answered by the proxy
+//! itself ([`Decision::Answer`]).
 
 use core::net::IpAddr;
 
 use crate::body::BodyKind;
+use crate::final_recipient::LocalAnswer;
 use crate::policy::Policy;
 use crate::problem::Problem;
 use crate::request::RequestHead;
@@ -20,6 +25,8 @@ pub enum Decision<'b> {
     Forward(AbsoluteTarget<'b>),
     /// CONNECT: dial the authority, answer 200, then relay bytes.
     Tunnel(Authority),
+    /// Answer as the final recipient, without dialing (RFC 9110 §7.6.2).
+    Answer(LocalAnswer),
     /// Answer with the problem's status and close.
     Reject(Problem),
 }
@@ -40,6 +47,9 @@ pub fn decide<'b>(req: &RequestHead<'_, 'b>, client: IpAddr, policy: &Policy) ->
             Ok(a) => a,
             Err(p) => return Decision::Reject(p),
         };
+        if !req.host_valid {
+            return Decision::Reject(Problem::InvalidHost);
+        }
         if !policy.connect_ports.allows(authority.port()) {
             return Decision::Reject(Problem::ConnectPortDenied);
         }
@@ -51,6 +61,12 @@ pub fn decide<'b>(req: &RequestHead<'_, 'b>, client: IpAddr, policy: &Policy) ->
     match req.target.first() {
         Some(b'/') | Some(b'*') => Decision::Reject(Problem::OriginFormTarget),
         _ => match target::parse_absolute(req.target) {
+            Ok(_) if !req.host_valid => Decision::Reject(Problem::InvalidHost),
+            Ok(_) if req.max_forwards_reached() => Decision::Answer(if req.method == "TRACE" {
+                LocalAnswer::Trace
+            } else {
+                LocalAnswer::Options
+            }),
             Ok(t) => Decision::Forward(t),
             Err(p) => Decision::Reject(p),
         },
@@ -69,6 +85,8 @@ mod tests {
         match decide(&req, client.parse().unwrap(), policy) {
             Decision::Forward(_) => Ok("forward"),
             Decision::Tunnel(_) => Ok("tunnel"),
+            Decision::Answer(LocalAnswer::Options) => Ok("answer options"),
+            Decision::Answer(LocalAnswer::Trace) => Ok("answer trace"),
             Decision::Reject(p) => Err(p),
         }
     }
@@ -139,6 +157,88 @@ mod tests {
                 &p
             ),
             Err(Problem::ForwardingLoop)
+        );
+        for (head, want) in [
+            (
+                "OPTIONS http://h HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+                Ok("answer options"),
+            ),
+            (
+                "OPTIONS http://h/x HTTP/1.1\r\nHost: h\r\nMax-Forwards: 000\r\n\r\n",
+                Ok("answer options"),
+            ),
+            (
+                "TRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+                Ok("answer trace"),
+            ),
+            (
+                "OPTIONS http://h HTTP/1.1\r\nHost: h\r\nMax-Forwards: 1\r\n\r\n",
+                Ok("forward"),
+            ),
+            (
+                "GET http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+                Ok("forward"),
+            ),
+            (
+                "GET http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: x\r\n\r\n",
+                Ok("forward"),
+            ),
+            (
+                "options http://h HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+                Ok("forward"),
+            ),
+            (
+                "OPTIONS * HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+                Err(Problem::OriginFormTarget),
+            ),
+            (
+                "TRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nMax-Forwards: 0\r\n\r\n",
+                Err(Problem::MalformedHead),
+            ),
+            (
+                "TRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: -1\r\n\r\n",
+                Err(Problem::MalformedHead),
+            ),
+            (
+                "TRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0x\r\n\r\n",
+                Err(Problem::MalformedHead),
+            ),
+            // An invalid Host is refused once the target is known to be valid.
+            (
+                "GET http://h/ HTTP/1.1\r\nHost: user@h\r\n\r\n",
+                Err(Problem::InvalidHost),
+            ),
+            (
+                "OPTIONS http://h/ HTTP/1.1\r\nHost: h h\r\nMax-Forwards: 0\r\n\r\n",
+                Err(Problem::InvalidHost),
+            ),
+            (
+                "CONNECT h:443 HTTP/1.1\r\nHost: h:x\r\n\r\n",
+                Err(Problem::InvalidHost),
+            ),
+            (
+                "CONNECT h:x HTTP/1.1\r\nHost: h:x\r\n\r\n",
+                Err(Problem::BadConnectTarget),
+            ),
+            (
+                "GET http://u@h/ HTTP/1.1\r\nHost: u@h\r\n\r\n",
+                Err(Problem::BadTarget),
+            ),
+            (
+                "GET / HTTP/1.1\r\nHost: u@h\r\n\r\n",
+                Err(Problem::OriginFormTarget),
+            ),
+        ] {
+            assert_eq!(route(head, "127.0.0.1", &p), want, "{head:?}");
+        }
+        assert_eq!(
+            route(
+                "TRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n",
+                "10.1.2.3",
+                &p
+            ),
+            Err(Problem::ClientDenied),
+            "admission comes first"
         );
         let any = Policy {
             connect_ports: PortRule::Any,

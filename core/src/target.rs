@@ -237,6 +237,97 @@ fn parse_host_port(s: &[u8], default_port: Option<u16>) -> Option<Authority> {
     Some(Authority::new(host, port))
 }
 
+/// Whether a `Host` field value is `uri-host [ ":" port ]` (RFC 9112 §3.2, RFC 3986 §3.2.2):
+/// a reg-name (unreserved, percent-encoded and sub-delims characters, possibly empty), an
+/// IPv4 address (a reg-name by syntax) or a bracketed IPv6 / IPvFuture literal, then an
+/// optional colon and digits. RFC 9112 §3.2 makes a server answer 400 to any other value; a
+/// proxy replaces the field with the URI's authority, but forwarding a request whose Host
+/// was garbage (`exa mple`, `user@host`) would hide a malformed message from the next hop's
+/// logs and filters only by luck.
+pub(crate) fn is_valid_host_field(value: &[u8]) -> bool {
+    let rest = if let Some(inner) = value.strip_prefix(b"[") {
+        let Some(close) = inner.iter().position(|&b| b == b']') else {
+            return false;
+        };
+        if !is_ip_literal(&inner[..close]) {
+            return false;
+        }
+        &inner[close + 1..]
+    } else {
+        let end = value.iter().position(|&b| b == b':').unwrap_or(value.len());
+        if !is_reg_name(&value[..end]) {
+            return false;
+        }
+        &value[end..]
+    };
+    match rest {
+        [] => true,
+        [b':', port @ ..] => port.iter().all(u8::is_ascii_digit),
+        _ => false,
+    }
+}
+
+/// `*( unreserved / pct-encoded / sub-delims )` (RFC 3986 §3.2.2). Every request's Host goes
+/// through this, so it is one table lookup a byte.
+fn is_reg_name(s: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(&b) = s.get(i) {
+        if REG_NAME[usize::from(b)] {
+            i += 1;
+        } else if b == b'%'
+            && s.get(i + 1).is_some_and(u8::is_ascii_hexdigit)
+            && s.get(i + 2).is_some_and(u8::is_ascii_hexdigit)
+        {
+            i += 3;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Bytes that stand for themselves in a reg-name: unreserved and sub-delims.
+const REG_NAME: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        table[b] = is_unreserved(b as u8) || is_sub_delim(b as u8);
+        b += 1;
+    }
+    table
+};
+
+/// What goes between the brackets of an IP-literal: an IPv6 address, or
+/// `"v" 1*HEXDIG "." 1*( unreserved / sub-delims / ":" )` (IPvFuture).
+fn is_ip_literal(s: &[u8]) -> bool {
+    if let [b'v' | b'V', rest @ ..] = s {
+        let Some(dot) = rest.iter().position(|&b| b == b'.') else {
+            return false;
+        };
+        let (version, tail) = (&rest[..dot], &rest[dot + 1..]);
+        return !version.is_empty()
+            && version.iter().all(u8::is_ascii_hexdigit)
+            && !tail.is_empty()
+            && tail
+                .iter()
+                .all(|&b| is_unreserved(b) || is_sub_delim(b) || b == b':');
+    }
+    core::str::from_utf8(s)
+        .ok()
+        .is_some_and(|t| t.parse::<Ipv6Addr>().is_ok())
+}
+
+const fn is_unreserved(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~')
+}
+
+const fn is_sub_delim(b: u8) -> bool {
+    matches!(
+        b,
+        b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='
+    )
+}
+
 /// A decimal port from 1 to 65535, at most five digits.
 fn parse_port(digits: &[u8]) -> Option<u16> {
     if digits.is_empty() || digits.len() > 5 || !digits.iter().all(u8::is_ascii_digit) {
@@ -374,6 +465,47 @@ mod tests {
                 Err(Problem::BadConnectTarget),
                 "{bad}"
             );
+        }
+    }
+
+    #[test]
+    fn host_field_grammar() {
+        for good in [
+            "example.com",
+            "example.com:8080",
+            "EXAMPLE.com:",
+            "127.0.0.1:80",
+            "[::1]",
+            "[::1]:8080",
+            "[v1.fe80::a+en1]",
+            "my_host~1",
+            "%41b",
+            "a!$&'()*+,;=b",
+            "",
+            "h:123456",
+        ] {
+            assert!(is_valid_host_field(good.as_bytes()), "{good:?} is valid");
+        }
+        for bad in [
+            "exa mple.invalid",
+            "user@127.0.0.1:8080",
+            "h:8o",
+            "h:80:81",
+            "[::1",
+            "[::1]x",
+            "[nope]",
+            "[v1.]",
+            "[v.x]",
+            "::1",
+            "h/p",
+            "h?q",
+            "h#f",
+            "%4",
+            "%zz",
+            "h\t",
+            "ex\u{e4}mple",
+        ] {
+            assert!(!is_valid_host_field(bad.as_bytes()), "{bad:?} is invalid");
         }
     }
 

@@ -875,6 +875,82 @@ fn rejected_requests_get_exact_answers_and_never_reach_upstream() {
     }
 }
 
+/// A GET head with `Host` and `extra` more small fields (`X-0: v` ...).
+fn head_with_fields(extra: usize) -> Vec<u8> {
+    let mut head = b"GET http://h/ HTTP/1.1\r\nHost: h\r\n".to_vec();
+    for i in 0..extra {
+        head.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+#[test]
+fn up_to_256_header_fields_are_forwarded_by_default() {
+    // 201 fields (about 2 KB) and exactly the default cap of 256 both go upstream whole, and
+    // so does a head at a configured cap; one more is 431.
+    for (config, extra) in [
+        (support::config(), 200),
+        (support::config(), 255),
+        (
+            Config {
+                max_headers: 10,
+                ..support::config()
+            },
+            9,
+        ),
+    ] {
+        let head = head_with_fields(extra);
+        let want_up = String::from_utf8(head.clone())
+            .unwrap()
+            .replace("GET http://h/ ", "GET / ")
+            .replace("\r\n\r\n", "\r\nVia: 1.1 ringway\r\n\r\n");
+        for how in ["whole", "bytewise", "trailing"] {
+            let mut s = Script::with_config(config.clone());
+            match how {
+                "whole" => s.client(&head),
+                "bytewise" => s.client_bytewise(&head),
+                _ => s.client(&[&head[..], b"GET http://h/ HTTP/1.1\r\n"].concat()),
+            };
+            assert_eq!(
+                s.take_events(),
+                [dial("h:80", true)],
+                "{how}, {extra} fields"
+            );
+            s.dial_ok(false);
+            assert_eq!(s.take_upstream(), want_up, "{how}, {extra} fields");
+        }
+    }
+    let config = Config {
+        max_headers: 10,
+        ..support::config()
+    };
+    let head = head_with_fields(10);
+    let message = "The request has too many header fields.";
+    for how in ["whole", "bytewise", "trailing"] {
+        let mut s = Script::with_config(config.clone());
+        match how {
+            "whole" => s.client(&head),
+            "bytewise" => s.client_bytewise(&head),
+            _ => s.client(&[&head[..], b"GET http://h/ HTTP/1.1\r\n"].concat()),
+        };
+        s.expect_canned_then_close(
+            "431 Request Header Fields Too Large",
+            message,
+            &[
+                log(&line(
+                    "GET http://h/",
+                    431,
+                    head.len(),
+                    canned("431 Request Header Fields Too Large", message).len(),
+                    "0.000ms reason=too_many_headers",
+                )),
+                Event::Close,
+            ],
+        );
+    }
+}
+
 /// The events of a head rejected as too large after `rx` bytes (the limit + 1).
 fn head_too_large_events(method_target: &str, rx: usize) -> [Event; 2] {
     let tx = canned(
@@ -917,12 +993,9 @@ fn oversized_heads_are_431() {
         "The request head is too large.",
         &head_too_large_events("- -", max + 1),
     );
+    // One field more than the default cap of 256 (Host and 256 others).
     let mut s = Script::new();
-    let mut head = b"GET http://h/ HTTP/1.1\r\nHost: h\r\n".to_vec();
-    for i in 0..200 {
-        head.extend_from_slice(format!("X-{i}: v\r\n").as_bytes());
-    }
-    head.extend_from_slice(b"\r\n");
+    let head = head_with_fields(256);
     s.client(&head);
     let message = "The request has too many header fields.";
     s.expect_canned_then_close(
@@ -1603,4 +1676,456 @@ fn a_host_that_looks_like_ipv4_but_is_not_is_a_bad_target() {
             "The request URI is not a valid http:// URI."
         )
     );
+}
+
+// ----- RFC 9110 / 9112 conformance (issue 15) -----
+
+/// A complete request that follows the one under test in the "trailing" runs.
+const NEXT: &[u8] = b"GET http://h/next HTTP/1.1\r\nHost: h\r\n\r\n";
+
+/// `request` fed whole, one byte at a time, and with [`NEXT`] right behind it in one read.
+///
+/// Why: every vector of these tests runs the three ways (the parser-vector rule).
+fn three_ways(config: &Config, request: &[u8]) -> [(&'static str, Script); 3] {
+    let mut whole = Script::with_config(config.clone());
+    whole.client(request);
+    let mut bytewise = Script::with_config(config.clone());
+    bytewise.client_bytewise(request);
+    let mut trailing = Script::with_config(config.clone());
+    trailing.client(&[request, NEXT].concat());
+    [
+        ("whole", whole),
+        ("bytewise", bytewise),
+        ("trailing", trailing),
+    ]
+}
+
+/// Sends `request` three ways; each must dial `authority` (pooled) and, once connected, send
+/// exactly `upstream`; then the origin's `response` must reach the client as `client` and the
+/// exchange end cleanly, logged as `method_target` with `status`.
+#[track_caller]
+fn forwards_exactly(
+    request: &[u8],
+    authority: &str,
+    upstream: &str,
+    response: &[u8],
+    client: &str,
+    method_target: &str,
+) {
+    for (how, mut s) in three_ways(&support::config(), request) {
+        assert_eq!(s.take_events(), [dial(authority, true)], "{how}");
+        s.dial_ok(false);
+        assert_eq!(s.take_upstream(), upstream, "{how}");
+        s.relays(response, client);
+        let status = client[9..12].parse().unwrap();
+        let logged = log(&line(
+            method_target,
+            status,
+            request.len(),
+            client.len(),
+            "0.000ms",
+        ));
+        if how == "trailing" {
+            assert_eq!(
+                s.take_events(),
+                [Event::Release, logged, dial("h:80", true)],
+                "{how}: the next request follows"
+            );
+        } else {
+            assert_eq!(s.take_events(), [Event::Release, logged], "{how}");
+        }
+    }
+}
+
+#[test]
+fn options_to_a_uri_without_path_or_query_goes_upstream_as_asterisk() {
+    // RFC 9112 §3.2.4: the last proxy sends `OPTIONS *` for an empty path and no query.
+    let ok = b"HTTP/1.1 200 OK\r\nAllow: GET, OPTIONS\r\nContent-Length: 0\r\n\r\n";
+    let ok_down =
+        "HTTP/1.1 200 OK\r\nAllow: GET, OPTIONS\r\nContent-Length: 0\r\nVia: 1.1 ringway\r\n\r\n";
+    for (target, line_up) in [
+        ("http://h:8080", "OPTIONS * HTTP/1.1"),
+        ("HTTP://H:8080", "OPTIONS * HTTP/1.1"),
+        ("http://h:8080?q=1", "OPTIONS /?q=1 HTTP/1.1"),
+        ("http://h:8080/", "OPTIONS / HTTP/1.1"),
+        ("http://h:8080/p", "OPTIONS /p HTTP/1.1"),
+    ] {
+        let request = format!("OPTIONS {target} HTTP/1.1\r\nHost: h:8080\r\n\r\n");
+        forwards_exactly(
+            request.as_bytes(),
+            "h:8080",
+            &format!("{line_up}\r\nHost: h:8080\r\nVia: 1.1 ringway\r\n\r\n"),
+            ok,
+            ok_down,
+            &format!("OPTIONS {target}"),
+        );
+    }
+    // Other methods keep getting `/` for an empty path.
+    forwards_exactly(
+        b"GET http://h:8080 HTTP/1.1\r\nHost: h:8080\r\n\r\n",
+        "h:8080",
+        "GET / HTTP/1.1\r\nHost: h:8080\r\nVia: 1.1 ringway\r\n\r\n",
+        ok,
+        ok_down,
+        "GET http://h:8080",
+    );
+}
+
+#[test]
+fn max_forwards_is_decremented_for_options_and_trace_only() {
+    let ok = b"HTTP/1.1 204 No Content\r\n\r\n";
+    let ok_down = "HTTP/1.1 204 No Content\r\nVia: 1.1 ringway\r\n\r\n";
+    for (method, field, field_up) in [
+        ("OPTIONS", "Max-Forwards: 5", "Max-Forwards: 4"),
+        ("OPTIONS", "Max-Forwards: 1", "Max-Forwards: 0"),
+        ("TRACE", "max-forwards: 10", "max-forwards: 9"),
+        ("TRACE", "Max-Forwards: 007", "Max-Forwards: 6"),
+        ("TRACE", "Max-Forwards:  100 ", "Max-Forwards: 99"),
+        (
+            "OPTIONS",
+            "Max-Forwards: 100000000000000000000000000",
+            "Max-Forwards: 99999999999999999999999999",
+        ),
+        // RFC 9110 §7.6.2: other methods leave the field alone, whatever it holds.
+        ("GET", "Max-Forwards: 0", "Max-Forwards: 0"),
+        ("POST", "Max-Forwards: 3", "Max-Forwards: 3"),
+        ("DELETE", "Max-Forwards: x", "Max-Forwards: x"),
+    ] {
+        let request =
+            format!("{method} http://h/m HTTP/1.1\r\nHost: h\r\n{field}\r\nX-After: 1\r\n\r\n");
+        forwards_exactly(
+            request.as_bytes(),
+            "h:80",
+            &format!("{method} /m HTTP/1.1\r\nHost: h\r\n{field_up}\r\nX-After: 1\r\nVia: 1.1 ringway\r\n\r\n"),
+            ok,
+            ok_down,
+            &format!("{method} http://h/m"),
+        );
+    }
+}
+
+/// The events of a request the proxy answered itself with `answer` (keeping the connection),
+/// per way: nothing dialed; in the trailing run the next request then dials.
+#[track_caller]
+fn expect_answered_locally(
+    request: &[u8],
+    config: &Config,
+    answer: &str,
+    method_target: &str,
+    closes: bool,
+) {
+    for (how, mut s) in three_ways(config, request) {
+        assert_eq!(s.take_client(), answer, "{how}");
+        let logged = log(&line(
+            method_target,
+            200,
+            request.len(),
+            answer.len(),
+            "0.000ms",
+        ));
+        let want: Vec<Event> = match (closes, how) {
+            (true, _) => vec![logged, Event::Close],
+            (false, "trailing") => vec![logged, dial("h:80", true)],
+            (false, _) => vec![logged],
+        };
+        assert_eq!(
+            s.take_events(),
+            want,
+            "{how}: no dial for the answered request"
+        );
+        assert_eq!(s.take_upstream(), "", "{how}");
+        assert_eq!(s.is_closed(), closes, "{how}");
+        if !closes && how != "trailing" {
+            assert!(
+                s.conn.wants_client_read(),
+                "{how}: ready for the next request"
+            );
+        }
+    }
+}
+
+#[test]
+fn options_with_max_forwards_zero_is_answered_by_the_proxy() {
+    // RFC 9110 §7.6.2: not forwarded, answered as the final recipient: 200 with
+    // `Content-Length: 0` (§9.3.7), no `Allow` (the proxy cannot speak for the resource).
+    let config = support::config();
+    for target in ["http://h", "http://h/p?q", "http://h:80/"] {
+        expect_answered_locally(
+            format!("OPTIONS {target} HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\n").as_bytes(),
+            &config,
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            &format!("OPTIONS {target}"),
+            false,
+        );
+    }
+    // HTTP/1.0 keep-alive is kept; plain HTTP/1.0, `Connection: close` and a request body we
+    // did not read close after the answer.
+    expect_answered_locally(
+        b"OPTIONS http://h/ HTTP/1.0\r\nConnection: keep-alive\r\nMax-Forwards: 00\r\n\r\n",
+        &config,
+        "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: keep-alive\r\n\r\n",
+        "OPTIONS http://h/",
+        false,
+    );
+    for request in [
+        &b"OPTIONS http://h/ HTTP/1.0\r\nMax-Forwards: 0\r\n\r\n"[..],
+        b"OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\nMax-Forwards: 0\r\n\r\n",
+        b"OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nContent-Length: 4\r\n\r\n",
+    ] {
+        expect_answered_locally(
+            request,
+            &config,
+            "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "OPTIONS http://h/",
+            true,
+        );
+    }
+}
+
+#[test]
+fn trace_with_max_forwards_zero_is_reflected_without_credentials_or_cookies() {
+    // RFC 9110 §9.3.8: the final recipient reflects the request as message/http, leaving out
+    // fields likely to hold secrets (see core/src/final_recipient.rs for why not 405).
+    let request = b"TRACE http://h/p?q HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nCookie: session=1\r\nX-A: 1\r\nProxy-Authorization: Basic Zm9vOmJhcg==\r\nauthorization: Bearer t\r\nCOOKIE: b=2\r\nVia: 1.0 other\r\n\r\n";
+    let reflected = "TRACE http://h/p?q HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nX-A: 1\r\nVia: 1.0 other\r\n\r\n";
+    expect_answered_locally(
+        request,
+        &support::config(),
+        &format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: {}\r\n\r\n{reflected}",
+            reflected.len()
+        ),
+        "TRACE http://h/p?q",
+        false,
+    );
+    // With proxy authentication on, the credentials admit the request but are not echoed.
+    let mut config = support::config();
+    config.policy.add_basic_credentials("foo", "bar");
+    let mut s = Script::with_config(config);
+    s.client_bytewise(request);
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: message/http\r\nContent-Length: {}\r\n\r\n{reflected}",
+        reflected.len()
+    );
+    assert_eq!(s.take_client(), answer);
+    assert_eq!(
+        s.take_events(),
+        [log(&line(
+            "TRACE http://h/p?q",
+            200,
+            request.len(),
+            answer.len(),
+            "0.000ms"
+        ))]
+    );
+}
+
+#[test]
+fn hop_limits_and_hosts_that_cannot_be_read_are_400() {
+    let malformed = "The request head is not valid HTTP/1.1.";
+    let bad_host = "The Host header must be a host name or address with an optional port.";
+    for (request, message, method_target, reason) in [
+        (
+            &b"GET http://h/ HTTP/1.1\r\nHost: exa mple.invalid\r\n\r\n"[..],
+            bad_host,
+            "GET http://h/",
+            "invalid_host",
+        ),
+        (
+            b"GET http://127.0.0.1:8080/ HTTP/1.1\r\nHost: user@127.0.0.1:8080\r\n\r\n",
+            bad_host,
+            "GET http://127.0.0.1:8080/",
+            "invalid_host",
+        ),
+        (
+            b"GET http://h/ HTTP/1.0\r\nHost: h:80x\r\n\r\n",
+            bad_host,
+            "GET http://h/",
+            "invalid_host",
+        ),
+        (
+            b"GET http://h/ HTTP/1.1\r\nHost: [::1\r\n\r\n",
+            bad_host,
+            "GET http://h/",
+            "invalid_host",
+        ),
+        (
+            b"CONNECT h:443 HTTP/1.1\r\nHost: h/x:443\r\n\r\n",
+            bad_host,
+            "CONNECT h:443",
+            "invalid_host",
+        ),
+        (
+            b"TRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: -1\r\n\r\n",
+            malformed,
+            "TRACE http://h/",
+            "malformed_head",
+        ),
+        (
+            b"OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 1\r\nMax-Forwards: 1\r\n\r\n",
+            malformed,
+            "OPTIONS http://h/",
+            "malformed_head",
+        ),
+        (
+            b"OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards:\r\n\r\n",
+            malformed,
+            "OPTIONS http://h/",
+            "malformed_head",
+        ),
+    ] {
+        let want = canned("400 Bad Request", message);
+        for (how, mut s) in three_ways(&support::config(), request) {
+            let text = String::from_utf8_lossy(request).into_owned();
+            assert_eq!(s.take_client(), want, "{how}: {text:?}");
+            assert_eq!(
+                s.take_events(),
+                [
+                    log(&line(
+                        method_target,
+                        400,
+                        request.len(),
+                        want.len(),
+                        &format!("0.000ms reason={reason}")
+                    )),
+                    Event::Close
+                ],
+                "{how}: {text:?}"
+            );
+        }
+    }
+    // Valid hosts of every form are accepted and replaced by the URI's authority.
+    for host in ["h", "H:80", "h:", "[::1]:8080", "127.0.0.1", "%68", ""] {
+        let request = format!("GET http://h/ HTTP/1.1\r\nHost: {host}\r\n\r\n");
+        forwards_exactly(
+            request.as_bytes(),
+            "h:80",
+            "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 ringway\r\n\r\n",
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            "HTTP/1.1 204 No Content\r\nVia: 1.1 ringway\r\n\r\n",
+            "GET http://h/",
+        );
+    }
+}
+
+#[test]
+fn a_chunk_size_with_trailing_whitespace_is_a_400() {
+    // RFC 9112 §7.1.1: whitespace after the size only before a `;` extension.
+    let head = b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let head_up =
+        "POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\nVia: 1.1 ringway\r\n\r\n";
+    let answer = canned("400 Bad Request", "The chunked request body is malformed.");
+    // (body, the bytes before the offending one, forwarded as they are)
+    for (body, valid) in [
+        (&b"5 \r\nhello\r\n0\r\n\r\n"[..], &b"5 "[..]),
+        (b"5\t\r\nhello\r\n0\r\n\r\n", b"5\t"),
+        (b"3\r\nabc\r\n0 \r\n\r\n", b"3\r\nabc\r\n0 "),
+    ] {
+        for (how, mut s) in three_ways(&support::config(), &[&head[..], body].concat()) {
+            s.dial_ok(false);
+            assert_eq!(
+                s.take_upstream(),
+                format!("{head_up}{}", String::from_utf8_lossy(valid)),
+                "{how}"
+            );
+            assert_eq!(s.take_client(), answer, "{how}");
+            s.expect_cut_off(line(
+                "POST http://h/",
+                400,
+                head.len() + valid.len() + 1,
+                answer.len(),
+                "0.000ms reason=bad_chunk",
+            ));
+        }
+    }
+    // Whitespace before an extension is still fine.
+    let body = b"5 ;a=1\r\nhello\r\n0\r\n\r\n";
+    for (how, mut s) in three_ways(&support::config(), &[&head[..], body].concat()) {
+        s.dial_ok(false);
+        assert_eq!(
+            s.take_upstream(),
+            format!("{head_up}5 ;a=1\r\nhello\r\n0\r\n\r\n"),
+            "{how}"
+        );
+        assert!(!s.conn.wants_client_read(), "{how}: the body ended");
+    }
+}
+
+#[test]
+fn http_1_x_above_1_is_read_as_1_1_both_ways() {
+    // RFC 9112 §2.3 / RFC 9110 §6.2: a higher minor version is treated as 1.1, and we send
+    // HTTP/1.1 in both directions.
+    for version in ["HTTP/1.2", "HTTP/1.9"] {
+        let request = format!(
+            "GET http://h/v HTTP/{}\r\nHost: h\r\nX-A: 1\r\n\r\n",
+            &version[5..]
+        );
+        let response = format!("{version} 200 OK\r\nContent-Length: 2\r\n\r\nhi");
+        forwards_exactly(
+            request.as_bytes(),
+            "h:80",
+            "GET /v HTTP/1.1\r\nHost: h\r\nX-A: 1\r\nVia: 1.1 ringway\r\n\r\n",
+            response.as_bytes(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 ringway\r\n\r\nhi",
+            "GET http://h/v",
+        );
+    }
+    // A 1.2 response to a 1.1 request, fed a byte at a time: kept alive, pooled.
+    let mut s = Script::forwarded(GET);
+    assert_eq!(s.take_upstream(), GET_UP);
+    for b in b"HTTP/1.2 200 OK\r\nContent-Length: 5\r\n\r\nhello" {
+        s.upstream(std::slice::from_ref(b));
+    }
+    assert_eq!(s.take_client(), OK5_DOWN);
+    s.expect_released(ok5_line());
+    // HTTP/2 and later in an HTTP/1 request line stay 505.
+    for version in ["HTTP/2.0", "HTTP/3.0", "HTTP/2.2"] {
+        let request = format!("GET http://h/ {version}\r\nHost: h\r\n\r\n");
+        let want = canned(
+            "505 HTTP Version Not Supported",
+            "Only HTTP/1.0 and HTTP/1.1 are supported.",
+        );
+        for (how, mut s) in three_ways(&support::config(), request.as_bytes()) {
+            assert_eq!(s.take_client(), want, "{how} {version}");
+            assert_eq!(
+                s.take_events(),
+                [
+                    log(&line(
+                        "GET http://h/",
+                        505,
+                        request.len(),
+                        want.len(),
+                        "0.000ms reason=unsupported_version"
+                    )),
+                    Event::Close
+                ],
+                "{how} {version}"
+            );
+        }
+    }
+}
+
+#[test]
+fn dials_say_whether_a_stale_pooled_connection_may_be_retried() {
+    // Only an idempotent request without a body may go out on a pooled connection unchecked:
+    // the core resends it once if that connection was already closed. The runtime must check
+    // a pooled connection is alive before sending anything else on it.
+    for (request, retryable) in [
+        (&b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n"[..], true),
+        (b"PUT http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", true),
+        (b"OPTIONS http://h HTTP/1.1\r\nHost: h\r\nMax-Forwards: 2\r\n\r\n", true),
+        (b"POST http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", false),
+        (b"PATCH http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", false),
+        (b"PUT http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 2\r\n\r\nhi", false),
+        (b"GET http://h/ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n", false),
+        (b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n", false),
+    ] {
+        let mut s = Script::new();
+        s.client(request);
+        assert_eq!(s.dials_retryable(), [retryable], "{:?}", String::from_utf8_lossy(request));
+    }
+    // The retry itself goes to a fresh connection and is not retryable again.
+    let mut s = Script::new();
+    s.client(GET).dial_ok(true).upstream_eof();
+    assert_eq!(s.dials_retryable(), [true, false]);
 }

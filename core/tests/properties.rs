@@ -109,6 +109,23 @@ const EXCHANGES: &[(&[u8], &[u8])] = &[
     (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nX: y\nZ: 1\r\n\r\n", b""),
     (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX", b""),
     (b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort"),
+    // Issue 15: OPTIONS * upstream with Max-Forwards decremented; answered by the proxy at
+    // Max-Forwards 0 (then the next request goes on); TRACE reflected; a bad Host; a chunk
+    // size with trailing whitespace; HTTP/1.2 both ways.
+    (
+        b"OPTIONS http://h:8080 HTTP/1.1\r\nHost: h:8080\r\nMax-Forwards: 10\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nAllow: GET\r\nContent-Length: 0\r\n\r\n",
+    ),
+    (
+        b"OPTIONS http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\n\r\nTRACE http://h/ HTTP/1.1\r\nHost: h\r\nMax-Forwards: 0\r\nCookie: c=1\r\nX: y\r\n\r\nGET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\na",
+    ),
+    (b"GET http://h/ HTTP/1.1\r\nHost: user@h\r\n\r\n", b""),
+    (b"POST http://h/ HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n5 \r\nhello\r\n0\r\n\r\n", b""),
+    (
+        b"GET http://h/ HTTP/1.2\r\nHost: h\r\n\r\n",
+        b"HTTP/1.2 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+    ),
 ];
 
 #[test]

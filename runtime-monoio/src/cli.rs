@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use argh::FromArgs;
-use ringway_core::{Cidr, Config, Policy, PortRule};
+use ringway_core::{Cidr, Config, Policy, PortRule, MAX_HEADER_SLOTS};
 
 /// Ringway: an HTTP/HTTPS forward proxy (plain HTTP forwarding and CONNECT tunnels).
 ///
@@ -111,6 +111,11 @@ struct Args {
     /// next one is answered 429 with Retry-After: 1; 0 means no limit [default: 0]
     #[argh(option)]
     max_connections_per_client: Option<usize>,
+
+    /// most header fields in one request head (1 to 1024); more get 431, and a response
+    /// with more gets 502 [default: 256]
+    #[argh(option)]
+    max_header_fields: Option<usize>,
 
     /// require Proxy-Authorization (Basic): a file of `user:password` lines (blank lines and
     /// lines starting with # are skipped); clients without valid credentials get 407
@@ -257,6 +262,13 @@ fn validate(args: Args) -> Result<Settings, String> {
         args.listen
     };
     let mut config = Config::default();
+    match args.max_header_fields {
+        Some(n) if n == 0 || n > MAX_HEADER_SLOTS => {
+            return Err(format!("--max-header-fields: from 1 to {MAX_HEADER_SLOTS}"))
+        }
+        Some(n) => config.max_headers = n,
+        None => {}
+    }
     for (flag, value, slot) in [
         (
             "--connect-timeout",
@@ -422,6 +434,7 @@ mod tests {
         assert_eq!(s.pool_idle, Duration::from_secs(30));
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
         assert_eq!(s.config, Config::default());
+        assert_eq!(s.config.max_headers, 256);
         assert!(s.config.policy.admits("127.0.0.1".parse().unwrap()));
         assert!(!s.config.policy.admits("10.0.0.1".parse().unwrap()));
     }
@@ -453,6 +466,8 @@ mod tests {
             "1h",
             "--max-connections",
             "10",
+            "--max-header-fields",
+            "1024",
         ]);
         assert_eq!(s.listen.len(), 2);
         assert_eq!(s.threads, 3);
@@ -469,6 +484,7 @@ mod tests {
         assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));
         assert_eq!(s.max_connections, 10);
+        assert_eq!(s.config.max_headers, 1024);
         assert!(s.config.access_records);
     }
 
@@ -505,6 +521,8 @@ mod tests {
             (&["--idle-timeout", "60"][..], "--idle-timeout"),
             (&["--header-timeout", "0s"][..], "--header-timeout"),
             (&["--max-connections", "0"][..], "--max-connections"),
+            (&["--max-header-fields", "0"][..], "--max-header-fields"),
+            (&["--max-header-fields", "1025"][..], "--max-header-fields"),
             (
                 &["--auth-file", "/nonexistent/ringway-users"][..],
                 "--auth-file",

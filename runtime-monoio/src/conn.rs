@@ -384,7 +384,11 @@ impl Conn {
                     env.resolver.resolve(authority.host()).await
                 }));
             }
-            Output::Connect { addr, allow_pooled } => self.connect(addr, allow_pooled),
+            Output::Connect {
+                addr,
+                allow_pooled,
+                retryable,
+            } => self.connect(addr, allow_pooled, retryable),
             Output::ReleaseUpstream => self.release_upstream(cx),
             Output::CloseUpstream => {
                 self.upstream = None;
@@ -448,11 +452,11 @@ impl Conn {
         });
     }
 
-    fn connect(&mut self, addr: SocketAddr, allow_pooled: bool) {
+    fn connect(&mut self, addr: SocketAddr, allow_pooled: bool, retryable: bool) {
         self.upstream = None;
         self.upstream_addr = Some(addr);
         if allow_pooled {
-            let pooled = self.env.pool.borrow_mut().take(addr);
+            let pooled = self.env.pool.borrow_mut().take(addr, retryable);
             if let Some(stream) = pooled {
                 self.upstream = Some(Box::new(Socket::new(stream, false)));
                 self.core

@@ -5,9 +5,12 @@
 //! Filled on `Output::ReleaseUpstream`, drawn from on `Output::Dial { allow_pooled: true }`.
 //! Entries expire after `--pool-idle-timeout` (zero: nothing is kept); a connection the upstream already closed (or that has
 //! unexpected bytes waiting) is spotted with a non-blocking peek and dropped instead of
-//! reused (skipped for a connection released within [`FRESH`]). Staleness that slips
-//! through is handled by the core, which retries an idempotent bodiless request once on a
-//! fresh dial. Bounded per address and in total; overflow is closed.
+//! reused. The peek is skipped only for a request the core can retry (`retryable` on the
+//! dial: idempotent, no body) on a connection released within [`FRESH`]; staleness that
+//! slips through then costs a retry on a fresh dial, never the request. A request the core
+//! cannot send again (a POST, anything with a body) always gets the peek, so an origin that
+//! closed right after its last answer is noticed before the request is spent on it.
+//! Bounded per address and in total; overflow is closed.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
@@ -18,9 +21,10 @@ use std::net::SocketAddr;
 use monoio::net::TcpStream;
 
 /// A connection released less than this long ago is reused without the staleness peek (one
-/// `recv` syscall, a fifth of the syscalls of a keep-alive request): an origin closing an
-/// idle connection within 100 ms of answering on it without `Connection: close` is the
-/// same race the peek itself cannot close, and the core retries an idempotent request.
+/// `recv` syscall, a fifth of the syscalls of a keep-alive request) for retryable requests
+/// only: an origin that closes right after answering without `Connection: close` makes the
+/// next request on that connection fail, which the core repairs for those by sending the
+/// request again on a fresh connection. Everything else is peeked, however fresh.
 const FRESH: Duration = Duration::from_millis(100);
 const MAX_PER_ADDRESS: usize = 64;
 const MAX_TOTAL: usize = 2048;
@@ -43,15 +47,17 @@ impl Pool {
         }
     }
 
-    /// An idle, live connection to `addr`, most recently used first.
-    pub fn take(&mut self, addr: SocketAddr) -> Option<TcpStream> {
+    /// An idle, live connection to `addr`, most recently used first. `retryable` (from
+    /// the core's dial) allows skipping the liveness peek on a connection released within
+    /// [`FRESH`]; without it every candidate is peeked.
+    pub fn take(&mut self, addr: SocketAddr, retryable: bool) -> Option<TcpStream> {
         let list = self.idle.get_mut(&addr)?;
         let now = Instant::now();
         let mut found = None;
         while let Some((stream, since)) = list.pop() {
             self.total -= 1;
             let idle = now.duration_since(since);
-            if idle < self.keep && (idle < FRESH || is_quiet(&stream)) {
+            if idle < self.keep && ((retryable && idle < FRESH) || is_quiet(&stream)) {
                 found = Some(stream);
                 break;
             }

@@ -1133,6 +1133,12 @@ pub const CANNED: &[(&str, &str, &str, &str)] = &[
         "http_request_error",
     ),
     (
+        "invalid_host",
+        "400 Bad Request",
+        "The Host header must be a host name or address with an optional port.",
+        "http_request_error",
+    ),
+    (
         "unexpected_body",
         "400 Bad Request",
         "This request must not carry a body.",

@@ -45,6 +45,7 @@ fn help_exits_zero(d: Driver) {
         "--header-timeout",
         "--pool-idle-timeout",
         "--shutdown-grace",
+        "--max-header-fields",
     ] {
         assert!(
             text.contains(flag),
@@ -68,6 +69,8 @@ fn bad_flag_values_exit_2(d: Driver) {
         ("--pool-idle-timeout", "soon"),
         ("--shutdown-grace", "-1s"),
         ("--max-connections", "-5"),
+        ("--max-header-fields", "0"),
+        ("--max-header-fields", "5000"),
     ];
     let mut problems = Vec::new();
     for (flag, value) in cases {

@@ -45,6 +45,7 @@ both_drivers!(
     access_log_exact,
     close_delimited_response,
     pooled_connection_closed_by_origin,
+    post_not_lost_to_a_pooled_connection_the_origin_closed,
     large_chunked_upload,
     pipelined_after_post_body,
     idle_keep_alive_connection_closed,
@@ -553,6 +554,50 @@ fn pooled_connection_closed_by_origin(d: Driver) {
     });
     let r2 = c.round_trip(&proxy_get(&a, "/2"));
     assert_bytes(&r2, &ok_relayed(b"two"), "second response");
+}
+
+/// An origin that closes each connection right after its response, without
+/// `Connection: close`: a POST sent at once after a GET on the same client connection must not
+/// be spent on the pooled connection the origin just closed (it could not be sent again). It
+/// gets the origin's answer, not 502, and its body reaches the origin exactly once, on a new
+/// connection.
+fn post_not_lost_to_a_pooled_connection_the_origin_closed(d: Driver) {
+    let origin = Origin::start(|c| {
+        if c.read_request().is_some() {
+            c.write(&ok_response(format!("conn {}", c.index).as_bytes()));
+            let _ = c.conn.stream.shutdown(std::net::Shutdown::Both);
+            c.mark(&format!("closed {}", c.index));
+        }
+    });
+    let p = Proxy::start(d, &[]);
+    let a = origin.authority();
+    let mut c = p.connect();
+    let r1 = c.round_trip(&proxy_get(&a, "/get"));
+    assert_bytes(&r1, &ok_relayed(b"conn 0"), "GET response");
+    // The origin has closed (a signal, not a sleep); the POST follows at once, well within the
+    // pool's no-peek window for retryable requests.
+    origin.wait(WAIT, "origin closed its first connection", |l| {
+        l.marks.iter().any(|m| m == "closed 0")
+    });
+    let post = proxy_request("POST", &a, "/post", &["Content-Length: 4"], b"data");
+    let r2 = c.round_trip(&post);
+    assert_bytes(&r2, &ok_relayed(b"conn 1"), "POST response");
+    let log = origin.expect_request(
+        1,
+        &forwarded("POST", &a, "/post", &["Content-Length: 4"], b"data"),
+        "POST at the origin",
+    );
+    assert_eq!(log.requests.len(), 2, "the POST arrived exactly once");
+    assert_eq!(
+        log.request_conn,
+        [0, 1],
+        "the POST went on a new connection"
+    );
+    assert_eq!(
+        log.received[0],
+        forwarded("GET", &a, "/get", &[], b""),
+        "nothing but the GET reached the closed connection"
+    );
 }
 
 /// A 16 MiB chunked upload streams through with every byte intact.

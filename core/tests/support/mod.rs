@@ -114,7 +114,9 @@ impl Script {
                         self.events.push(Event::Resolve(authority.to_string()));
                     }
                 }
-                Output::Connect { addr, allow_pooled } => {
+                Output::Connect {
+                    addr, allow_pooled, ..
+                } => {
                     assert!(!self.dial_outstanding, "two dials at once");
                     self.dial_outstanding = true;
                     let name = match &self.resolved_name {
@@ -263,6 +265,20 @@ impl Script {
 
     pub fn take_events(&mut self) -> Vec<Event> {
         std::mem::take(&mut self.events)
+    }
+
+    /// The `retryable` flag of every dial asked for so far, in order.
+    ///
+    /// Why: `Event::Dial` records where and whether pooled; whether a stale pooled connection
+    /// may be retried matters to the few tests about the pool's liveness check.
+    pub fn dials_retryable(&self) -> Vec<bool> {
+        self.trace
+            .iter()
+            .filter_map(|o| match o {
+                Output::Connect { retryable, .. } => Some(*retryable),
+                _ => None,
+            })
+            .collect()
     }
 
     pub fn is_closed(&self) -> bool {
