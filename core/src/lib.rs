@@ -46,6 +46,9 @@ extern crate alloc;
 pub mod body;
 mod config;
 mod connection;
+// The cargo-fuzz target bodies: only for fuzz/ and the corpus replay (feature `fuzzing`),
+// hidden even then because they are not a stable API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;
