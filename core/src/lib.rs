@@ -22,8 +22,14 @@
 //! ([`Connection::handle_dial`] with a [`DialError`], `handle_*_error`).
 //!
 //! ## The run loop
-//! Every runtime follows the same steps (`examples/blocking_proxy.rs` does it over blocking
-//! `std::net` sockets in a few dozen lines):
+//! Every runtime follows the same steps. Two complete proxies in `examples/` do it and are
+//! tested on loopback, each step in them commented with its number here:
+//! [`blocking_proxy.rs`] over blocking `std::net` sockets (a thread per connection), and
+//! [`tokio_proxy.rs`] over `tokio::net` (a task per connection, one `select!` per wait).
+//! `docs/embedding.md` in the repository lists what an embedder must do and what is stable.
+//!
+//! [`blocking_proxy.rs`]: https://docs.rs/crate/ringway-core/latest/source/examples/blocking_proxy.rs
+//! [`tokio_proxy.rs`]: https://docs.rs/crate/ringway-core/latest/source/examples/tokio_proxy.rs
 //!
 //! 1. Accept a client; create `Connection::new(config, peer, now)`.
 //! 2. Drain: call [`Connection::poll_output`] until `None`, carrying out each [`Output`] in
@@ -37,6 +43,11 @@
 //!    progress with [`Connection::handle_relayed`], EOFs with `handle_client_eof` /
 //!    `handle_upstream_eof`.
 //! 5. Go to 2 until [`Output::Close`].
+//!
+//! ## Cargo features
+//! None by default; the crate is `no_std` + `alloc` and needs nothing else. `fuzzing` exposes
+//! the bodies of the cargo-fuzz targets for the project's own fuzzer and corpus replay; it is
+//! not a stable API.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
