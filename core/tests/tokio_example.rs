@@ -166,6 +166,38 @@ fn connect_tunnel_through_the_tokio_proxy_with_half_close() {
 }
 
 #[test]
+fn upstream_half_close_leaves_the_client_direction_open() {
+    // A server that answers, shuts its write side first, and then still reads to EOF.
+    let server = TcpListener::bind("127.0.0.1:0").unwrap();
+    let server_addr = server.local_addr().unwrap();
+    let received = thread::spawn(move || {
+        let (mut s, _) = server.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        assert_eq!(read_n(&mut s, 5), b"hello");
+        s.write_all(b"bye").unwrap();
+        s.shutdown(Shutdown::Write).unwrap();
+        read_n(&mut s, usize::MAX)
+    });
+    let proxy = start_proxy(test_config());
+    let mut c = connect(proxy);
+    write!(
+        c,
+        "CONNECT {server_addr} HTTP/1.1\r\nHost: {server_addr}\r\n\r\nhello"
+    )
+    .unwrap();
+    let established = b"HTTP/1.1 200 Connection Established\r\n\r\n";
+    // The server's EOF reaches us (the proxy shut its write side towards us) ...
+    assert_eq!(
+        read_n(&mut c, usize::MAX),
+        [&established[..], b"bye"].concat()
+    );
+    // ... while our direction still flows, until we end it too.
+    c.write_all(b", and more").unwrap();
+    c.shutdown(Shutdown::Write).unwrap();
+    assert_eq!(received.join().unwrap(), b", and more");
+}
+
+#[test]
 fn slow_head_times_out_through_sleep_until() {
     let mut config = test_config();
     config.header_timeout = Duration::from_millis(200);
