@@ -225,7 +225,8 @@ impl Connection {
         }
     }
 
-    /// The client's address.
+    /// The client's address, as given to [`Connection::new`]: for the runtime's own logs and
+    /// metrics, so it need not keep a copy beside the connection.
     pub fn client(&self) -> SocketAddr {
         self.client
     }
@@ -269,7 +270,9 @@ impl Connection {
             && self.client_in.is_empty()
     }
 
-    /// The tunnel's meter, while in tunnel mode.
+    /// The tunnel's meter, while in tunnel mode: how the runtime learns which directions are
+    /// still open (read a direction's source until [`TunnelMeter::has_ended`]) and how many
+    /// bytes moved so far.
     pub fn tunnel(&self) -> Option<&TunnelMeter> {
         match &self.phase {
             Phase::Tunnel(m) => Some(m),
