@@ -158,7 +158,16 @@ struct Exchange {
     last_activity: Instant,
 }
 
-/// The sans-IO state of one client connection (see the module docs for the drain rule).
+/// One client connection, from the first request head to close.
+///
+/// It holds everything the proxy remembers about the connection, so that the runtime holds
+/// only sockets and timers.
+///
+/// Methods fall in four groups: getters (`wants_*_read`, `is_*`, `tunnel`), inputs
+/// (`handle_*`, each taking `now`), the one command ([`Connection::drain`]) and outputs
+/// ([`Connection::poll_output`], [`Connection::poll_timeout`]). The drain rule: after every
+/// input or command, call `poll_output` until it returns `None`, carrying out each [`Output`]
+/// in order; then wait for IO or `poll_timeout`. The crate docs show the whole run loop.
 #[derive(Debug)]
 pub struct Connection {
     config: Arc<Config>,

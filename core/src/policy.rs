@@ -112,10 +112,12 @@ impl FromStr for Cidr {
     }
 }
 
-/// The proxy's access policy: who may use it and where CONNECT may go, as plain data built
-/// once (from flags or a file) and shared read-only through [`Config`](crate::Config), so every
-/// decision it drives is a pure function of the request and this value. The default admits
-/// loopback clients only and tunnels to port 443 only, so an unconfigured proxy is never open.
+/// The proxy's access policy: who may use it and where CONNECT may go.
+///
+/// Plain data, built once (from flags or a file) and shared read-only through
+/// [`Config`](crate::Config), so every decision it drives is a pure function of the request
+/// and this value. The default admits loopback clients only and tunnels to port 443 only, so
+/// an unconfigured proxy is never open.
 ///
 /// ```
 /// use ringway_core::{Cidr, Config, Policy, PortRule};
