@@ -1,7 +1,7 @@
 //! Request heads parsed and routed per second, for a typical ~500-byte browser request head.
 //!
 //! `cargo bench -p ringway-core` prints three figures: the parser + router + rewrite alone,
-//! the whole connection machine taking the head from bytes to a `Dial` output, and a whole
+//! the whole connection machine taking the head from bytes to a `Resolve` output, and a whole
 //! keep-alive exchange over a pooled upstream (request head in, forward head out, response
 //! head and body back, release, access record) — the proxy's steady state. No benchmark
 //! framework: a fixed number of iterations timed with `std::time::Instant`, median of 7 runs.
@@ -53,6 +53,9 @@ Connection: keep-alive\r\n\
 ETag: \"6745a1b0-5\"\r\n\
 Accept-Ranges: bytes\r\n\r\nhello";
 
+/// What the runtime's (cached) lookup of www.example.com answers.
+const ORIGIN_IP: IpAddr = IpAddr::V4(Ipv4Addr::new(93, 184, 215, 14));
+
 /// One request on a keep-alive client connection served by a pooled upstream connection,
 /// carried out the way a runtime would.
 #[inline(never)]
@@ -60,7 +63,8 @@ fn keep_alive_exchange(conn: &mut Connection, now: Instant, head: &Bytes, respon
     conn.handle_client_data(now, head.clone());
     while let Some(out) = conn.poll_output() {
         match out {
-            Output::Dial { .. } => conn.handle_dial(now, Ok(Dialed { reused: true })),
+            Output::Resolve(_) => conn.handle_resolved(now, &[ORIGIN_IP]),
+            Output::Connect { .. } => conn.handle_dial(now, Ok(Dialed { reused: true })),
             Output::ToUpstream(bytes) => {
                 black_box(bytes);
                 conn.handle_upstream_data(now, response.clone());
@@ -99,7 +103,7 @@ fn main() {
         let mut conn = Connection::new(config.clone(), peer, now);
         conn.handle_client_data(now, head.clone());
         let dial = conn.poll_output();
-        assert!(matches!(dial, Some(Output::Dial { .. })));
+        assert!(matches!(dial, Some(Output::Resolve(_))));
         black_box(dial);
     });
     let response = Bytes::from_static(RESPONSE);
@@ -118,7 +122,7 @@ fn main() {
         1e9 / parse_route
     );
     println!(
-        "connection machine to Dial: {:.0} heads/s ({:.0} ns/head)",
+        "connection machine to Resolve: {:.0} heads/s ({:.0} ns/head)",
         machine,
         1e9 / machine
     );

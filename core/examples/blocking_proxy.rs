@@ -9,7 +9,7 @@
 //! `curl -x http://127.0.0.1:3129 http://example.com/`.
 
 use std::io::{Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream, ToSocketAddrs};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream, ToSocketAddrs};
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::sync::{Arc, OnceLock};
 use std::thread;
@@ -65,27 +65,27 @@ fn handle(client: TcpStream, config: Arc<Config>) -> std::io::Result<()> {
             match output {
                 Output::ToClient(b) => (&client).write_all(&b)?,
                 Output::ToUpstream(b) => upstream.as_ref().expect("dialed").write_all(&b)?,
-                Output::Dial { authority, .. } => {
-                    let dialed = authority
-                        .to_string()
+                Output::Resolve(authority) => {
+                    // The core judges every address; an empty answer is a failed lookup.
+                    let addrs: Vec<IpAddr> = (authority.host(), 0)
                         .to_socket_addrs()
-                        .map_err(|_| DialError::Dns)
-                        .and_then(|mut addrs| {
-                            addrs
-                                .find_map(|a| {
-                                    TcpStream::connect_timeout(&a, config.connect_timeout).ok()
-                                })
-                                .ok_or(DialError::Refused)
+                        .map(|addrs| addrs.map(|a| a.ip()).collect())
+                        .unwrap_or_default();
+                    conn.handle_resolved(now(), &addrs);
+                }
+                Output::Connect { addr, .. } => {
+                    // Exactly the address the core approved; no pool here.
+                    let result = TcpStream::connect_timeout(&addr, config.connect_timeout)
+                        .map_err(|_| DialError::Refused)
+                        .map(|s| {
+                            dials += 1;
+                            let n = dials;
+                            spawn_reader(s.try_clone().expect("clone"), tx.clone(), move |b| {
+                                Event::Upstream(n, b)
+                            });
+                            upstream = Some(s);
+                            Dialed { reused: false }
                         });
-                    let result = dialed.map(|s| {
-                        dials += 1;
-                        let n = dials;
-                        spawn_reader(s.try_clone().expect("clone"), tx.clone(), move |b| {
-                            Event::Upstream(n, b)
-                        });
-                        upstream = Some(s);
-                        Dialed { reused: false }
-                    });
                     conn.handle_dial(now(), result);
                 }
                 Output::ReleaseUpstream | Output::CloseUpstream => {

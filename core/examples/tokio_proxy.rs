@@ -19,8 +19,9 @@ pub use proxy::{config, serve};
 
 #[cfg(not(target_family = "wasm"))]
 mod proxy {
-    use std::future::pending;
+    use std::future::{pending, Future};
     use std::io;
+    use std::net::IpAddr;
     use std::sync::{Arc, OnceLock};
     use std::time::Duration;
 
@@ -30,7 +31,7 @@ mod proxy {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
     use tokio::net::{lookup_host, TcpListener, TcpStream};
-    use tokio::time::{sleep, sleep_until, timeout};
+    use tokio::time::{sleep, sleep_until, timeout_at};
 
     /// Bytes asked of the kernel per read.
     const READ_SIZE: usize = 16 * 1024;
@@ -49,6 +50,20 @@ mod proxy {
     fn now() -> Instant {
         Instant::from_elapsed(origin().elapsed())
     }
+    /// A core deadline as a tokio instant.
+    fn at(deadline: Instant) -> tokio::time::Instant {
+        origin() + deadline.elapsed()
+    }
+
+    /// Runs `fut` until the core's next deadline; `None` if the deadline came first. Awaits
+    /// inside the drain (a lookup, a connect) stand in for step 3's wait, so they end when it
+    /// would have: then the core decides, through `handle_timeout`.
+    async fn before<F: Future>(conn: &Connection, fut: F) -> Option<F::Output> {
+        match conn.poll_timeout() {
+            Some(deadline) => timeout_at(at(deadline), fut).await.ok(),
+            None => Some(fut.await),
+        }
+    }
 
     /// Reads into `buf` if `stream` exists and `wanted`; otherwise never completes, so that a
     /// `select!` branch can be switched off by the core's answers.
@@ -64,23 +79,6 @@ mod proxy {
             }
             _ => pending().await,
         }
-    }
-
-    /// Resolves `authority` and connects to its first address that answers, all within
-    /// `limit`; the error says which part failed, as the core's 502/504 answers need.
-    async fn dial(authority: &str, limit: Duration) -> Result<TcpStream, DialError> {
-        let attempt = async {
-            let addrs = lookup_host(authority).await.map_err(|_| DialError::Dns)?;
-            for addr in addrs {
-                if let Ok(s) = TcpStream::connect(addr).await {
-                    return Ok(s);
-                }
-            }
-            Err(DialError::Refused)
-        };
-        timeout(limit, attempt)
-            .await
-            .unwrap_or(Err(DialError::Timeout))
     }
 
     /// Serves one client connection to the end.
@@ -106,16 +104,31 @@ mod proxy {
                             conn.handle_upstream_error(now());
                         }
                     }
-                    Output::Dial { authority, .. } => {
-                        // No pool: every exchange dials afresh (`allow_pooled` is a permission).
-                        // The core's own dial deadline is `connect_timeout` too, so this one
-                        // await stands in for step 3 while the dial is out.
-                        let dialed = dial(&authority.to_string(), config.connect_timeout).await;
-                        let result = dialed.map(|s| {
-                            upstream = Some(s.into_split());
-                            Dialed { reused: false }
-                        });
-                        conn.handle_dial(now(), result);
+                    Output::Resolve(authority) => {
+                        // The core judges every address (egress policy); an empty list is a
+                        // failed lookup.
+                        let found = before(&conn, lookup_host((authority.host(), 0))).await;
+                        match found {
+                            Some(found) => {
+                                let addrs: Vec<IpAddr> =
+                                    found.map_or(Vec::new(), |a| a.map(|a| a.ip()).collect());
+                                conn.handle_resolved(now(), &addrs);
+                            }
+                            None => conn.handle_timeout(now()),
+                        }
+                    }
+                    Output::Connect { addr, .. } => {
+                        // Exactly the address the core approved. No pool: every exchange
+                        // connects afresh (`allow_pooled` is a permission, not an order).
+                        match before(&conn, TcpStream::connect(addr)).await {
+                            Some(Ok(s)) => {
+                                upstream = Some(s.into_split());
+                                conn.handle_dial(now(), Ok(Dialed { reused: false }));
+                            }
+                            // The core tries the next approved address, if any.
+                            Some(Err(_)) => conn.handle_dial(now(), Err(DialError::Refused)),
+                            None => conn.handle_timeout(now()),
+                        }
                     }
                     // No pool, so a reusable upstream is closed like a spent one.
                     Output::ReleaseUpstream | Output::CloseUpstream => upstream = None,
@@ -199,7 +212,7 @@ mod proxy {
                 // The deadline as a tokio instant; none means no timer at all.
                 _ = async {
                     match deadline {
-                        Some(d) => sleep_until(origin() + d.elapsed()).await,
+                        Some(d) => sleep_until(at(d)).await,
                         None => pending().await,
                     }
                 } => conn.handle_timeout(now()),

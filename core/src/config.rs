@@ -31,6 +31,13 @@ pub struct Config {
     pub policy: Policy,
     /// The name in our `Via` entries, and the one whose presence means a forwarding loop.
     pub via_pseudonym: &'static str,
+    /// Most client connections open at once over the whole proxy (default 8192); the next one
+    /// is answered `503` (see [`Config::admit`]).
+    pub max_connections: usize,
+    /// Most client connections open at once from one client address (default 0: no limit, as
+    /// loopback tests and benchmarks hold thousands from one address); the next one is
+    /// answered `429`.
+    pub max_connections_per_client: usize,
     /// Whether connections emit [`Output::Log`](crate::Output::Log) records (default true).
     /// A runtime that logs nowhere turns this off so that no record is built or boxed on
     /// the hot path.
@@ -52,6 +59,8 @@ impl Default for Config {
             exchange_idle_timeout: Duration::from_secs(300),
             policy: Policy::default(),
             via_pseudonym: "ringway",
+            max_connections: 8192,
+            max_connections_per_client: 0,
             access_records: true,
         }
     }

@@ -22,11 +22,13 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
+use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
-use core::net::SocketAddr;
+use core::net::{IpAddr, SocketAddr};
 
 use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
+use crate::egress::{self, HostKind};
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
 use crate::problem::Problem;
@@ -47,12 +49,19 @@ pub enum Output {
     ToClient(Bytes),
     /// Write these bytes to the upstream connection (only ever after a successful dial).
     ToUpstream(Bytes),
-    /// Obtain a connection to `authority` and report with [`Connection::handle_dial`]. With
-    /// `allow_pooled`, an idle pooled connection to the same authority may be used.
-    Dial {
+    /// Look up the addresses of `authority`'s host name (never an IP literal: the core takes
+    /// those as they are) and report them with [`Connection::handle_resolved`]. The core
+    /// judges every address before any is dialed (anti-rebinding: one lookup per request,
+    /// and only what was judged is ever connected to).
+    Resolve(Authority),
+    /// Obtain a connection to exactly `addr`, an address the policy approved, and report with
+    /// [`Connection::handle_dial`]. With `allow_pooled`, an idle pooled connection to `addr`
+    /// may serve instead of a new one (pool by address, so a pooled connection is only ever
+    /// reused for an address that is judged allowed now).
+    Connect {
         /// Where to connect.
-        authority: Authority,
-        /// Whether an idle pooled connection may serve.
+        addr: SocketAddr,
+        /// Whether an idle pooled connection to `addr` may serve.
         allow_pooled: bool,
     },
     /// The upstream connection ended cleanly: put it in the idle pool for `authority` reuse.
@@ -79,21 +88,18 @@ pub enum Output {
     Close,
 }
 
-/// Why a dial failed, as the runtime saw it.
+/// Why a connection attempt ([`Output::Connect`]) failed, as the runtime saw it.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum DialError {
-    /// Name resolution failed or returned no address.
-    Dns,
-    /// Every address refused or was unreachable.
+    /// The address refused the connection or was unreachable.
     Refused,
-    /// The runtime's own timer expired first.
+    /// The runtime's own timer for the attempt expired first.
     Timeout,
 }
 
 impl DialError {
     fn problem(self) -> Problem {
         match self {
-            DialError::Dns => Problem::DnsFailed,
             DialError::Refused => Problem::DialFailed,
             DialError::Timeout => Problem::DialTimeout,
         }
@@ -111,8 +117,9 @@ pub struct Dialed {
 enum Phase {
     /// Waiting for (the rest of) a request head.
     ReadingHead,
-    /// A dial is out; `deadline` is when it counts as timed out.
-    Dialing { deadline: Instant },
+    /// A lookup ([`Output::Resolve`]) or a connection attempt ([`Output::Connect`]) is out;
+    /// `deadline` is when the whole dial counts as timed out.
+    Dialing { deadline: Instant, resolving: bool },
     /// Request going up, response coming down.
     Forwarding,
     /// Bytes relayed by the runtime.
@@ -147,7 +154,13 @@ struct Exchange {
     upgrade: bool,
     /// Idempotent, bodiless, not yet retried.
     retry_ok: bool,
+    /// Whether an idle pooled upstream connection may serve this exchange.
+    pooled_ok: bool,
     reused: bool,
+    /// The address connected to (or being tried), for the retry and the access log.
+    upstream_addr: Option<SocketAddr>,
+    /// The resolved address the egress policy refused, named in the 403.
+    refused_addr: Option<IpAddr>,
     request: BodyDecoder,
     response: ResponseState,
     status: u16,
@@ -191,6 +204,13 @@ pub struct Connection {
     draining: bool,
     upstream_connected: bool,
     exchange: Option<Exchange>,
+    /// The approved addresses of the current dial, tried in order (kept across exchanges so a
+    /// keep-alive connection allocates it once).
+    candidates: Vec<SocketAddr>,
+    /// The next of `candidates` to try.
+    next_candidate: usize,
+    /// Set by [`Connection::refuse`]: the answer to the first request.
+    refusal: Option<Problem>,
 }
 
 impl Connection {
@@ -231,6 +251,9 @@ impl Connection {
             draining: false,
             upstream_connected: false,
             exchange: None,
+            candidates: Vec::new(),
+            next_candidate: 0,
+            refusal: None,
         }
     }
 
@@ -307,10 +330,16 @@ impl Connection {
     /// conn.handle_client_data(now, Bytes::from_static(
     ///     b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n",
     /// ));
-    /// // The head is complete and allowed: the core asks for an upstream connection.
-    /// let Some(Output::Dial { authority, .. }) = conn.poll_output() else { panic!() };
+    /// // The head is complete and allowed: the core asks for the name's addresses ...
+    /// let Some(Output::Resolve(authority)) = conn.poll_output() else { panic!() };
     /// assert_eq!(authority.to_string(), "example.com:80");
-    /// assert_eq!(conn.poll_output(), None); // drained: wait for the dial
+    /// assert_eq!(conn.poll_output(), None); // drained: wait for the lookup
+    ///
+    /// // ... judges each against the egress policy, and asks to connect to an approved one.
+    /// conn.handle_resolved(now, &["93.184.215.14".parse().unwrap()]);
+    /// let Some(Output::Connect { addr, .. }) = conn.poll_output() else { panic!() };
+    /// assert_eq!(addr, "93.184.215.14:80".parse().unwrap());
+    /// assert_eq!(conn.poll_output(), None); // drained: wait for the connection
     ///
     /// conn.handle_dial(now, Ok(Dialed { reused: false }));
     /// let Some(Output::ToUpstream(head)) = conn.poll_output() else { panic!() };
@@ -351,7 +380,7 @@ impl Connection {
                 None if self.first_request => self.waiting_since + c.header_timeout,
                 None => self.waiting_since + c.idle_timeout,
             }),
-            Phase::Dialing { deadline } => Some(*deadline),
+            Phase::Dialing { deadline, .. } => Some(*deadline),
             Phase::Forwarding => self
                 .exchange
                 .as_ref()
@@ -372,6 +401,14 @@ impl Connection {
         if self.is_idle() {
             self.close_silently();
         }
+    }
+
+    /// The connection may not be served ([`Config::admit`] said why): its first request is
+    /// answered with `problem` (429 or 503, with `Retry-After`) and the connection closes.
+    /// Reading the request first, rather than resetting at once, lets the client see the
+    /// answer (a reset with unread input would destroy it) and puts a line in the access log.
+    pub fn refuse(&mut self, problem: Problem) {
+        self.refusal = Some(problem);
     }
 
     // ----- input -----
@@ -451,15 +488,74 @@ impl Connection {
         }
     }
 
-    /// The dial asked for by [`Output::Dial`] finished. A result arriving after the dial
+    /// The lookup asked for by [`Output::Resolve`] finished with these addresses; an empty
+    /// slice means it failed (no such name, no resolver reachable, a server failure: all
+    /// `502` with `Proxy-Status: ringway; error=dns_error`). A result arriving after the dial
+    /// timed out (or after close) is ignored.
+    pub fn handle_resolved(&mut self, now: Instant, addrs: &[IpAddr]) {
+        if !matches!(
+            self.phase,
+            Phase::Dialing {
+                resolving: true,
+                ..
+            }
+        ) {
+            return;
+        }
+        let Some(port) = self
+            .exchange
+            .as_ref()
+            .and_then(|e| e.authority.as_ref())
+            .map(Authority::port)
+        else {
+            return self.fail(now, Problem::DnsFailed);
+        };
+        if addrs.is_empty() {
+            return self.fail(now, Problem::DnsFailed);
+        }
+        self.candidates.clear();
+        self.next_candidate = 0;
+        // Every address is judged; only those allowed are ever dialed (no second lookup).
+        let egress = &self.config.policy.egress;
+        let mut refused = None;
+        for &ip in addrs {
+            let addr = SocketAddr::new(ip, port);
+            match egress.judge_addr(addr) {
+                Ok(()) if !self.candidates.contains(&addr) => self.candidates.push(addr),
+                Ok(()) => {}
+                Err(reason) => {
+                    refused.get_or_insert((reason, ip));
+                }
+            }
+        }
+        if self.candidates.is_empty() {
+            if let (Some((reason, ip)), Some(e)) = (refused, &mut self.exchange) {
+                e.refused_addr = Some(ip);
+                return self.fail(now, Problem::Denied(reason));
+            }
+        }
+        if let Phase::Dialing { resolving, .. } = &mut self.phase {
+            *resolving = false;
+        }
+        self.connect_next(now, None);
+    }
+
+    /// The connection attempt asked for by [`Output::Connect`] finished. On a failure the
+    /// next approved address is tried, if any is left. A result arriving after the dial
     /// timed out (or after close) is ignored.
     pub fn handle_dial(&mut self, now: Instant, result: Result<Dialed, DialError>) {
-        if !matches!(self.phase, Phase::Dialing { .. }) {
+        if !matches!(
+            self.phase,
+            Phase::Dialing {
+                resolving: false,
+                ..
+            }
+        ) {
             return;
         }
         let dialed = match result {
             Ok(d) => d,
-            Err(e) => return self.fail(now, e.problem()),
+            Err(e) => return self.connect_next(now, Some(e)),
         };
         self.upstream_connected = true;
         let Some(e) = &mut self.exchange else {
@@ -541,6 +637,9 @@ impl Connection {
                 self.fail(now, Problem::HeaderTimeout);
             }
             Phase::ReadingHead => self.close_silently(),
+            Phase::Dialing {
+                resolving: true, ..
+            } => self.fail(now, Problem::DnsTimeout),
             Phase::Dialing { .. } => self.fail(now, Problem::DialTimeout),
             Phase::Forwarding => self.fail(now, Problem::UpstreamTimeout),
             Phase::Tunnel(_) => self.abort(now, "tunnel_idle"),
@@ -625,15 +724,30 @@ impl Connection {
         let target = head.slice_ref(req.target);
         self.begin_exchange(now, method, target);
         self.add_rx(head.len());
+        if let Some(problem) = self.refusal {
+            if let Some(e) = &mut self.exchange {
+                e.head_request = req.is_head();
+            }
+            return self.fail(now, problem);
+        }
         let decision = route::decide(&req, self.client.ip(), &config.policy);
         let Some(e) = &mut self.exchange else { return };
         e.head_request = req.is_head();
         e.client_minor = req.minor_version;
         e.keep_alive = req.keep_alive;
+        let authority = match &decision {
+            Decision::Reject(problem) => return self.fail(now, *problem),
+            Decision::Tunnel(authority) => authority,
+            Decision::Forward(target) => &target.authority,
+        };
+        e.authority = Some(authority.clone());
+        e.tunnel = matches!(decision, Decision::Tunnel(_));
+        if let Err(problem) = precheck(&config, authority, e.tunnel) {
+            return self.fail(now, problem);
+        }
         match decision {
-            Decision::Reject(problem) => self.fail(now, problem),
+            Decision::Reject(_) => {}
             Decision::Tunnel(authority) => {
-                e.tunnel = true;
                 e.keep_alive = false;
                 self.dial(now, authority, false);
             }
@@ -663,7 +777,10 @@ impl Connection {
             keep_alive: false,
             upgrade: false,
             retry_ok: false,
+            pooled_ok: false,
             reused: false,
+            upstream_addr: None,
+            refused_addr: None,
             request: BodyDecoder::new(BodyKind::None),
             response: ResponseState::AwaitingHead,
             status: 0,
@@ -682,16 +799,44 @@ impl Connection {
         }
     }
 
+    /// Starts the dial of `authority`: an IP literal is tried as it is, a name is resolved
+    /// first ([`Output::Resolve`]).
     fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool) {
+        let literal = authority.ip();
+        let resolve = literal.is_none();
+        self.candidates.clear();
+        self.next_candidate = 0;
+        if let Some(ip) = literal {
+            self.candidates.push(SocketAddr::new(ip, authority.port()));
+        }
         if let Some(e) = &mut self.exchange {
             e.authority = Some(authority.clone());
+            e.pooled_ok = allow_pooled;
         }
         self.phase = Phase::Dialing {
             deadline: now + self.config.connect_timeout,
+            resolving: resolve,
         };
-        self.out.push_back(Output::Dial {
-            authority,
-            allow_pooled,
+        if resolve {
+            self.out.push_back(Output::Resolve(authority));
+        } else {
+            self.connect_next(now, None);
+        }
+    }
+
+    /// Asks for a connection to the next approved address, or fails the dial with the last
+    /// attempt's error (`failed`) when none is left.
+    fn connect_next(&mut self, now: Instant, failed: Option<DialError>) {
+        let Some(&addr) = self.candidates.get(self.next_candidate) else {
+            let problem = failed.map_or(Problem::DialFailed, DialError::problem);
+            return self.fail(now, problem);
+        };
+        self.next_candidate += 1;
+        let Some(e) = &mut self.exchange else { return };
+        e.upstream_addr = Some(addr);
+        self.out.push_back(Output::Connect {
+            addr,
+            allow_pooled: e.pooled_ok,
         });
     }
 
@@ -902,9 +1047,16 @@ impl Connection {
                 self.upstream_connected = false;
                 self.upstream_scan.reset();
                 self.out.push_back(Output::CloseUpstream);
-                let authority = e.authority.clone();
-                if let Some(a) = authority {
-                    self.dial(now, a, false);
+                if let Some(addr) = e.upstream_addr {
+                    // The same approved address, on a new connection.
+                    self.phase = Phase::Dialing {
+                        deadline: now + self.config.connect_timeout,
+                        resolving: false,
+                    };
+                    self.out.push_back(Output::Connect {
+                        addr,
+                        allow_pooled: false,
+                    });
                 }
             }
             ResponseState::AwaitingHead => {
@@ -1013,7 +1165,12 @@ impl Connection {
             return self.fail(now, problem);
         };
         if e.status == 0 {
-            let answer = problem.response(e.head_request);
+            let answer = match problem {
+                Problem::Denied(reason) => {
+                    Problem::denial(reason, &denial_subject(e), e.head_request)
+                }
+                _ => problem.response(e.head_request),
+            };
             e.status = problem.status();
             e.tx += answer.len() as u64;
             self.out.push_back(Output::ToClient(answer));
@@ -1077,6 +1234,36 @@ impl Connection {
         self.client_in = Bytes::new();
         self.upstream_in = Bytes::new();
         self.out.push_back(Output::Close);
+    }
+}
+
+/// The egress policy's verdict on a target before anything is resolved, dialed or sent to a
+/// parent: domain rules for a name (a denied name is never resolved), the address rules for an
+/// IP literal (legacy IPv4 spellings such as `127.1` or `0x7f000001` included). A host that
+/// looks like an IPv4 address but is not a valid one is a bad target.
+fn precheck(config: &Config, authority: &Authority, tunnel: bool) -> Result<(), Problem> {
+    let egress = &config.policy.egress;
+    match egress::parse_host(authority.host()) {
+        HostKind::Name => egress.judge_name(authority.host()),
+        HostKind::Ip(ip) => egress.judge_ip_target(SocketAddr::new(ip, authority.port())),
+        HostKind::InvalidIp if tunnel => return Err(Problem::BadConnectTarget),
+        HostKind::InvalidIp => return Err(Problem::BadTarget),
+    }
+    .map_err(Problem::Denied)
+}
+
+/// How a refused destination is named in the 403: the host as the client wrote it, with the
+/// address it stands for when that differs (`localhost (127.0.0.1)`, `127.1 (127.0.0.1)`).
+fn denial_subject(e: &Exchange) -> alloc::string::String {
+    use alloc::string::ToString;
+    let Some(authority) = &e.authority else {
+        return alloc::string::String::from("-");
+    };
+    let host = authority.host();
+    let ip = e.refused_addr.or_else(|| authority.ip());
+    match ip {
+        Some(ip) if ip.to_string() != host => alloc::format!("{host} ({ip})"),
+        _ => host.to_string(),
     }
 }
 

@@ -294,7 +294,8 @@ pub fn request_head(data: &[u8]) {
     }
 
     // The connection machine agrees.
-    let mut conn = Connection::new(Arc::new(config), client_addr(), Instant::ZERO);
+    let config = Arc::new(config);
+    let mut conn = Connection::new(Arc::clone(&config), client_addr(), Instant::ZERO);
     conn.handle_client_data(Instant::ZERO, Bytes::copy_from_slice(data));
     let first = conn.poll_output();
     match outcome {
@@ -310,13 +311,47 @@ pub fn request_head(data: &[u8]) {
         ),
         RequestOutcome::Accepted {
             authority, method, ..
-        } => assert_eq!(
-            first,
-            Some(Output::Dial {
-                authority,
-                allow_pooled: method != b"CONNECT",
-            })
-        ),
+        } => {
+            let connect = method == b"CONNECT";
+            let egress = &config.policy.egress;
+            match crate::egress::parse_host(authority.host()) {
+                crate::egress::HostKind::InvalidIp => {
+                    let problem = if connect {
+                        Problem::BadConnectTarget
+                    } else {
+                        Problem::BadTarget
+                    };
+                    let head_request = method == b"HEAD";
+                    assert_eq!(
+                        first,
+                        Some(Output::ToClient(problem.response(head_request)))
+                    );
+                }
+                crate::egress::HostKind::Ip(ip) => {
+                    let addr = SocketAddr::new(ip, authority.port());
+                    match egress.judge_ip_target(addr) {
+                        Ok(()) => assert_eq!(
+                            first,
+                            Some(Output::Connect {
+                                addr,
+                                allow_pooled: !connect,
+                            })
+                        ),
+                        Err(reason) => {
+                            let Some(Output::ToClient(answer)) = first else {
+                                panic!("a refused literal must be answered: {first:?}");
+                            };
+                            let status = Problem::Denied(reason).status();
+                            let want = alloc::format!("HTTP/1.1 {status} ");
+                            assert!(answer.starts_with(want.as_bytes()), "{answer:?}");
+                        }
+                    }
+                }
+                crate::egress::HostKind::Name => {
+                    assert_eq!(first, Some(Output::Resolve(authority)))
+                }
+            }
+        }
     }
 }
 
@@ -533,6 +568,20 @@ pub fn chunked(data: &[u8]) {
 
 // ----- split_invariance -----
 
+/// What the harnesses' lookups answer: a global address, which the default policy allows.
+const RESOLVED: IpAddr = IpAddr::V4(Ipv4Addr::new(93, 184, 215, 14));
+/// Lookup answers for the `connection` target: allowed and refused addresses mixed, so the
+/// filtering is exercised (the harness checks that no refused address is ever dialed).
+const RESOLVED_SET: [IpAddr; 5] = [
+    RESOLVED,
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, 1)),
+    IpAddr::V4(Ipv4Addr::new(93, 184, 215, 15)),
+    IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)),
+    IpAddr::V6(core::net::Ipv6Addr::new(
+        0x2606, 0x2800, 0x21f, 0xcb07, 0, 0, 0, 0x6820,
+    )),
+];
+
 /// An output, normalised so that how bytes were cut into outputs does not matter.
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Event {
@@ -540,7 +589,8 @@ enum Event {
     Client(BytesMut),
     /// Bytes reaching the upstream.
     Upstream(BytesMut),
-    Dial(Authority, bool),
+    Resolve(Authority),
+    Dial(SocketAddr, bool),
     /// The upstream connection ended; whether it went back to the pool.
     UpstreamDone {
         pooled: bool,
@@ -608,11 +658,12 @@ impl Exchange {
                 Output::ToUpstream(b) => {
                     push_event(events, Event::Upstream(BytesMut::from(&b[..])))
                 }
-                Output::Dial {
-                    authority,
-                    allow_pooled,
-                } => {
-                    push_event(events, Event::Dial(authority, allow_pooled));
+                Output::Resolve(authority) => {
+                    push_event(events, Event::Resolve(authority));
+                    self.conn.handle_resolved(self.now, &[RESOLVED]);
+                }
+                Output::Connect { addr, allow_pooled } => {
+                    push_event(events, Event::Dial(addr, allow_pooled));
                     self.dials += 1;
                     let reused = self.dials == 1 && self.flags & 1 != 0;
                     self.conn.handle_dial(self.now, Ok(Dialed { reused }));
@@ -798,6 +849,9 @@ struct Model {
     /// The current exchange's dials, and whether one was answered with a pooled connection.
     dials: u32,
     reused_answered: bool,
+    /// The current exchange's dials answered with an error.
+    failed_dials: u32,
+    resolve_outstanding: bool,
     /// The current exchange's bytes to the client; the CONNECT answer is counted apart.
     exchange_client: Vec<u8>,
     connect_answer: bool,
@@ -864,14 +918,35 @@ impl Model {
                 assert!(!self.tunnel, "ToUpstream in tunnel mode");
                 assert!(!b.is_empty(), "empty write");
             }
-            Output::Dial { allow_pooled, .. } => {
+            Output::Resolve(_) => {
+                assert!(!self.dial_outstanding, "a lookup while a dial is out");
+                assert!(!self.upstream_held, "a lookup while an upstream is held");
+                assert!(
+                    !self.resolve_outstanding,
+                    "a second lookup while one is out"
+                );
+                self.resolve_outstanding = true;
+            }
+            Output::Connect { addr, allow_pooled } => {
+                // The invariant of the egress policy: nothing it refuses is ever dialed.
+                assert_eq!(
+                    config().policy.egress.judge_addr(addr),
+                    Ok(()),
+                    "dialed {addr}, which the policy refuses"
+                );
                 assert!(!self.dial_outstanding, "a second dial while one is out");
+                assert!(!self.resolve_outstanding, "a dial while a lookup is out");
                 assert!(!self.upstream_held, "a dial while an upstream is held");
                 self.dials += 1;
                 // The one exception: a request lost on a stale pooled connection is sent once
                 // more on a fresh one.
+                // The exceptions: the next approved address after a failed attempt, and a
+                // request lost on a stale pooled connection sent once more on a fresh one.
                 assert!(
-                    self.dials == 1 || (self.dials == 2 && self.reused_answered && !allow_pooled),
+                    self.dials <= 1 + self.failed_dials
+                        || (self.dials == 2 + self.failed_dials
+                            && self.reused_answered
+                            && !allow_pooled),
                     "more than one dial for one request"
                 );
                 self.dial_outstanding = true;
@@ -923,11 +998,13 @@ impl Model {
                 self.exchange_client.clear();
                 self.connect_answer = false;
                 self.dials = 0;
+                self.failed_dials = 0;
                 self.reused_answered = false;
             }
             Output::Close => {
                 self.closed = true;
                 self.dial_outstanding = false;
+                self.resolve_outstanding = false;
                 self.upstream_held = false;
             }
         }
@@ -1030,7 +1107,14 @@ pub fn connection(data: &[u8]) {
             3 => conn.handle_client_error(now),
             4 | 5 => {
                 let arg = r.u8();
-                if m.dial_outstanding {
+                if m.resolve_outstanding {
+                    m.resolve_outstanding = false;
+                    // No address (a failed lookup), or a run of the set starting anywhere.
+                    let start = usize::from(arg % 5);
+                    let n = usize::from((arg / 5) % 4);
+                    let end = (start + n).min(RESOLVED_SET.len());
+                    conn.handle_resolved(now, &RESOLVED_SET[start..end]);
+                } else if m.dial_outstanding {
                     m.dial_outstanding = false;
                     let result = if op % 16 == 4 {
                         let reused = arg & 1 != 0;
@@ -1039,8 +1123,8 @@ pub fn connection(data: &[u8]) {
                         m.reused_answered |= reused;
                         Ok(Dialed { reused })
                     } else {
-                        Err([DialError::Dns, DialError::Refused, DialError::Timeout]
-                            [usize::from(arg % 3)])
+                        m.failed_dials += 1;
+                        Err([DialError::Refused, DialError::Timeout][usize::from(arg % 2)])
                     };
                     conn.handle_dial(now, result);
                 }
@@ -1246,7 +1330,10 @@ pub fn tunnel_accounting(data: &[u8]) {
         Vec::from(&b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n"[..]);
     head.extend_from_slice(&pipelined);
     conn.handle_client_data(now, Bytes::from(head));
-    assert!(matches!(conn.poll_output(), Some(Output::Dial { .. })));
+    assert!(matches!(conn.poll_output(), Some(Output::Resolve(_))));
+    assert_eq!(conn.poll_output(), None);
+    conn.handle_resolved(now, &[RESOLVED]);
+    assert!(matches!(conn.poll_output(), Some(Output::Connect { .. })));
     assert_eq!(conn.poll_output(), None);
     conn.handle_dial(now, Ok(Dialed { reused: false }));
     assert_eq!(

@@ -19,7 +19,8 @@
 //! A misbehaving peer never yields an `Err` to the runtime: it becomes a [`Problem`] with an
 //! exact status (400, 403, 408, 431, 502, 504, 505, 508), a canned response when no response
 //! had begun, then [`Output::Close`]. The runtime's own failures come back in as inputs
-//! ([`Connection::handle_dial`] with a [`DialError`], `handle_*_error`).
+//! ([`Connection::handle_resolved`] with no address, [`Connection::handle_dial`] with a
+//! [`DialError`], `handle_*_error`).
 //!
 //! ## The run loop
 //! Every runtime follows the same steps. Two complete proxies in `examples/` do it and are
@@ -33,8 +34,9 @@
 //!
 //! 1. Accept a client; create `Connection::new(config, peer, now)`.
 //! 2. Drain: call [`Connection::poll_output`] until `None`, carrying out each [`Output`] in
-//!    order (write bytes, dial and report the result with `handle_dial`, release or close the
-//!    upstream, write the log record, close).
+//!    order (write bytes, look up a name and report with `handle_resolved`, connect to the
+//!    approved address and report with `handle_dial`, release or close the upstream, write
+//!    the log record, close).
 //! 3. Wait for whichever comes first: client bytes (if [`Connection::wants_client_read`]),
 //!    upstream bytes (if [`Connection::wants_upstream_read`]), or the deadline from
 //!    [`Connection::poll_timeout`]. Feed what happened to the matching `handle_*` method:
@@ -54,9 +56,11 @@
 
 extern crate alloc;
 
+mod admission;
 pub mod body;
 mod config;
 mod connection;
+pub mod egress;
 // The cargo-fuzz target bodies: only for fuzz/ and the corpus replay (feature `fuzzing`),
 // hidden even then because they are not a stable API.
 #[cfg(feature = "fuzzing")]
@@ -73,8 +77,10 @@ pub mod target;
 mod time;
 pub mod tunnel;
 
+pub use admission::Load;
 pub use config::{Config, MAX_HEADER_SLOTS};
 pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
+pub use egress::EgressPolicy;
 pub use log::AccessRecord;
 pub use policy::{Cidr, Policy, PortRule};
 pub use problem::{reason_phrase, Problem};

@@ -10,6 +10,8 @@ use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::str::FromStr;
 
+use crate::egress::EgressPolicy;
+
 /// Which ports CONNECT may reach.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PortRule {
@@ -63,6 +65,16 @@ impl Cidr {
     pub fn new(network: IpAddr, prefix: u8) -> Option<Cidr> {
         let max = if network.is_ipv4() { 32 } else { 128 };
         (prefix <= max).then_some(Cidr { network, prefix })
+    }
+
+    /// The prefix length: 0 to 32 for IPv4, 0 to 128 for IPv6.
+    pub fn prefix(&self) -> u8 {
+        self.prefix
+    }
+
+    /// The network address as given (bits beyond the prefix are not cleared).
+    pub fn network(&self) -> IpAddr {
+        self.network
     }
 
     /// Whether `addr` lies in this network. An IPv4-mapped IPv6 address (`::ffff:a.b.c.d`,
@@ -145,6 +157,8 @@ pub struct Policy {
     /// Accepted `Proxy-Authorization: Basic` credentials, base64-encoded (see
     /// [`Policy::add_basic_credentials`]); empty means no authentication is required.
     pub basic_credentials: Vec<String>,
+    /// Where the proxy may connect: the SSRF guard (built-in refusals on by default).
+    pub egress: EgressPolicy,
 }
 
 impl Policy {
@@ -198,6 +212,7 @@ impl Default for Policy {
             allowed_clients: Policy::loopback(),
             connect_ports: PortRule::List(alloc::vec![443]),
             basic_credentials: Vec::new(),
+            egress: EgressPolicy::default(),
         }
     }
 }

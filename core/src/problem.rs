@@ -7,6 +7,8 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
+use crate::egress::Reason;
+
 /// Everything that can go wrong in a request, each with an exact status.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Problem {
@@ -68,6 +70,15 @@ pub enum Problem {
     UpstreamClosed,
     /// The upstream went silent for longer than the exchange timeout.
     UpstreamTimeout,
+    /// Name resolution of the upstream host outlived its deadline.
+    DnsTimeout,
+    /// The client already holds `--max-connections-per-client` connections.
+    ClientLimit,
+    /// The proxy already holds `--max-connections` client connections.
+    ConnectionLimit,
+    /// The egress policy refuses the destination, for this reason. The answer names the
+    /// destination and the flag that would allow it (see [`Problem::denial`]).
+    Denied(Reason),
 }
 
 impl Problem {
@@ -102,6 +113,23 @@ impl Problem {
         Problem::BadResponse,
         Problem::UpstreamClosed,
         Problem::UpstreamTimeout,
+        Problem::DnsTimeout,
+        Problem::ClientLimit,
+        Problem::ConnectionLimit,
+        Problem::Denied(Reason::DestLoopback),
+        Problem::Denied(Reason::DestUnspecified),
+        Problem::Denied(Reason::DestLinkLocal),
+        Problem::Denied(Reason::DestPrivate),
+        Problem::Denied(Reason::DestMulticast),
+        Problem::Denied(Reason::DestBroadcast),
+        Problem::Denied(Reason::DestReserved),
+        Problem::Denied(Reason::DestDocumentation),
+        Problem::Denied(Reason::DestIpv4Embedded),
+        Problem::Denied(Reason::DestDeniedRange),
+        Problem::Denied(Reason::DestNotAllowed),
+        Problem::Denied(Reason::DestDomain),
+        Problem::Denied(Reason::DestSelf),
+        Problem::Denied(Reason::DestOwnService),
     ];
 
     /// The status code of the canned answer.
@@ -124,12 +152,17 @@ impl Problem {
             | UnexpectedBody
             | BadChunk => 400,
             ClientDenied | ConnectPortDenied => 403,
+            // A request to the proxy's own listener would come straight back: a loop.
+            Denied(Reason::DestSelf) => 508,
+            Denied(_) => 403,
             ProxyAuthRequired => 407,
             HeaderTimeout => 408,
+            ClientLimit => 429,
+            ConnectionLimit => 503,
             HeadTooLarge | TooManyHeaders => 431,
             ForwardingLoop => 508,
             DnsFailed | DialFailed | BadResponse | UpstreamClosed => 502,
-            DialTimeout | UpstreamTimeout => 504,
+            DialTimeout | UpstreamTimeout | DnsTimeout => 504,
             UnsupportedVersion => 505,
         }
     }
@@ -173,6 +206,10 @@ impl Problem {
             BadResponse => "The upstream server sent an invalid response.",
             UpstreamClosed => "The upstream server closed the connection without a response.",
             UpstreamTimeout => "The upstream server did not respond in time.",
+            DnsTimeout => "The upstream host name could not be resolved in time.",
+            ClientLimit => "Too many connections from your address; retry later.",
+            ConnectionLimit => "The proxy is at its connection limit; retry later.",
+            Denied(_) => "The destination is not allowed.",
         }
     }
 
@@ -209,14 +246,89 @@ impl Problem {
             BadResponse => "bad_response",
             UpstreamClosed => "upstream_closed",
             UpstreamTimeout => "upstream_timeout",
+            DnsTimeout => "dns_timeout",
+            ClientLimit => "client_limit",
+            ConnectionLimit => "connection_limit",
+            Denied(reason) => reason.log_word(),
         }
     }
 
-    /// The complete canned response: status line, `Content-Type`, exact `Content-Length`,
+    /// The RFC 9209 error type for the `Proxy-Status` field of the canned answer, so a client
+    /// (or an operator reading a capture) can tell the proxy's own answer from the origin's
+    /// without parsing the body. Client-side syntax errors are `http_request_error` (RFC 9209
+    /// §2.3.13: "malformed or otherwise invalid"); `http_protocol_error` is kept for what the
+    /// next hop sent.
+    pub const fn proxy_status_error(self) -> &'static str {
+        use Problem::*;
+        match self {
+            MalformedHead
+            | BareLineEnding
+            | OriginFormTarget
+            | BadTarget
+            | UnsupportedScheme
+            | BadConnectTarget
+            | HeadTooLarge
+            | TooManyHeaders
+            | UnsupportedVersion
+            | ContentLengthWithTransferEncoding
+            | DuplicateContentLength
+            | InvalidContentLength
+            | BadTransferEncoding
+            | TransferEncodingInHttp10
+            | DuplicateHost
+            | MissingHost
+            | UnexpectedBody
+            | BadChunk
+            | HeaderTimeout => "http_request_error",
+            ClientDenied | ProxyAuthRequired | ConnectPortDenied => "http_request_denied",
+            ForwardingLoop => "proxy_loop_detected",
+            DnsFailed => "dns_error",
+            DnsTimeout => "dns_timeout",
+            DialFailed => "connection_refused",
+            DialTimeout => "connection_timeout",
+            BadResponse => "http_protocol_error",
+            UpstreamClosed => "connection_terminated",
+            UpstreamTimeout => "http_response_timeout",
+            ClientLimit | ConnectionLimit => "connection_limit_reached",
+            Denied(Reason::DestSelf) => "proxy_loop_detected",
+            Denied(reason) if reason.is_address_rule() => "destination_ip_prohibited",
+            Denied(_) => "http_request_denied",
+        }
+    }
+
+    /// The complete canned response: status line, `Proxy-Authenticate` (407) or `Retry-After`
+    /// (429, 503), `Proxy-Status`, `Content-Type`, exact `Content-Length`,
     /// `Connection: close`, then the message. With `head_only` (answering a HEAD request)
     /// the body is left out but the length still describes it, as RFC 9110 §9.3.2 asks.
     pub fn response(self, head_only: bool) -> Bytes {
-        let message = self.message();
+        self.response_with(self.message(), head_only)
+    }
+
+    /// The canned answer to a refused destination: like [`Problem::response`], with a body
+    /// naming the destination (`subject`: the host, and the address when a name resolved to
+    /// it), the rule, and the flag that would allow it: `destination 127.0.0.1 is loopback;
+    /// allow it with --allow-range`. Built only on refusal, so its allocation is off the
+    /// hot path.
+    pub fn denial(reason: Reason, subject: &str, head_only: bool) -> Bytes {
+        let mut message = alloc::string::String::with_capacity(80 + subject.len());
+        message.push_str("destination ");
+        message.push_str(subject);
+        message.push_str(" is ");
+        message.push_str(reason.what());
+        match reason.remedy() {
+            Some(flag) => {
+                message.push_str("; allow it with ");
+                message.push_str(flag);
+            }
+            None if matches!(reason, Reason::DestSelf | Reason::DestOwnService) => {
+                message.push_str("; that is never allowed")
+            }
+            None => message.push_str("; remove that rule to allow it"),
+        }
+        Problem::Denied(reason).response_with(&message, head_only)
+    }
+
+    fn response_with(self, message: &str, head_only: bool) -> Bytes {
         let mut out = BytesMut::with_capacity(160 + message.len());
         out.put_slice(b"HTTP/1.1 ");
         put_decimal(&mut out, u64::from(self.status()));
@@ -225,6 +337,11 @@ impl Problem {
         if self.status() == 407 {
             out.put_slice(b"\r\nProxy-Authenticate: Basic realm=\"ringway\"");
         }
+        if matches!(self, Problem::ClientLimit | Problem::ConnectionLimit) {
+            out.put_slice(b"\r\nRetry-After: 1");
+        }
+        out.put_slice(b"\r\nProxy-Status: ringway; error=");
+        out.put_slice(self.proxy_status_error().as_bytes());
         out.put_slice(b"\r\nContent-Type: text/plain\r\nContent-Length: ");
         put_decimal(&mut out, message.len() as u64 + 1);
         out.put_slice(b"\r\nConnection: close\r\n\r\n");
@@ -244,9 +361,11 @@ pub const fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
         504 => "Gateway Timeout",
+        503 => "Service Unavailable",
         505 => "HTTP Version Not Supported",
         508 => "Loop Detected",
         _ => "Error",
@@ -277,7 +396,7 @@ mod tests {
         let r = Problem::DialFailed.response(false);
         assert_eq!(
             &r[..],
-            &b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\nThe upstream server could not be reached.\n"[..]
+            &b"HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=connection_refused\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\nThe upstream server could not be reached.\n"[..]
         );
         let h = Problem::DialFailed.response(true);
         assert!(h.ends_with(b"Connection: close\r\n\r\n"));

@@ -110,6 +110,16 @@ impl Authority {
         self.port
     }
 
+    /// The host as an IP address, when it is an IP literal, legacy IPv4 spellings included
+    /// (`127.1` is 127.0.0.1): the core connects to a literal as it is and resolves only
+    /// names.
+    pub fn ip(&self) -> Option<core::net::IpAddr> {
+        match crate::egress::parse_host(self.host()) {
+            crate::egress::HostKind::Ip(ip) => Some(ip),
+            _ => None,
+        }
+    }
+
     /// Whether the host is an IPv6 literal (and so needs brackets in a URI or Host header).
     pub fn is_ipv6(&self) -> bool {
         self.host.as_bytes().contains(&b':')

@@ -70,6 +70,9 @@ User-Agent: curl/8.0\r\n\
 Accept: */*\r\n\
 Proxy-Connection: keep-alive\r\n\r\n";
 
+/// What the runtime's (cached) lookup of `origin.test` answers.
+const ORIGIN_IP: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::new(93, 184, 215, 14));
+
 const RESPONSE: &[u8] = b"HTTP/1.1 200 OK\r\n\
 Server: nginx\r\n\
 Content-Type: text/html\r\n\
@@ -83,7 +86,11 @@ fn one_request(conn: &mut Connection, now: Instant) -> Vec<&'static str> {
     conn.handle_client_data(now, Bytes::from_static(REQUEST));
     while let Some(out) = conn.poll_output() {
         match out {
-            Output::Dial { .. } => {
+            Output::Resolve(_) => {
+                seen.push("resolve");
+                conn.handle_resolved(now, &[ORIGIN_IP]);
+            }
+            Output::Connect { .. } => {
                 seen.push("dial");
                 conn.handle_dial(now, Ok(Dialed { reused: true }));
             }
@@ -137,6 +144,7 @@ fn a_pooled_keep_alive_request_allocates_a_fixed_small_number_of_times() {
     assert_eq!(
         seen,
         [
+            "resolve",
             "dial",
             "to-upstream",
             "to-client",
@@ -161,7 +169,14 @@ fn without_access_records_the_record_is_not_built() {
     let (count, seen) = steady_state(config);
     assert_eq!(
         seen,
-        ["dial", "to-upstream", "to-client", "to-client", "release"]
+        [
+            "resolve",
+            "dial",
+            "to-upstream",
+            "to-client",
+            "to-client",
+            "release"
+        ]
     );
     println!("allocations per pooled keep-alive request without records: {count}");
     assert!(

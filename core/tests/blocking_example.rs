@@ -18,6 +18,11 @@ fn start_proxy() -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let mut config = Config::default();
     config.policy.connect_ports = PortRule::Any;
+    // The origins here are on loopback, which the egress policy refuses by default.
+    config
+        .policy
+        .egress
+        .allow_range("127.0.0.0/8".parse().unwrap());
     thread::spawn(move || blocking_proxy::serve(listener, Arc::new(config)));
     addr
 }

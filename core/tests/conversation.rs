@@ -613,26 +613,36 @@ fn non_idempotent_requests_are_not_retried() {
 fn dial_failures_are_answered() {
     for (err, status, message, reason) in [
         (
-            DialError::Dns,
+            None,
             "502 Bad Gateway",
             "The upstream host name could not be resolved.",
             "dns_failed",
         ),
         (
-            DialError::Refused,
+            Some(DialError::Refused),
             "502 Bad Gateway",
             "The upstream server could not be reached.",
             "dial_failed",
         ),
         (
-            DialError::Timeout,
+            Some(DialError::Timeout),
             "504 Gateway Timeout",
             "The upstream server did not answer the connection in time.",
             "dial_timeout",
         ),
     ] {
         let mut s = Script::new();
-        s.client(GET).dial_err(err);
+        match err {
+            // A failed lookup of any kind is an empty answer.
+            None => {
+                s.manual_dns().client(GET);
+                assert_eq!(s.take_events(), [Event::Resolve("example.com:80".into())]);
+                s.resolved(&[]);
+            }
+            Some(err) => {
+                s.client(GET).dial_err(err);
+            }
+        }
         let answer = canned(status, message);
         assert_eq!(s.take_client(), answer);
         assert_eq!(
@@ -714,7 +724,7 @@ fn connect_tunnel_with_pipelined_bytes_and_half_close() {
 #[test]
 fn tunnel_half_close_from_the_upstream_side_first() {
     let mut s = Script::new();
-    s.client(b"CONNECT [::1]:8443 HTTP/1.1\r\nHost: [::1]:8443\r\n\r\n")
+    s.client(b"CONNECT [2001:4860::1]:8443 HTTP/1.1\r\nHost: [2001:4860::1]:8443\r\n\r\n")
         .dial_ok(false);
     assert_eq!(s.take_events(), [Event::StartTunnel(vec![], vec![])]);
     s.upstream_eof();
@@ -725,7 +735,7 @@ fn tunnel_half_close_from_the_upstream_side_first() {
     assert_eq!(
         s.take_events(),
         [
-            log("127.0.0.1:50000 CONNECT [::1]:8443 200 0 0 0.000ms"),
+            log("127.0.0.1:50000 CONNECT [2001:4860::1]:8443 200 0 0 0.000ms"),
             Event::Close
         ]
     );
@@ -1152,6 +1162,7 @@ fn proxy_authentication_is_required_when_configured() {
     let mut s = Script::with_config(config.clone());
     s.client(GET);
     let answer = "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\n\
+Proxy-Status: ringway; error=http_request_denied\r\n\
 Content-Type: text/plain\r\nContent-Length: 72\r\nConnection: close\r\n\r\n\
 This proxy needs a user name and password (Proxy-Authorization: Basic).\n";
     assert_eq!(s.take_client(), answer);
@@ -1231,4 +1242,365 @@ fn the_head_limit_wins_over_anything_after_it() {
             &head_too_large_events("GET http://h/", 65),
         );
     }
+}
+
+#[test]
+fn a_failed_address_falls_through_to_the_next_one_of_the_same_lookup() {
+    let mut s = Script::new();
+    s.manual_dns().client(GET);
+    assert_eq!(s.take_events(), [Event::Resolve("example.com:80".into())]);
+    // Duplicates in the answer are tried once.
+    s.resolved(&["2001:4860::1", "93.184.215.14", "2001:4860::1"]);
+    assert_eq!(s.take_events(), [dial("[2001:4860::1]:80", true)]);
+    s.dial_err(DialError::Refused);
+    assert_eq!(s.take_client(), "", "not answered while an address is left");
+    assert_eq!(s.take_events(), [dial("93.184.215.14:80", true)]);
+    s.dial_ok(false);
+    assert_eq!(s.take_upstream(), GET_UP);
+    s.relays(OK5, OK5_DOWN).expect_released(ok5_line());
+}
+
+#[test]
+fn when_every_address_fails_the_last_error_answers() {
+    let mut s = Script::new();
+    s.manual_dns().client(GET);
+    s.take_events();
+    s.resolved(&["93.184.215.14", "93.184.215.15"]);
+    assert_eq!(s.take_events(), [dial("93.184.215.14:80", true)]);
+    s.dial_err(DialError::Refused);
+    assert_eq!(s.take_events(), [dial("93.184.215.15:80", true)]);
+    s.dial_err(DialError::Timeout);
+    let message = "The upstream server did not answer the connection in time.";
+    let tx = canned("504 Gateway Timeout", message).len();
+    s.expect_canned_then_close(
+        "504 Gateway Timeout",
+        message,
+        &[
+            log(&get_line(504, tx, "0.000ms reason=dial_timeout")),
+            Event::Close,
+        ],
+    );
+}
+
+#[test]
+fn a_lookup_outliving_the_deadline_is_a_504_dns_timeout() {
+    let mut s = Script::new();
+    s.manual_dns().client(GET);
+    assert_eq!(s.take_events(), [Event::Resolve("example.com:80".into())]);
+    s.wait(Duration::from_secs(10));
+    let message = "The upstream host name could not be resolved in time.";
+    let tx = canned("504 Gateway Timeout", message).len();
+    s.expect_canned_then_close(
+        "504 Gateway Timeout",
+        message,
+        &[
+            log(&get_line(504, tx, "10000.000ms reason=dns_timeout")),
+            Event::Close,
+        ],
+    );
+    // The late answer changes nothing.
+    s.resolved(&["93.184.215.14"]);
+    assert_eq!(s.take_events(), []);
+}
+
+#[test]
+fn ip_literals_are_connected_to_without_a_lookup() {
+    let mut s = Script::new();
+    s.manual_dns()
+        .client(b"GET http://93.184.215.14:8080/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("93.184.215.14:8080", true)]);
+    let mut s = Script::new();
+    s.manual_dns()
+        .client(b"CONNECT [2001:4860::1]:443 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("[2001:4860::1]:443", false)]);
+}
+
+#[test]
+fn a_refused_connection_answers_its_first_request_429_or_503_then_closes() {
+    for (problem, status, message, reason) in [
+        (
+            ringway_core::Problem::ClientLimit,
+            "429 Too Many Requests",
+            "Too many connections from your address; retry later.",
+            "client_limit",
+        ),
+        (
+            ringway_core::Problem::ConnectionLimit,
+            "503 Service Unavailable",
+            "The proxy is at its connection limit; retry later.",
+            "connection_limit",
+        ),
+    ] {
+        for bytewise in [false, true] {
+            let mut s = Script::new();
+            s.conn.refuse(problem);
+            if bytewise {
+                s.client_bytewise(GET);
+            } else {
+                // With a second request pipelined behind: it is never read.
+                s.client(&[GET, GET].concat());
+            }
+            let answer = canned(status, message);
+            assert!(answer.contains(
+                "\r\nRetry-After: 1\r\nProxy-Status: ringway; error=connection_limit_reached\r\n"
+            ));
+            s.expect_canned_then_close(
+                status,
+                message,
+                &[
+                    log(&get_line(
+                        status[..3].parse().unwrap(),
+                        answer.len(),
+                        &format!("0.000ms reason={reason}"),
+                    )),
+                    Event::Close,
+                ],
+            );
+        }
+    }
+}
+
+/// The exact 403 (or 508) for a refused destination: its Proxy-Status, and a body naming
+/// the destination, the rule and the flag that would allow it.
+fn denial(status_line: &str, error: &str, body: &str) -> String {
+    format!(
+        "HTTP/1.1 {status_line}\r\nProxy-Status: ringway; error={error}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}\n",
+        body.len() + 1
+    )
+}
+
+#[test]
+fn loopback_literals_are_refused_before_any_dial_in_every_spelling() {
+    for (target, subject) in [
+        ("127.0.0.1", "127.0.0.1"),
+        ("[::1]", "::1"),
+        ("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"),
+        ("127.1", "127.1 (127.0.0.1)"),
+        ("2130706433", "2130706433 (127.0.0.1)"),
+        ("0x7f000001", "0x7f000001 (127.0.0.1)"),
+        ("0177.0.0.1", "0177.0.0.1 (127.0.0.1)"),
+    ] {
+        for connect in [false, true] {
+            let request = if connect {
+                format!("CONNECT {target}:443 HTTP/1.1\r\nHost: x\r\n\r\n")
+            } else {
+                format!("GET http://{target}:8080/ HTTP/1.1\r\nHost: x\r\n\r\n")
+            };
+            let answer = denial(
+                "403 Forbidden",
+                "destination_ip_prohibited",
+                &format!("destination {subject} is loopback; allow it with --allow-range"),
+            );
+            for bytewise in [false, true] {
+                let mut s = Script::new();
+                s.manual_dns();
+                if bytewise {
+                    s.client_bytewise(request.as_bytes());
+                } else {
+                    s.client(format!("{request}GET http://h/ HTTP/1.1\r\n\r\n").as_bytes());
+                }
+                assert_eq!(s.take_client(), answer, "{request}");
+                let (method, port) = if connect {
+                    ("CONNECT", "443")
+                } else {
+                    ("GET", "8080")
+                };
+                let shown = if connect {
+                    format!("{target}:{port}")
+                } else {
+                    format!("http://{target}:{port}/")
+                };
+                assert_eq!(
+                    s.take_events(),
+                    [
+                        log(&line(
+                            &format!("{method} {shown}"),
+                            403,
+                            request.len(),
+                            answer.len(),
+                            "0.000ms reason=dest_loopback"
+                        )),
+                        Event::Close
+                    ],
+                    "no lookup, no dial: {request}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn allow_range_reopens_loopback_and_the_more_specific_deny_wins() {
+    let mut config = support::config();
+    config
+        .policy
+        .egress
+        .allow_range("127.0.0.0/8".parse().unwrap());
+    config
+        .policy
+        .egress
+        .deny_range("127.0.0.2/32".parse().unwrap());
+    let mut s = Script::with_config(config.clone());
+    s.manual_dns()
+        .client(b"GET http://127.1:8080/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("127.0.0.1:8080", true)]);
+    let mut s = Script::with_config(config);
+    let request = b"GET http://127.0.0.2:8080/ HTTP/1.1\r\nHost: x\r\n\r\n";
+    s.manual_dns().client(request);
+    let answer = denial(
+        "403 Forbidden",
+        "destination_ip_prohibited",
+        "destination 127.0.0.2 is in a --deny-range; remove that rule to allow it",
+    );
+    assert_eq!(s.take_client(), answer);
+    assert_eq!(
+        s.take_events(),
+        [
+            log(&line(
+                "GET http://127.0.0.2:8080/",
+                403,
+                request.len(),
+                answer.len(),
+                "0.000ms reason=dest_denied_range"
+            )),
+            Event::Close
+        ]
+    );
+}
+
+#[test]
+fn a_denied_name_is_never_resolved() {
+    let mut config = support::config();
+    config
+        .policy
+        .egress
+        .deny_domains_mut()
+        .add("*.internal.test")
+        .unwrap();
+    let request = b"GET http://db.internal.test/ HTTP/1.1\r\nHost: db.internal.test\r\n\r\n";
+    let mut s = Script::with_config(config);
+    s.manual_dns().client(request);
+    let answer = denial(
+        "403 Forbidden",
+        "http_request_denied",
+        "destination db.internal.test is matched by a --deny-domain; remove that rule to allow it",
+    );
+    assert_eq!(s.take_client(), answer);
+    assert_eq!(
+        s.take_events(),
+        [
+            log(&line(
+                "GET http://db.internal.test/",
+                403,
+                request.len(),
+                answer.len(),
+                "0.000ms reason=dest_domain"
+            )),
+            Event::Close
+        ],
+        "no Resolve"
+    );
+}
+
+#[test]
+fn only_resolved_addresses_the_policy_allows_are_dialed() {
+    // A name resolving to loopback and link-local only: refused, naming both.
+    let request = b"GET http://rebind.test/ HTTP/1.1\r\nHost: rebind.test\r\n\r\n";
+    let mut s = Script::new();
+    s.manual_dns().client(request);
+    assert_eq!(s.take_events(), [Event::Resolve("rebind.test:80".into())]);
+    s.resolved(&["127.0.0.1", "169.254.169.254"]);
+    let answer = denial(
+        "403 Forbidden",
+        "destination_ip_prohibited",
+        "destination rebind.test (127.0.0.1) is loopback; allow it with --allow-range",
+    );
+    assert_eq!(s.take_client(), answer);
+    assert_eq!(
+        s.take_events(),
+        [
+            log(&line(
+                "GET http://rebind.test/",
+                403,
+                request.len(),
+                answer.len(),
+                "0.000ms reason=dest_loopback"
+            )),
+            Event::Close
+        ]
+    );
+    // Mixed: the refused addresses are skipped, also when an allowed one fails.
+    let mut s = Script::new();
+    s.manual_dns().client(request);
+    s.take_events();
+    s.resolved(&[
+        "10.0.0.1",
+        "93.184.215.14",
+        "::ffff:169.254.169.254",
+        "93.184.215.15",
+    ]);
+    assert_eq!(s.take_events(), [dial("93.184.215.14:80", true)]);
+    s.dial_err(DialError::Refused);
+    assert_eq!(s.take_events(), [dial("93.184.215.15:80", true)]);
+    s.dial_err(DialError::Refused);
+    assert_eq!(
+        s.take_client(),
+        canned(
+            "502 Bad Gateway",
+            "The upstream server could not be reached."
+        )
+    );
+}
+
+#[test]
+fn the_proxys_own_listener_is_a_loop_whatever_is_allowed() {
+    let mut config = support::config();
+    config
+        .policy
+        .egress
+        .allow_range("0.0.0.0/0".parse().unwrap());
+    config
+        .policy
+        .egress
+        .add_own_listener("0.0.0.0:8443".parse().unwrap(), true);
+    config
+        .policy
+        .egress
+        .add_own_listener("127.0.0.1:9090".parse().unwrap(), false);
+    let mut s = Script::with_config(config.clone());
+    s.manual_dns()
+        .client(b"CONNECT 127.0.0.1:8443 HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        s.take_client(),
+        denial(
+            "508 Loop Detected",
+            "proxy_loop_detected",
+            "destination 127.0.0.1 is this proxy itself; that is never allowed"
+        )
+    );
+    let mut s = Script::with_config(config);
+    s.manual_dns()
+        .client(b"GET http://127.0.0.1:9090/metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        s.take_client(),
+        denial(
+            "403 Forbidden",
+            "http_request_denied",
+            "destination 127.0.0.1 is a service of this proxy; that is never allowed"
+        )
+    );
+}
+
+#[test]
+fn a_host_that_looks_like_ipv4_but_is_not_is_a_bad_target() {
+    let mut s = Script::new();
+    s.manual_dns()
+        .client(b"GET http://1.2.3.4.5/ HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert_eq!(
+        s.take_client(),
+        canned(
+            "400 Bad Request",
+            "The request URI is not a valid http:// URI."
+        )
+    );
 }

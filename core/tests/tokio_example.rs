@@ -15,11 +15,16 @@ use std::time::Duration;
 
 use ringway_core::{Config, PortRule, Problem};
 
-/// The example's configuration, opened up for tests: CONNECT to the echo server's random port.
-/// The one place to change when the policy refuses more of what these tests do on loopback.
+/// The example's configuration, opened up for tests: CONNECT to the servers' random ports,
+/// and loopback destinations, which the egress policy refuses by default. The one place to
+/// change when the policy refuses more of what these tests do on loopback.
 fn test_config() -> Config {
     let mut config = tokio_proxy::config();
     config.policy.connect_ports = PortRule::Any;
+    config
+        .policy
+        .egress
+        .allow_range("127.0.0.0/8".parse().unwrap());
     config
 }
 

@@ -75,10 +75,16 @@ struct Args {
     #[argh(option, from_str_fn(parse_duration))]
     shutdown_grace: Option<Duration>,
 
-    /// most client connections open at once, over all threads; more are closed on accept
+    /// most client connections open at once, over all threads; the next ones are answered
+    /// 503 with Retry-After: 1 (and, past as many again up to 1024 more, closed on accept)
     /// [default: 8192]
     #[argh(option)]
     max_connections: Option<usize>,
+
+    /// most client connections open at once from one client address, over all threads; the
+    /// next one is answered 429 with Retry-After: 1; 0 means no limit [default: 0]
+    #[argh(option)]
+    max_connections_per_client: Option<usize>,
 
     /// require Proxy-Authorization (Basic): a file of `user:password` lines (blank lines and
     /// lines starting with # are skipped); clients without valid credentials get 407
@@ -264,11 +270,14 @@ fn validate(args: Args) -> Result<Settings, String> {
             .connect_ports
             .unwrap_or_else(|| Policy::default().connect_ports),
         basic_credentials: Vec::new(),
+        egress: Default::default(),
     };
     if let Some(path) = &args.auth_file {
         load_credentials(path, &mut config.policy)?;
     }
     config.access_records = args.access_log != AccessLogTarget::Off;
+    config.max_connections = max_connections;
+    config.max_connections_per_client = args.max_connections_per_client.unwrap_or(0);
     Ok(Settings {
         listen,
         threads,

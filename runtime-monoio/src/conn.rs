@@ -23,24 +23,24 @@
 //! client socket gets up to [`CLOSE_LIMIT`] to flush and linger; then everything is dropped.
 
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::task::{Context, Poll};
 
 use monoio::net::TcpStream;
-use ringway_core::target::Authority;
 use ringway_core::tunnel::Direction;
-use ringway_core::{Connection, DialError, Dialed, Output};
+use ringway_core::{Connection, DialError, Dialed, Load, Output};
 
 use crate::clock;
-use crate::dial::dial;
+use crate::dial::connect;
 use crate::relay::{Moved, Relay};
 use crate::socket::{ReadEvent, Socket, WriteOp, CLOSE_LIMIT};
 use crate::timers::TimerKey;
 use crate::worker::{Admitted, Env, Isolated};
 
 type DialFuture = Pin<Box<dyn Future<Output = Result<TcpStream, DialError>>>>;
+type ResolveFuture = Pin<Box<dyn Future<Output = Rc<[IpAddr]>>>>;
 
 /// Steps handled per wake before yielding to other connections on this thread.
 const BUDGET: usize = 64;
@@ -52,16 +52,26 @@ const LINGER_BYTES: usize = 256 * 1024;
 ///
 /// A hand-written future rather than an `async fn`, so an idle connection's task holds just
 /// the [`Conn`] (an `async fn` would also keep room for its arguments and the closing state).
-pub fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: SocketAddr) -> Serve {
+pub fn serve(
+    env: Rc<Env>,
+    admitted: Admitted,
+    load: Load,
+    stream: TcpStream,
+    peer: SocketAddr,
+) -> Serve {
     let _ = stream.set_nodelay(true);
-    let core = Connection::new(env.config.clone(), peer, clock::now());
+    let mut core = Connection::new(env.config.clone(), peer, clock::now());
+    if let Err(problem) = env.config.admit(load) {
+        core.refuse(problem);
+    }
     let conn = Conn {
         env,
         id: admitted.id,
         core,
         client: Socket::new(stream, true),
         upstream: None,
-        authority: None,
+        upstream_addr: None,
+        resolving: None,
         dialing: None,
         timer: None,
         relay: None,
@@ -106,7 +116,10 @@ struct Conn {
     /// Boxed: most idle connections have none, and a box is smaller than the socket.
     upstream: Option<Box<Socket>>,
     /// Where `upstream` (or the dial in flight) goes: the pool key.
-    authority: Option<Authority>,
+    upstream_addr: Option<SocketAddr>,
+    /// The lookup in flight (`Output::Resolve`).
+    resolving: Option<ResolveFuture>,
+    /// The connection attempt in flight (`Output::Connect`).
     dialing: Option<DialFuture>,
     /// The deadline registered with this thread's timers.
     timer: Option<TimerKey>,
@@ -294,6 +307,13 @@ impl Conn {
         if self.client.write_blocked() && self.client.poll_writable(cx).is_ready() {
             ready = true;
         }
+        if let Some(r) = &mut self.resolving {
+            if let Poll::Ready(addrs) = r.as_mut().poll(cx) {
+                self.resolving = None;
+                self.core.handle_resolved(clock::now(), &addrs);
+                ready = true;
+            }
+        }
         if let Some(d) = &mut self.dialing {
             if let Poll::Ready(result) = d.as_mut().poll(cx) {
                 self.dialing = None;
@@ -358,14 +378,18 @@ impl Conn {
                     });
                 }
             }
-            Output::Dial {
-                authority,
-                allow_pooled,
-            } => self.dial(authority, allow_pooled),
+            Output::Resolve(authority) => {
+                let env = Rc::clone(&self.env);
+                self.resolving = Some(Box::pin(async move {
+                    env.resolver.resolve(authority.host()).await
+                }));
+            }
+            Output::Connect { addr, allow_pooled } => self.connect(addr, allow_pooled),
             Output::ReleaseUpstream => self.release_upstream(cx),
             Output::CloseUpstream => {
                 self.upstream = None;
                 self.dialing = None;
+                self.resolving = None;
             }
             Output::ShutdownClientWrite => self.client.push(WriteOp::Shutdown),
             Output::ShutdownUpstreamWrite => {
@@ -394,6 +418,7 @@ impl Conn {
                 self.closing = true;
                 self.upstream = None;
                 self.dialing = None;
+                self.resolving = None;
             }
         }
     }
@@ -401,7 +426,7 @@ impl Conn {
     /// Puts the upstream connection in the pool. Its writes normally all went out already
     /// (the upstream answered them); otherwise a small task finishes them before pooling.
     fn release_upstream(&mut self, _cx: &mut Context<'_>) {
-        let (Some(mut socket), Some(authority)) = (self.upstream.take(), self.authority.take())
+        let (Some(mut socket), Some(addr)) = (self.upstream.take(), self.upstream_addr.take())
         else {
             return;
         };
@@ -409,7 +434,7 @@ impl Conn {
         socket.flush();
         if socket.write_idle() {
             if let Some(stream) = (*socket).into_idle_stream() {
-                env.pool.borrow_mut().put(authority, stream);
+                env.pool.borrow_mut().put(addr, stream);
             }
             return;
         }
@@ -417,30 +442,27 @@ impl Conn {
             let finished = monoio::time::timeout(CLOSE_LIMIT, socket.finish_writes()).await;
             if finished == Ok(true) {
                 if let Some(stream) = (*socket).into_idle_stream() {
-                    env.pool.borrow_mut().put(authority, stream);
+                    env.pool.borrow_mut().put(addr, stream);
                 }
             }
         });
     }
 
-    fn dial(&mut self, authority: Authority, allow_pooled: bool) {
+    fn connect(&mut self, addr: SocketAddr, allow_pooled: bool) {
         self.upstream = None;
+        self.upstream_addr = Some(addr);
         if allow_pooled {
-            let pooled = self.env.pool.borrow_mut().take(&authority);
+            let pooled = self.env.pool.borrow_mut().take(addr);
             if let Some(stream) = pooled {
                 self.upstream = Some(Box::new(Socket::new(stream, false)));
-                self.authority = Some(authority);
                 self.core
                     .handle_dial(clock::now(), Ok(Dialed { reused: true }));
                 return;
             }
         }
-        let env = Rc::clone(&self.env);
-        let target = authority.clone();
-        self.authority = Some(authority);
-        self.dialing = Some(Box::pin(async move {
-            dial(&env.resolver, &target, env.config.connect_timeout).await
-        }));
+        // The core's deadline bounds the whole dial; this bounds one attempt the same way.
+        let timeout = self.env.config.connect_timeout;
+        self.dialing = Some(Box::pin(connect(addr, timeout)));
     }
 
     fn on_dialed(&mut self, result: Result<TcpStream, DialError>) {

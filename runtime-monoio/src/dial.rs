@@ -1,51 +1,24 @@
-//! Dialing an upstream: resolve, then try every address in turn within the connect timeout.
+//! Connecting to one upstream address, the one the core approved in `Output::Connect`.
 //!
-//! Failure maps onto the core's [`DialError`]: no address → `Dns`; every address refused or
-//! unreachable → `Refused`; the deadline passed first → `Timeout`. The core runs its own
-//! dial deadline as well, so either timer ending the wait is fine.
+//! The core owns the schedule (which address next) and the deadline of the whole dial; this
+//! only opens the socket. Failure maps onto the core's [`DialError`]: refused or unreachable →
+//! `Refused`; the attempt outliving `timeout` → `Timeout`.
 
-use std::time::{Duration, Instant};
+use std::net::SocketAddr;
+use std::time::Duration;
 
 use monoio::net::TcpStream;
-use ringway_core::target::Authority;
 use ringway_core::DialError;
 
-use crate::dns::Resolver;
-
-/// Connects to `authority` within `timeout`.
-pub async fn dial(
-    resolver: &Resolver,
-    authority: &Authority,
-    timeout: Duration,
-) -> Result<TcpStream, DialError> {
-    let deadline = Instant::now() + timeout;
-    let addrs = monoio::time::timeout(
-        timeout,
-        resolver.resolve(authority.host(), authority.port()),
-    )
-    .await
-    .map_err(|_| DialError::Timeout)?
-    .ok_or(DialError::Dns)?;
-    let mut timed_out = false;
-    for addr in addrs {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            timed_out = true;
-            break;
+/// Connects to `addr` within `timeout`.
+pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<TcpStream, DialError> {
+    match monoio::time::timeout(timeout, TcpStream::connect_addr(addr)).await {
+        Ok(Ok(stream)) => {
+            // Heads and small bodies should leave at once, not wait for Nagle.
+            let _ = stream.set_nodelay(true);
+            Ok(stream)
         }
-        match monoio::time::timeout(left, TcpStream::connect_addr(addr)).await {
-            Ok(Ok(stream)) => {
-                // Heads and small bodies should leave at once, not wait for Nagle.
-                let _ = stream.set_nodelay(true);
-                return Ok(stream);
-            }
-            Ok(Err(_)) => {}
-            Err(_) => timed_out = true,
-        }
+        Ok(Err(_)) => Err(DialError::Refused),
+        Err(_) => Err(DialError::Timeout),
     }
-    Err(if timed_out {
-        DialError::Timeout
-    } else {
-        DialError::Refused
-    })
 }

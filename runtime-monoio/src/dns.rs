@@ -2,13 +2,15 @@
 //!
 //! `getaddrinfo` blocks, and a blocked loop thread stalls every connection it serves, so
 //! lookups run on monoio's blocking thread pool (`spawn_blocking`). Answers are cached per
-//! thread for [`TTL`] (no locks; each thread fills its own cache). IP literals never reach
-//! the resolver. Failure: a lookup error or an empty answer is `None`, which the dialer turns
-//! into the core's `DialError::Dns` (502). Failures are not cached.
+//! thread for [`TTL`] (no locks; each thread fills its own cache) and shared as `Rc<[IpAddr]>`,
+//! so a cached lookup allocates nothing. The core never asks for IP literals. Failure: a lookup
+//! error or an empty answer is an empty list, which the core answers with 502
+//! (`error=dns_error`); the core's deadline covers a lookup that hangs. Failures are not cached.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, ToSocketAddrs};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 /// How long a resolved answer is reused. Short, as we do not see the record's own TTL.
@@ -16,22 +18,23 @@ pub const TTL: Duration = Duration::from_secs(30);
 /// Cache size at which expired entries are swept (and, if still full, everything).
 const MAX_ENTRIES: usize = 4096;
 
+/// A cached answer and when it expires.
+type Entry = (Rc<[IpAddr]>, Instant);
+
 /// One thread's DNS cache.
 #[derive(Default)]
 pub struct Resolver {
-    cache: RefCell<HashMap<String, (Vec<IpAddr>, Instant)>>,
+    cache: RefCell<HashMap<String, Entry>>,
 }
 
 impl Resolver {
-    /// The addresses for `host`, port applied; `None` if the name does not resolve.
-    pub async fn resolve(&self, host: &str, port: u16) -> Option<Vec<SocketAddr>> {
-        if let Ok(ip) = host.parse::<IpAddr>() {
-            return Some(vec![SocketAddr::new(ip, port)]);
-        }
+    /// The addresses of `host`, in the resolver's order, without duplicates; empty if the
+    /// name does not resolve.
+    pub async fn resolve(&self, host: &str) -> Rc<[IpAddr]> {
         let now = Instant::now();
         if let Some((ips, expires)) = self.cache.borrow().get(host) {
             if *expires > now {
-                return Some(ips.iter().map(|ip| SocketAddr::new(*ip, port)).collect());
+                return Rc::clone(ips);
             }
         }
         let name = host.to_string();
@@ -43,9 +46,15 @@ impl Resolver {
         .await;
         let mut ips = match answer {
             Ok(Ok(ips)) if !ips.is_empty() => ips,
-            _ => return None,
+            _ => return Rc::from([]),
         };
-        ips.dedup();
+        let mut seen = Vec::with_capacity(ips.len());
+        ips.retain(|ip| {
+            let new = !seen.contains(ip);
+            seen.push(*ip);
+            new
+        });
+        let ips: Rc<[IpAddr]> = Rc::from(ips);
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= MAX_ENTRIES {
             cache.retain(|_, (_, expires)| *expires > now);
@@ -53,12 +62,8 @@ impl Resolver {
                 cache.clear();
             }
         }
-        cache.insert(host.to_string(), (ips.clone(), Instant::now() + TTL));
-        Some(
-            ips.into_iter()
-                .map(|ip| SocketAddr::new(ip, port))
-                .collect(),
-        )
+        cache.insert(host.to_string(), (Rc::clone(&ips), Instant::now() + TTL));
+        ips
     }
 
     /// Drops expired answers (called by the worker's janitor).

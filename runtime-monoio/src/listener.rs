@@ -69,12 +69,14 @@ pub async fn accept_loop(env: Rc<Env>, listener: TcpListener) {
         match accepted {
             None => break,
             Some(Ok((stream, peer))) => {
-                let Some(admitted) = env.admit() else {
+                let Some((admitted, load)) = env.admit(peer.ip()) else {
                     drop(stream);
                     continue;
                 };
                 let task_env = Rc::clone(&env);
-                monoio::spawn(Isolated(conn::serve(task_env, admitted, stream, peer)));
+                monoio::spawn(Isolated(conn::serve(
+                    task_env, admitted, load, stream, peer,
+                )));
             }
             Some(Err(e)) => {
                 if is_exhaustion(&e) {

@@ -79,9 +79,12 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
-        config: Arc::new(settings.config),
+        config: Arc::new(settings.config.clone()),
         log,
-        limit: Arc::new(worker::Limit::new(settings.max_connections)),
+        limit: Arc::new(worker::Limit::new(
+            settings.max_connections,
+            settings.config.max_connections_per_client > 0,
+        )),
         tuning: worker::Tuning {
             pool_idle: settings.pool_idle,
             grace: settings.shutdown_grace,

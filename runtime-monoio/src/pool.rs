@@ -1,30 +1,33 @@
-//! Per-thread pool of idle upstream connections, keyed by the core's [`Authority`].
+//! Per-thread pool of idle upstream connections, keyed by the address the core approved and
+//! connected to (so a pooled connection is only reused for an address the core judges
+//! allowed at the time of reuse, and origins sharing an address share connections).
 //!
 //! Filled on `Output::ReleaseUpstream`, drawn from on `Output::Dial { allow_pooled: true }`.
 //! Entries expire after `--pool-idle-timeout` (zero: nothing is kept); a connection the upstream already closed (or that has
 //! unexpected bytes waiting) is spotted with a non-blocking peek and dropped instead of
 //! reused (skipped for a connection released within [`FRESH`]). Staleness that slips
 //! through is handled by the core, which retries an idempotent bodiless request once on a
-//! fresh dial. Bounded per authority and in total; overflow is closed.
+//! fresh dial. Bounded per address and in total; overflow is closed.
 
 use std::collections::HashMap;
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
+use std::net::SocketAddr;
+
 use monoio::net::TcpStream;
-use ringway_core::target::Authority;
 
 /// A connection released less than this long ago is reused without the staleness peek (one
 /// `recv` syscall, a fifth of the syscalls of a keep-alive request): an origin closing an
 /// idle connection within 100 ms of answering on it without `Connection: close` is the
 /// same race the peek itself cannot close, and the core retries an idempotent request.
 const FRESH: Duration = Duration::from_millis(100);
-const MAX_PER_AUTHORITY: usize = 64;
+const MAX_PER_ADDRESS: usize = 64;
 const MAX_TOTAL: usize = 2048;
 
 /// One thread's idle upstream connections.
 pub struct Pool {
-    idle: HashMap<Authority, Vec<(TcpStream, Instant)>>,
+    idle: HashMap<SocketAddr, Vec<(TcpStream, Instant)>>,
     total: usize,
     /// How long a connection may wait here (`--pool-idle-timeout`).
     keep: Duration,
@@ -40,9 +43,9 @@ impl Pool {
         }
     }
 
-    /// An idle, live connection to `authority`, most recently used first.
-    pub fn take(&mut self, authority: &Authority) -> Option<TcpStream> {
-        let list = self.idle.get_mut(authority)?;
+    /// An idle, live connection to `addr`, most recently used first.
+    pub fn take(&mut self, addr: SocketAddr) -> Option<TcpStream> {
+        let list = self.idle.get_mut(&addr)?;
         let now = Instant::now();
         let mut found = None;
         while let Some((stream, since)) = list.pop() {
@@ -54,14 +57,14 @@ impl Pool {
             }
         }
         if list.is_empty() {
-            self.idle.remove(authority);
+            self.idle.remove(&addr);
         }
         found
     }
 
-    /// Keeps `stream` for later requests to `authority`, unless the pool is full or keeps
+    /// Keeps `stream` for later requests to `addr`, unless the pool is full or keeps
     /// nothing (it is then closed).
-    pub fn put(&mut self, authority: Authority, stream: TcpStream) {
+    pub fn put(&mut self, addr: SocketAddr, stream: TcpStream) {
         if self.keep.is_zero() {
             return;
         }
@@ -71,8 +74,8 @@ impl Pool {
                 return;
             }
         }
-        let list = self.idle.entry(authority).or_default();
-        if list.len() >= MAX_PER_AUTHORITY {
+        let list = self.idle.entry(addr).or_default();
+        if list.len() >= MAX_PER_ADDRESS {
             return;
         }
         list.push((stream, Instant::now()));

@@ -7,17 +7,19 @@
 //! in-flight connections, then returns and the runtime drops whatever is left.
 
 use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
 use std::future::Future;
+use std::net::IpAddr;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use monoio::net::TcpListener;
-use ringway_core::Config;
+use ringway_core::{Config, Load};
 
 use crate::access_log::AccessLog;
 use crate::dns::Resolver;
@@ -27,19 +29,37 @@ use crate::relay::Mode as RelayMode;
 use crate::shutdown::{self, Drain};
 use crate::timers::Timers;
 
-/// Connection count over all threads, against `--max-connections`.
+/// Client connections open over all threads: the counts the core's admission verdict
+/// (`Config::admit`) is made from.
 pub struct Limit {
     open: AtomicUsize,
-    max: usize,
+    /// Beyond this many open connections new ones are closed on accept without an answer:
+    /// `--max-connections` plus room to answer refusals (each costs an fd while it is read
+    /// and answered), so a flood cannot take every fd.
+    hard: usize,
+    /// Open connections per client address, kept only with `--max-connections-per-client`
+    /// (a lock per accept and per close, never per request).
+    per_client: Option<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl Limit {
-    /// A limit of `max` open client connections.
-    pub fn new(max: usize) -> Limit {
+    /// Counts for a proxy admitting `max` connections in all, and counting per client when
+    /// `per_client` is set.
+    pub fn new(max: usize, per_client: bool) -> Limit {
         Limit {
             open: AtomicUsize::new(0),
-            max,
+            hard: max.saturating_add(max.clamp(16, 1024)),
+            per_client: per_client.then(|| Mutex::new(HashMap::new())),
         }
+    }
+}
+
+/// A client address as counted: an IPv4-mapped IPv6 address (what a dual-stack socket
+/// reports) is the IPv4 client it stands for.
+fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
     }
 }
 
@@ -99,20 +119,32 @@ impl Env {
         }
     }
 
-    /// Counts a new connection in, or refuses it when `--max-connections` are open.
-    pub fn admit(self: &Rc<Self>) -> Option<Admitted> {
-        let before = self.limit.open.fetch_add(1, Ordering::Relaxed);
-        if before >= self.limit.max {
+    /// Counts a new connection from `peer` in, with the load it was accepted under; `None`
+    /// (close it at once) beyond the hard ceiling.
+    pub fn admit(self: &Rc<Self>, peer: IpAddr) -> Option<(Admitted, Load)> {
+        let total = self.limit.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if total > self.limit.hard {
             self.limit.open.fetch_sub(1, Ordering::Relaxed);
             return None;
         }
+        let client = client_key(peer);
+        let from_client = self.limit.per_client.as_ref().map_or(0, |map| {
+            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+            let n = map.entry(client).or_insert(0);
+            *n += 1;
+            *n
+        });
         self.active.set(self.active.get() + 1);
         let id = self.next_id.get();
         self.next_id.set(id + 1);
-        Some(Admitted {
-            env: Rc::clone(self),
-            id,
-        })
+        Some((
+            Admitted {
+                env: Rc::clone(self),
+                id,
+                client,
+            },
+            Load { total, from_client },
+        ))
     }
 }
 
@@ -121,11 +153,21 @@ pub struct Admitted {
     env: Rc<Env>,
     /// This thread's id for the connection.
     pub id: u64,
+    client: IpAddr,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.env.limit.open.fetch_sub(1, Ordering::Relaxed);
+        if let Some(map) = &self.env.limit.per_client {
+            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = map.get_mut(&self.client) {
+                *n -= 1;
+                if *n == 0 {
+                    map.remove(&self.client);
+                }
+            }
+        }
         self.env.active.set(self.env.active.get() - 1);
         self.env.drain.unregister(self.id);
         if self.env.active.get() == 0 {

@@ -1032,168 +1032,216 @@ pub fn dechunk(raw: &[u8]) -> Vec<u8> {
 
 /// Every canned error answer of the proxy, written out here by hand: the black-box oracle for
 /// refusals. Each row is `(access-log reason word, status and reason phrase, body line without
-/// its final LF)`.
+/// its final LF, RFC 9209 error type of its Proxy-Status field)`.
 ///
 /// Why by hand: these are fixed texts clients see, so a change to one is a change of
 /// behaviour the e2e suite must notice. Building the expectation from the core's own table
 /// would test the core against itself.
-pub const CANNED: &[(&str, &str, &str)] = &[
+pub const CANNED: &[(&str, &str, &str, &str)] = &[
     (
         "malformed_head",
         "400 Bad Request",
         "The request head is not valid HTTP/1.1.",
+        "http_request_error",
     ),
     (
         "bare_line_ending",
         "400 Bad Request",
         "Lines of the request head must end in CRLF.",
+        "http_request_error",
     ),
     (
         "origin_form",
         "400 Bad Request",
         "This is a forward proxy: send an absolute URI (GET http://host/path) or CONNECT.",
+        "http_request_error",
     ),
     (
         "bad_target",
         "400 Bad Request",
         "The request URI is not a valid http:// URI.",
+        "http_request_error",
     ),
     (
         "unsupported_scheme",
         "400 Bad Request",
         "Only http:// URIs are forwarded; use CONNECT for https.",
+        "http_request_error",
     ),
     (
         "bad_connect_target",
         "400 Bad Request",
         "CONNECT needs a host:port target with a port from 1 to 65535.",
+        "http_request_error",
     ),
     (
         "cl_and_te",
         "400 Bad Request",
         "Content-Length and Transfer-Encoding must not both be present.",
+        "http_request_error",
     ),
     (
         "duplicate_content_length",
         "400 Bad Request",
         "Content-Length must appear at most once.",
+        "http_request_error",
     ),
     (
         "invalid_content_length",
         "400 Bad Request",
         "Content-Length must be a decimal number.",
+        "http_request_error",
     ),
     (
         "bad_transfer_encoding",
         "400 Bad Request",
         "Transfer-Encoding must be exactly chunked.",
+        "http_request_error",
     ),
     (
         "te_in_http10",
         "400 Bad Request",
         "HTTP/1.0 requests cannot use Transfer-Encoding.",
+        "http_request_error",
     ),
     (
         "duplicate_host",
         "400 Bad Request",
         "Host must appear exactly once.",
+        "http_request_error",
     ),
     (
         "missing_host",
         "400 Bad Request",
         "HTTP/1.1 requests need a Host header.",
+        "http_request_error",
     ),
     (
         "unexpected_body",
         "400 Bad Request",
         "This request must not carry a body.",
+        "http_request_error",
     ),
     (
         "bad_chunk",
         "400 Bad Request",
         "The chunked request body is malformed.",
+        "http_request_error",
     ),
     (
         "client_denied",
         "403 Forbidden",
         "Your address is not allowed to use this proxy.",
+        "http_request_denied",
     ),
     (
         "connect_port_denied",
         "403 Forbidden",
         "CONNECT to this port is not allowed.",
+        "http_request_denied",
     ),
     (
         "auth_required",
         "407 Proxy Authentication Required",
         "This proxy needs a user name and password (Proxy-Authorization: Basic).",
+        "http_request_denied",
     ),
     (
         "header_timeout",
         "408 Request Timeout",
         "The request head did not arrive in time.",
+        "http_request_error",
     ),
     (
         "head_too_large",
         "431 Request Header Fields Too Large",
         "The request head is too large.",
+        "http_request_error",
     ),
     (
         "too_many_headers",
         "431 Request Header Fields Too Large",
         "The request has too many header fields.",
+        "http_request_error",
     ),
     (
         "dns_failed",
         "502 Bad Gateway",
         "The upstream host name could not be resolved.",
+        "dns_error",
     ),
     (
         "dial_failed",
         "502 Bad Gateway",
         "The upstream server could not be reached.",
+        "connection_refused",
     ),
     (
         "bad_response",
         "502 Bad Gateway",
         "The upstream server sent an invalid response.",
+        "http_protocol_error",
     ),
     (
         "upstream_closed",
         "502 Bad Gateway",
         "The upstream server closed the connection without a response.",
+        "connection_terminated",
     ),
     (
         "dial_timeout",
         "504 Gateway Timeout",
         "The upstream server did not answer the connection in time.",
+        "connection_timeout",
     ),
     (
         "upstream_timeout",
         "504 Gateway Timeout",
         "The upstream server did not respond in time.",
+        "http_response_timeout",
     ),
     (
         "unsupported_version",
         "505 HTTP Version Not Supported",
         "Only HTTP/1.0 and HTTP/1.1 are supported.",
+        "http_request_error",
     ),
     (
         "forwarding_loop",
         "508 Loop Detected",
         "The request already passed through this proxy.",
+        "proxy_loop_detected",
+    ),
+    (
+        "dns_timeout",
+        "504 Gateway Timeout",
+        "The upstream host name could not be resolved in time.",
+        "dns_timeout",
+    ),
+    (
+        "client_limit",
+        "429 Too Many Requests",
+        "Too many connections from your address; retry later.",
+        "connection_limit_reached",
+    ),
+    (
+        "connection_limit",
+        "503 Service Unavailable",
+        "The proxy is at its connection limit; retry later.",
+        "connection_limit_reached",
     ),
 ];
 
 /// The exact canned answer the proxy sends for a refusal it logs as `reason=REASON` (see
 /// [`CANNED`]), through EOF: `HTTP/1.1 STATUS`, for 407 only `Proxy-Authenticate: Basic
-/// realm="ringway"`, then `Content-Type: text/plain`, `Content-Length` of the body,
+/// realm="ringway"`, for 429 and 503 `Retry-After: 1`, then `Proxy-Status: ringway;
+/// error=TYPE`, `Content-Type: text/plain`, `Content-Length` of the body,
 /// `Connection: close`, a blank line and the body line ending in LF. With `head_only` (the
 /// answer to a HEAD request) the body is left out, but Content-Length still gives its length.
 pub fn canned_answer(reason: &str, head_only: bool) -> Vec<u8> {
-    let &(_, status, text) = CANNED
+    let &(_, status, text, error) = CANNED
         .iter()
-        .find(|(word, _, _)| *word == reason)
+        .find(|(word, _, _, _)| *word == reason)
         .unwrap_or_else(|| panic!("no canned answer is logged with reason={reason}"));
     let body = format!("{text}\n");
     let status_line = format!("HTTP/1.1 {status}");
@@ -1202,6 +1250,11 @@ pub fn canned_answer(reason: &str, head_only: bool) -> Vec<u8> {
     if status.starts_with("407 ") {
         lines.push("Proxy-Authenticate: Basic realm=\"ringway\"");
     }
+    if status.starts_with("429 ") || status.starts_with("503 ") {
+        lines.push("Retry-After: 1");
+    }
+    let proxy_status = format!("Proxy-Status: ringway; error={error}");
+    lines.push(&proxy_status);
     lines.extend(["Content-Type: text/plain", &length, "Connection: close"]);
     message(&lines, if head_only { b"" } else { body.as_bytes() })
 }
@@ -1941,11 +1994,11 @@ mod tests {
     #[test]
     fn canned_checker() {
         // Two answers written out byte for byte, so the builder itself is checked.
-        let ok = b"HTTP/1.1 502 Bad Gateway\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\nThe upstream server could not be reached.\n";
+        let ok = b"HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=connection_refused\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\nThe upstream server could not be reached.\n";
         assert_canned(ok, "dial_failed");
         assert_bytes(
             &canned_answer("auth_required", true),
-            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\nContent-Type: text/plain\r\nContent-Length: 72\r\nConnection: close\r\n\r\n",
+            b"HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\nProxy-Status: ringway; error=http_request_denied\r\nContent-Type: text/plain\r\nContent-Length: 72\r\nConnection: close\r\n\r\n",
             "407 to a HEAD request",
         );
         assert!(
@@ -1960,7 +2013,7 @@ mod tests {
             check_canned(ok, "bad_response").is_err(),
             "same status, other text must fail"
         );
-        let mut words: Vec<&str> = CANNED.iter().map(|(w, _, _)| *w).collect();
+        let mut words: Vec<&str> = CANNED.iter().map(|(w, _, _, _)| *w).collect();
         words.sort_unstable();
         words.dedup();
         assert_eq!(words.len(), CANNED.len(), "each reason word once");

@@ -1,4 +1,4 @@
-//! Every canned error: the whole answer byte for byte (status line, `Content-Type: text/plain`,
+//! Every canned error: the whole answer byte for byte (status line, `Proxy-Status`, `Content-Type: text/plain`,
 //! Content-Length, `Connection: close`, the one-line text for its reason, see
 //! [`ringway_e2e::CANNED`]), then EOF, and its access-log line — and nothing reaches the origin
 //! when the request is refused before dialing.
@@ -363,7 +363,7 @@ fn proxy_auth_required_407(d: Driver) {
         let body = "This proxy needs a user name and password (Proxy-Authorization: Basic).\n";
         let want = format!(
             "HTTP/1.1 407 Proxy Authentication Required\r\nProxy-Authenticate: Basic realm=\"ringway\"\r\n\
-Content-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+Proxy-Status: ringway; error=http_request_denied\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         assert_bytes(&c.read_to_eof(), want.as_bytes(), "407 answer");

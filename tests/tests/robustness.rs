@@ -84,7 +84,8 @@ both_drivers!(
     sigterm_drains_in_flight_request,
     sigterm_idle_exits_zero,
     origin_dies_mid_body,
-    max_connections_closes_extra,
+    max_connections_answers_503,
+    max_connections_per_client_answers_429,
     abrupt_clients_do_not_hurt_others,
     two_threads_many_clients,
     client_gone_mid_download_releases_upstream,
@@ -458,11 +459,12 @@ fn origin_dies_mid_body(d: Driver) {
     );
 }
 
-/// `--max-connections 2`: a third client is closed on accept; once one leaves, a new
-/// client is served again.
-fn max_connections_closes_extra(d: Driver) {
+/// `--max-connections 2`: a third client is answered exactly `503` with `Retry-After: 1` and
+/// `Proxy-Status: ringway; error=connection_limit_reached`, then closed, and logged; once one
+/// of the two leaves, a new client is served again.
+fn max_connections_answers_503(d: Driver) {
     let origin = Origin::fixed(&ok_response(b"ok"));
-    let p = Proxy::start(d, &["--max-connections", "2"]);
+    let mut p = Proxy::start(d, &["--max-connections", "2"]);
     let a = origin.authority();
     let get = proxy_get(&a, "/");
     let ok = ok_relayed(b"ok");
@@ -472,27 +474,104 @@ fn max_connections_closes_extra(d: Driver) {
         assert_bytes(&c.read_response("GET"), &ok, "one of the first two clients");
     }
     let mut extra = p.connect();
-    let _ = extra.stream.write_all(&get); // may fail: the proxy closes on accept
-    let got = extra.read_to_eof();
-    assert!(
-        got.is_empty(),
-        "a third client over --max-connections 2 was answered: {}",
-        show(&got)
+    extra.write(&get);
+    let answer = extra.expect_canned("connection_limit");
+    assert_eq!(
+        p.wait_access_of(extra.local_addr()).without_duration(),
+        format!(
+            "{} GET http://{a}/ 503 {} {} D reason=connection_limit",
+            extra.local_addr(),
+            get.len(),
+            answer.len()
+        )
+    );
+    assert_eq!(
+        origin.log().requests.len(),
+        2,
+        "the refused request never reached the origin"
     );
     drop(held.pop());
-    // The proxy notices the close asynchronously: poll (bounded) until a client is served.
-    // Each probe gets exactly the answer, or is closed without a byte as the third was.
+    // The proxy notices the close asynchronously: probe (bounded) until a client is served;
+    // until then each probe gets exactly the 503.
+    let refused = canned("connection_limit");
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
-        if served(p.addr(), &get, &[&ok], IO_TIMEOUT, false) {
+        let mut c = p.connect();
+        c.write(&get);
+        let got = c.read_response("GET");
+        if got == ok {
             break;
         }
+        assert_bytes(&got, &refused, "a probe while two are open");
         assert!(
             Instant::now() < deadline,
             "no client served 5 s after one of the two left"
         );
         thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `--max-connections-per-client 2`: the third connection from one address is answered
+/// exactly `429` with `Retry-After: 1`, then closed; other addresses are not affected, and
+/// when one of the two closes, that address is served again.
+fn max_connections_per_client_answers_429(d: Driver) {
+    let origin = Origin::fixed(&ok_response(b"ok"));
+    let mut p = Proxy::start(d, &["--max-connections-per-client", "2"]);
+    let a = origin.authority();
+    let get = proxy_get(&a, "/");
+    let ok = ok_relayed(b"ok");
+    let mut held: Vec<Conn> = (0..2).map(|_| p.connect()).collect();
+    for c in held.iter_mut() {
+        c.write(&get);
+        assert_bytes(
+            &c.read_response("GET"),
+            &ok,
+            "one of the first two connections",
+        );
+    }
+    let mut third = p.connect();
+    third.write(&get);
+    let answer = third.expect_canned("client_limit");
+    assert_eq!(
+        p.wait_access_of(third.local_addr()).without_duration(),
+        format!(
+            "{} GET http://{a}/ 429 {} {} D reason=client_limit",
+            third.local_addr(),
+            get.len(),
+            answer.len()
+        )
+    );
+    // Another loopback address is another client.
+    let mut c = Conn::new(connect_from("127.0.0.2", p.addr()));
+    c.write(&get);
+    assert_bytes(&c.read_response("GET"), &ok, "another client address");
+    drop(c);
+    drop(held.pop());
+    let refused = canned("client_limit");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let mut c = p.connect();
+        c.write(&get);
+        let got = c.read_response("GET");
+        if got == ok {
+            break;
+        }
+        assert_bytes(&got, &refused, "a probe while two are open");
+        assert!(
+            Instant::now() < deadline,
+            "no connection served 5 s after one of the two left"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A socket to `to` bound to the loopback address `from` (any of 127.0.0.0/8 is local).
+fn connect_from(from: &str, to: SocketAddr) -> std::net::TcpStream {
+    let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    sock.bind(&SocketAddr::new(from.parse().unwrap(), 0).into())
+        .unwrap();
+    sock.connect_timeout(&to.into(), IO_TIMEOUT).unwrap();
+    sock.into()
 }
 
 /// Clients that vanish at awkward moments do not hurt the proxy or the next client.

@@ -13,7 +13,11 @@ use ringway_core::{Config, Connection, DialError, Dialed, Instant, Output, PortR
 /// Everything but the data writes, which are collected per direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Event {
+    /// A connection asked for, named by the authority the client asked for (with the
+    /// script's automatic lookups) or by the address (with `manual_dns`).
     Dial(String, bool),
+    /// A lookup asked for (only with `manual_dns`).
+    Resolve(String),
     Release,
     CloseUpstream,
     ShutdownClientWrite,
@@ -34,7 +38,16 @@ pub struct Script {
     dial_outstanding: bool,
     upstream_connected: bool,
     closed: bool,
+    /// Lookups are answered at once with [`AUTO_ADDRESS`] (and dials named after the host)
+    /// unless a test answers them itself.
+    auto_dns: bool,
+    /// The authority of the last automatic lookup.
+    resolved_name: Option<String>,
 }
+
+/// The address automatic lookups answer with: a global address, so the default egress
+/// policy allows it (nothing is ever sent to it: there is no network here).
+pub const AUTO_ADDRESS: &str = "93.184.215.14";
 
 pub fn config() -> Config {
     let mut c = Config::default();
@@ -63,6 +76,8 @@ impl Script {
             dial_outstanding: false,
             upstream_connected: false,
             closed: false,
+            auto_dns: true,
+            resolved_name: None,
         };
         s.drain();
         s
@@ -89,14 +104,26 @@ impl Script {
                     );
                     self.to_upstream.extend_from_slice(&b)
                 }
-                Output::Dial {
-                    authority,
-                    allow_pooled,
-                } => {
+                Output::Resolve(authority) => {
+                    assert!(!self.dial_outstanding, "a lookup while a dial is out");
+                    if self.auto_dns {
+                        self.resolved_name = Some(authority.to_string());
+                        let ip = AUTO_ADDRESS.parse().unwrap();
+                        self.conn.handle_resolved(self.now, &[ip]);
+                    } else {
+                        self.events.push(Event::Resolve(authority.to_string()));
+                    }
+                }
+                Output::Connect { addr, allow_pooled } => {
                     assert!(!self.dial_outstanding, "two dials at once");
                     self.dial_outstanding = true;
-                    self.events
-                        .push(Event::Dial(authority.to_string(), allow_pooled))
+                    let name = match &self.resolved_name {
+                        Some(name) if self.auto_dns && addr.ip().to_string() == AUTO_ADDRESS => {
+                            name.clone()
+                        }
+                        _ => addr.to_string(),
+                    };
+                    self.events.push(Event::Dial(name, allow_pooled))
                 }
                 Output::ReleaseUpstream => {
                     self.upstream_connected = false;
@@ -133,6 +160,20 @@ impl Script {
         let mut s = Script::new();
         s.client(request).dial_ok(false);
         s
+    }
+
+    /// Lookups are left to the test (`Event::Resolve`, then [`Script::resolved`]).
+    pub fn manual_dns(&mut self) -> &mut Self {
+        self.auto_dns = false;
+        self
+    }
+
+    /// Answers the outstanding lookup with `addrs` (empty: the lookup failed).
+    pub fn resolved(&mut self, addrs: &[&str]) -> &mut Self {
+        let ips: Vec<std::net::IpAddr> = addrs.iter().map(|a| a.parse().unwrap()).collect();
+        self.conn.handle_resolved(self.now, &ips);
+        self.drain();
+        self
     }
 
     pub fn client(&mut self, bytes: &[u8]) -> &mut Self {
@@ -308,10 +349,37 @@ pub fn line(method_target: &str, status: u16, rx: usize, tx: usize, tail: &str) 
 
 /// A canned answer, exactly as the core writes it.
 pub fn canned(status_line: &str, message: &str) -> String {
+    let extra = match &status_line[..3] {
+        "407" => "Proxy-Authenticate: Basic realm=\"ringway\"\r\n",
+        "429" | "503" => "Retry-After: 1\r\n",
+        _ => "",
+    };
     format!(
-        "HTTP/1.1 {status_line}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+        "HTTP/1.1 {status_line}\r\n{extra}Proxy-Status: ringway; error={}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+        proxy_status_error(message),
         message.len() + 1
     )
+}
+
+/// The RFC 9209 error type each canned message is sent with: written out by hand, as an
+/// oracle for the core's `Problem::proxy_status_error`.
+pub fn proxy_status_error(message: &str) -> &'static str {
+    match message {
+        "This proxy needs a user name and password (Proxy-Authorization: Basic)."
+        | "Your address is not allowed to use this proxy."
+        | "CONNECT to this port is not allowed." => "http_request_denied",
+        "The request already passed through this proxy." => "proxy_loop_detected",
+        "The upstream host name could not be resolved." => "dns_error",
+        "The upstream host name could not be resolved in time." => "dns_timeout",
+        "The upstream server could not be reached." => "connection_refused",
+        "The upstream server did not answer the connection in time." => "connection_timeout",
+        "The upstream server sent an invalid response." => "http_protocol_error",
+        "The upstream server closed the connection without a response." => "connection_terminated",
+        "The upstream server did not respond in time." => "http_response_timeout",
+        "Too many connections from your address; retry later."
+        | "The proxy is at its connection limit; retry later." => "connection_limit_reached",
+        _ => "http_request_error",
+    }
 }
 
 /// Normalises a trace so that the same exchange fed in different pieces compares equal:
