@@ -74,7 +74,7 @@ fn read_head(s: &mut TcpStream) -> String {
 }
 
 #[test]
-fn keep_alive_gets_through_the_tokio_proxy_one_upstream_each() {
+fn keep_alive_gets_by_address_and_by_name_one_upstream_each() {
     let origin = TcpListener::bind("127.0.0.1:0").unwrap();
     let origin_addr = origin.local_addr().unwrap();
     // Two exchanges, two upstream connections: each answered, then closed by the proxy.
@@ -110,10 +110,12 @@ fn keep_alive_gets_through_the_tokio_proxy_one_upstream_each() {
         String::from_utf8(read_n(&mut c, first.len())).unwrap(),
         first
     );
-    // The same client connection, kept alive; this time the client asks to close.
+    // The same client connection, kept alive; this time by name (Resolve -> lookup_host ->
+    // Connect to the approved 127.0.0.1), and the client asks to close.
+    let by_name = format!("localhost:{}", origin_addr.port());
     write!(
         c,
-        "GET http://{origin_addr}/b HTTP/1.1\r\nHost: {origin_addr}\r\nConnection: close\r\n\r\n"
+        "GET http://{by_name}/b HTTP/1.1\r\nHost: {by_name}\r\nConnection: close\r\n\r\n"
     )
     .unwrap();
     let second = "HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nworld!";
@@ -126,7 +128,7 @@ fn keep_alive_gets_through_the_tokio_proxy_one_upstream_each() {
         seen.join().unwrap(),
         [
             format!("GET /a HTTP/1.1\r\nHost: {origin_addr}\r\nVia: 1.1 ringway\r\n\r\n"),
-            format!("GET /b HTTP/1.1\r\nHost: {origin_addr}\r\nVia: 1.1 ringway\r\n\r\n"),
+            format!("GET /b HTTP/1.1\r\nHost: {by_name}\r\nVia: 1.1 ringway\r\n\r\n"),
         ]
     );
 }
