@@ -43,6 +43,32 @@ struct Args {
     #[argh(option)]
     allow_client: Vec<Cidr>,
 
+    /// destination network allowed although the built-in guard refuses it (loopback,
+    /// private, link-local, ...), e.g. 127.0.0.0/8 or ::1/128; repeatable; the longer prefix
+    /// wins against --deny-range, deny wins a tie [default: none]
+    #[argh(option)]
+    allow_range: Vec<Cidr>,
+
+    /// destination network refused as well, e.g. 203.0.113.0/24; repeatable [default: none]
+    #[argh(option)]
+    deny_range: Vec<Cidr>,
+
+    /// allow private (10/8, 172.16/12, 192.168/16, fc00::/7) and shared (100.64/10)
+    /// destinations; loopback, link-local and the rest stay refused
+    #[argh(switch)]
+    allow_private: bool,
+
+    /// only destinations matching these host patterns may be reached (example.com,
+    /// *.example.com for subdomains, * for all, a CIDR for IP literals, @FILE for a list);
+    /// repeatable [default: every host]
+    #[argh(option)]
+    allow_domain: Vec<String>,
+
+    /// destinations matching these host patterns are refused, before any DNS lookup (same
+    /// grammar as --allow-domain; deny beats allow); repeatable [default: none]
+    #[argh(option)]
+    deny_domain: Vec<String>,
+
     /// where access-log lines go: `stdout`, `off`, or a file path to append to
     /// [default: stdout]
     #[argh(option, default = "AccessLogTarget::Stdout")]
@@ -275,6 +301,24 @@ fn validate(args: Args) -> Result<Settings, String> {
     if let Some(path) = &args.auth_file {
         load_credentials(path, &mut config.policy)?;
     }
+    let egress = &mut config.policy.egress;
+    for c in &args.allow_range {
+        egress.allow_range(*c);
+    }
+    for c in &args.deny_range {
+        egress.deny_range(*c);
+    }
+    egress.set_allow_private(args.allow_private);
+    crate::egress::add_patterns(
+        "--allow-domain",
+        &args.allow_domain,
+        egress.allow_domains_mut(),
+    )?;
+    crate::egress::add_patterns(
+        "--deny-domain",
+        &args.deny_domain,
+        egress.deny_domains_mut(),
+    )?;
     config.access_records = args.access_log != AccessLogTarget::Off;
     config.max_connections = max_connections;
     config.max_connections_per_client = args.max_connections_per_client.unwrap_or(0);

@@ -75,8 +75,6 @@ pub struct WorkerPlan {
     pub driver: Driver,
     /// Addresses to bind (port 0: any free port, for the first worker only).
     pub addrs: Vec<SocketAddr>,
-    /// The core's configuration.
-    pub config: Arc<Config>,
     /// Access-log destination.
     pub log: AccessLog,
     /// The shared connection limit.
@@ -85,25 +83,42 @@ pub struct WorkerPlan {
     pub tuning: Tuning,
 }
 
+/// The running workers.
+pub struct Started {
+    /// One per worker thread; each ends after shutdown.
+    pub workers: Vec<JoinHandle<()>>,
+    /// The bound listening addresses (ports chosen by the kernel filled in).
+    pub addrs: Vec<SocketAddr>,
+}
+
 /// What a worker reports once its listeners are bound: their real addresses, or why not.
 type Ready = Result<Vec<SocketAddr>, String>;
 
 /// Starts `threads` workers; returns once every one is listening, with the bound addresses.
+///
+/// `config` makes the core's configuration from the bound addresses (the egress policy must
+/// know the proxy's own listening sockets, ports chosen by the kernel included); each worker
+/// waits for it between binding and its first accept, so no request is ever judged without
+/// them.
 pub fn start(
     threads: usize,
     mut plan: WorkerPlan,
-) -> anyhow::Result<(Vec<JoinHandle<()>>, Vec<SocketAddr>)> {
+    config: impl FnOnce(&[SocketAddr]) -> Arc<Config>,
+) -> anyhow::Result<Started> {
     let pool = DefaultThreadPool::new(RESOLVER_THREADS);
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let mut handles = Vec::with_capacity(threads);
     let mut bound = Vec::new();
+    let mut config = Some(config);
+    let mut made: Option<Arc<Config>> = None;
     for i in 0..threads {
         let worker_plan = plan.clone();
         let pool = pool.clone();
         let ready = ready_tx.clone();
+        let (config_tx, config_rx) = mpsc::channel::<Arc<Config>>();
         let spawned = std::thread::Builder::new()
             .name(format!("ringway-{i}"))
-            .spawn(move || run_worker(worker_plan, pool, ready))
+            .spawn(move || run_worker(worker_plan, pool, ready, config_rx))
             .context("spawning a worker thread");
         let outcome = spawned.and_then(|handle| {
             handles.push(handle);
@@ -113,12 +128,19 @@ pub fn start(
                 .and_then(|r| r.map_err(|e| anyhow!(e)))
         });
         match outcome {
-            Ok(addrs) if i == 0 => {
-                // The others bind exactly where the first one did.
-                plan.addrs.clone_from(&addrs);
-                bound = addrs;
+            Ok(addrs) => {
+                if i == 0 {
+                    // The others bind exactly where the first one did.
+                    plan.addrs.clone_from(&addrs);
+                    bound = addrs;
+                }
+                let made = match (&made, config.take()) {
+                    (Some(c), _) => Arc::clone(c),
+                    (None, Some(make)) => made.insert(make(&bound)).clone(),
+                    (None, None) => unreachable!("the configuration is made once"),
+                };
+                let _ = config_tx.send(made);
             }
-            Ok(_) => {}
             Err(e) => {
                 shutdown::request();
                 for h in handles {
@@ -128,7 +150,13 @@ pub fn start(
             }
         }
     }
-    Ok((handles, bound))
+    if made.is_none() {
+        return Err(anyhow!("no worker thread started"));
+    }
+    Ok(Started {
+        workers: handles,
+        addrs: bound,
+    })
 }
 
 /// How tunnels move bytes: splice on both drivers. Measured here (8 tunnels, 4 GiB, proxy CPU
@@ -158,11 +186,15 @@ fn uring_setup() -> io_uring::Builder {
     }
 }
 
-fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Ready>) {
+fn run_worker(
+    plan: WorkerPlan,
+    pool: DefaultThreadPool,
+    ready: mpsc::Sender<Ready>,
+    config: mpsc::Receiver<Arc<Config>>,
+) {
     let WorkerPlan {
         driver,
         addrs,
-        config,
         log,
         limit,
         tuning,
@@ -186,6 +218,10 @@ fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Rea
             Ok(addrs) => drop(ready.send(Ok(addrs))),
             Err(e) => return drop(ready.send(Err(format!("reading a bound address: {e}")))),
         }
+        // Start-up only, before any task runs on this thread: blocking here stalls nothing.
+        let Ok(config) = config.recv() else {
+            return;
+        };
         let env = Env::new(config, log, limit, relay_mode(), tuning);
         worker::run(Rc::new(env), listeners).await;
     };

@@ -4,7 +4,8 @@
 //! Key components: [`cli`] (flags), [`driver`] (driver choice, worker threads),
 //! [`listener`] (binding, accept loop), [`worker`] (per-thread state), [`conn`] (drives one
 //! connection), [`socket`] (reads kept in flight, ordered writes), [`dial`] / [`dns`] /
-//! [`pool`] (upstream connections), [`access_log`], [`shutdown`], [`clock`].
+//! [`pool`] (upstream connections), [`egress`] (pattern files, own listeners),
+//! [`access_log`], [`shutdown`], [`clock`].
 //!
 //! Error handling: `anyhow` at the edges only. Bad flags (and an access-log path that cannot
 //! be opened) exit 2 with one line on stderr;
@@ -18,6 +19,7 @@ mod conn;
 mod dial;
 mod dns;
 mod driver;
+mod egress;
 mod listener;
 mod pool;
 mod relay;
@@ -79,7 +81,6 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
-        config: Arc::new(settings.config.clone()),
         log,
         limit: Arc::new(worker::Limit::new(
             settings.max_connections,
@@ -90,7 +91,10 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
             grace: settings.shutdown_grace,
         },
     };
-    let (workers, addrs) = driver::start(settings.threads, plan)?;
+    let base = settings.config.clone();
+    let driver::Started { workers, addrs, .. } = driver::start(settings.threads, plan, |bound| {
+        Arc::new(egress::with_own_listeners(base, bound))
+    })?;
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     let plural = if settings.threads == 1 { "" } else { "s" };
     {

@@ -334,15 +334,31 @@ pub struct Proxy {
 
 impl Proxy {
     /// Starts `ringway --driver D ARGS`, adding `--listen 127.0.0.1:0`, `--threads 1` and
-    /// `--access-log stdout` unless ARGS set them. Panics (with stderr) if it does not come up.
+    /// `--access-log stdout` unless ARGS set them, and `--allow-range 127.0.0.0/8
+    /// --allow-range ::1/128` (the test origins are on loopback, which the egress policy
+    /// refuses by default) unless ARGS give an `--allow-range` of their own. Panics (with
+    /// stderr) if it does not come up.
     pub fn start(driver: Driver, args: &[&str]) -> Proxy {
         Proxy::try_start(driver, args).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Like [`Proxy::start`], but with the default egress policy (no `--allow-range` added):
+    /// for the tests of that policy.
+    pub fn start_guarded(driver: Driver, args: &[&str]) -> Proxy {
+        Proxy::launch(driver, args, false).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Like [`Proxy::start`], but returns a description of the failure instead of panicking.
     pub fn try_start(driver: Driver, args: &[&str]) -> Result<Proxy, String> {
+        Proxy::launch(driver, args, true)
+    }
+
+    fn launch(driver: Driver, args: &[&str], loopback_origins: bool) -> Result<Proxy, String> {
         let mut full: Vec<&str> = vec!["--driver", driver.flag()];
         let has = |flag: &str| args.contains(&flag);
+        if loopback_origins && !has("--allow-range") {
+            full.extend(["--allow-range", "127.0.0.0/8", "--allow-range", "::1/128"]);
+        }
         if !has("--listen") {
             full.extend(["--listen", "127.0.0.1:0"]);
         }

@@ -58,6 +58,8 @@ impl StalledProxy {
         let mut child = Command::new(ringway_bin())
             .args(["--driver", d.flag(), "--listen", "127.0.0.1:0"])
             .args(["--threads", "1", "--access-log", "stdout"])
+            // The origin is on loopback, which the egress policy refuses by default.
+            .args(["--allow-range", "127.0.0.0/8"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
