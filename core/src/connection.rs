@@ -177,7 +177,16 @@ struct Exchange {
     last_activity: Instant,
 }
 
-/// The sans-IO state of one client connection (see the module docs for the drain rule).
+/// One client connection, from the first request head to close.
+///
+/// It holds everything the proxy remembers about the connection, so that the runtime holds
+/// only sockets and timers.
+///
+/// Methods fall in four groups: getters (`wants_*_read`, `is_*`, `tunnel`), inputs
+/// (`handle_*`, each taking `now`), the one command ([`Connection::drain`]) and outputs
+/// ([`Connection::poll_output`], [`Connection::poll_timeout`]). The drain rule: after every
+/// input or command, call `poll_output` until it returns `None`, carrying out each [`Output`]
+/// in order; then wait for IO or `poll_timeout`. The crate docs show the whole run loop.
 #[derive(Debug)]
 pub struct Connection {
     config: Arc<Config>,
@@ -213,7 +222,23 @@ pub struct Connection {
 impl Connection {
     // ----- construction and getters -----
 
-    /// A connection from `client`, accepted at `now`.
+    /// A connection from `client`, accepted at `now`: one per accepted client socket, because
+    /// everything a client connection remembers (buffered bytes, the exchange under way, its
+    /// deadlines) lives here and nowhere else. `config` is shared by every connection (an
+    /// `Arc`, built once); `now` starts the clock on the first request head.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use ringway_core::{Config, Connection, Instant};
+    ///
+    /// let config = Arc::new(Config::default()); // once, for every connection
+    /// let accepted = Instant::ZERO; // the runtime's clock, any origin it likes
+    /// let conn = Connection::new(config, "127.0.0.1:50312".parse().unwrap(), accepted);
+    /// // A fresh connection wants a request head, and gives up on it after `header_timeout`.
+    /// assert!(conn.wants_client_read());
+    /// assert_eq!(conn.poll_timeout(), Some(accepted + Duration::from_secs(30)));
+    /// ```
     pub fn new(config: Arc<Config>, client: SocketAddr, now: Instant) -> Connection {
         Connection {
             config,
@@ -238,7 +263,8 @@ impl Connection {
         }
     }
 
-    /// The client's address.
+    /// The client's address, as given to [`Connection::new`]: for the runtime's own logs and
+    /// metrics, so it need not keep a copy beside the connection.
     pub fn client(&self) -> SocketAddr {
         self.client
     }
@@ -282,7 +308,9 @@ impl Connection {
             && self.client_in.is_empty()
     }
 
-    /// The tunnel's meter, while in tunnel mode.
+    /// The tunnel's meter, while in tunnel mode: how the runtime learns which directions are
+    /// still open (read a direction's source until [`TunnelMeter::has_ended`]) and how many
+    /// bytes moved so far.
     pub fn tunnel(&self) -> Option<&TunnelMeter> {
         match &self.phase {
             Phase::Tunnel(m) => Some(m),
@@ -293,7 +321,57 @@ impl Connection {
     // ----- output -----
 
     /// The next thing for the runtime to do, in order; `None` when there is nothing until the
-    /// next input or deadline.
+    /// next input or deadline. This is the only way the core acts: call it after every
+    /// `handle_*` call until it returns `None` (the drain rule), because outputs queued by one
+    /// input must be carried out before the next input can be judged.
+    ///
+    /// A plain GET, from client bytes to the access-log record:
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use bytes::Bytes;
+    /// # use ringway_core::{Config, Connection, Dialed, Instant, Output};
+    /// # let now = Instant::ZERO;
+    /// # let mut conn = Connection::new(Arc::new(Config::default()), "127.0.0.1:50312".parse().unwrap(), now);
+    /// conn.handle_client_data(now, Bytes::from_static(
+    ///     b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n",
+    /// ));
+    /// // The head is complete and allowed: the core asks for the name's addresses ...
+    /// let Some(Output::Resolve(authority)) = conn.poll_output() else { panic!() };
+    /// assert_eq!(authority.to_string(), "example.com:80");
+    /// assert_eq!(conn.poll_output(), None); // drained: wait for the lookup
+    ///
+    /// // ... judges each against the egress policy, and asks to connect to an approved one.
+    /// conn.handle_resolved(now, &["93.184.215.14".parse().unwrap()]);
+    /// let Some(Output::Connect { addr, .. }) = conn.poll_output() else { panic!() };
+    /// assert_eq!(addr, "93.184.215.14:80".parse().unwrap());
+    /// assert_eq!(conn.poll_output(), None); // drained: wait for the connection
+    ///
+    /// conn.handle_dial(now, Ok(Dialed { reused: false }));
+    /// let Some(Output::ToUpstream(head)) = conn.poll_output() else { panic!() };
+    /// let want = "GET / HTTP/1.1\r\nHost: example.com\r\nVia: 1.1 ringway\r\n\r\n";
+    /// assert_eq!(head, want.as_bytes());
+    /// assert_eq!(conn.poll_output(), None);
+    ///
+    /// conn.handle_upstream_data(now, Bytes::from_static(
+    ///     b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+    /// ));
+    /// let mut to_client = Vec::new();
+    /// while let Some(output) = conn.poll_output() {
+    ///     match output {
+    ///         Output::ToClient(bytes) => to_client.extend_from_slice(&bytes),
+    ///         // The response is complete: the upstream may serve someone else.
+    ///         Output::ReleaseUpstream => {}
+    ///         Output::Log(record) => {
+    ///             assert!(record.to_string().contains(" GET http://example.com/ 200 "))
+    ///         }
+    ///         other => panic!("unexpected {other:?}"),
+    ///     }
+    /// }
+    /// let want = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 ringway\r\n\r\nhi";
+    /// assert_eq!(to_client, want.as_bytes());
+    /// assert!(conn.wants_client_read()); // kept alive for the next request
+    /// ```
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
@@ -341,7 +419,29 @@ impl Connection {
 
     // ----- input -----
 
-    /// Bytes arrived from the client.
+    /// Bytes arrived from the client, in whatever pieces the socket delivered them: the core
+    /// buffers partial heads itself, so the runtime never parses or frames anything. Outside a
+    /// tunnel every client byte goes through here (in a tunnel the runtime relays them and
+    /// reports [`Connection::handle_relayed`]).
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use bytes::Bytes;
+    /// # use ringway_core::{Config, Connection, Instant, Output};
+    /// # let now = Instant::ZERO;
+    /// # let mut conn = Connection::new(Arc::new(Config::default()), "127.0.0.1:50312".parse().unwrap(), now);
+    /// // Half a head: nothing to do yet.
+    /// conn.handle_client_data(now, Bytes::from_static(b"CONNECT mail.example:25 HTTP/1.1\r\n"));
+    /// assert_eq!(conn.poll_output(), None);
+    /// // The rest: CONNECT to port 25 is outside the default policy (443 only), so the client
+    /// // gets a canned 403, the access log a record, and the connection closes.
+    /// conn.handle_client_data(now, Bytes::from_static(b"Host: mail.example:25\r\n\r\n"));
+    /// let Some(Output::ToClient(answer)) = conn.poll_output() else { panic!() };
+    /// assert!(answer.starts_with(b"HTTP/1.1 403 Forbidden\r\n"));
+    /// let Some(Output::Log(record)) = conn.poll_output() else { panic!() };
+    /// assert_eq!(record.status, 403);
+    /// assert_eq!(conn.poll_output(), Some(Output::Close));
+    /// ```
     pub fn handle_client_data(&mut self, now: Instant, data: Bytes) {
         if data.is_empty() {
             return;

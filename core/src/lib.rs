@@ -20,16 +20,24 @@
 //! A misbehaving peer never yields an `Err` to the runtime: it becomes a [`Problem`] with an
 //! exact status (400, 403, 408, 431, 502, 504, 505, 508), a canned response when no response
 //! had begun, then [`Output::Close`]. The runtime's own failures come back in as inputs
-//! ([`Connection::handle_dial`] with a [`DialError`], `handle_*_error`).
+//! ([`Connection::handle_resolved`] with no address, [`Connection::handle_dial`] with a
+//! [`DialError`], `handle_*_error`).
 //!
 //! ## The run loop
-//! Every runtime follows the same steps (`examples/blocking_proxy.rs` does it over blocking
-//! `std::net` sockets in a few dozen lines):
+//! Every runtime follows the same steps. Two complete proxies in `examples/` do it and are
+//! tested on loopback, each step in them commented with its number here:
+//! [`blocking_proxy.rs`] over blocking `std::net` sockets (a thread per connection), and
+//! [`tokio_proxy.rs`] over `tokio::net` (a task per connection, one `select!` per wait).
+//! `docs/embedding.md` in the repository lists what an embedder must do and what is stable.
+//!
+//! [`blocking_proxy.rs`]: https://docs.rs/crate/ringway-core/latest/source/examples/blocking_proxy.rs
+//! [`tokio_proxy.rs`]: https://docs.rs/crate/ringway-core/latest/source/examples/tokio_proxy.rs
 //!
 //! 1. Accept a client; create `Connection::new(config, peer, now)`.
 //! 2. Drain: call [`Connection::poll_output`] until `None`, carrying out each [`Output`] in
-//!    order (write bytes, dial and report the result with `handle_dial`, release or close the
-//!    upstream, write the log record, close).
+//!    order (write bytes, look up a name and report with `handle_resolved`, connect to the
+//!    approved address and report with `handle_dial`, release or close the upstream, write
+//!    the log record, close).
 //! 3. Wait for whichever comes first: client bytes (if [`Connection::wants_client_read`]),
 //!    upstream bytes (if [`Connection::wants_upstream_read`]), or the deadline from
 //!    [`Connection::poll_timeout`]. Feed what happened to the matching `handle_*` method:
@@ -38,6 +46,11 @@
 //!    progress with [`Connection::handle_relayed`], EOFs with `handle_client_eof` /
 //!    `handle_upstream_eof`.
 //! 5. Go to 2 until [`Output::Close`].
+//!
+//! ## Cargo features
+//! None by default; the crate is `no_std` + `alloc` and needs nothing else. `fuzzing` exposes
+//! the bodies of the cargo-fuzz targets for the project's own fuzzer and corpus replay; it is
+//! not a stable API.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -50,6 +63,9 @@ mod config;
 mod connection;
 pub mod egress;
 pub mod final_recipient;
+// The cargo-fuzz target bodies: only for fuzz/ and the corpus replay (feature `fuzzing`),
+// hidden even then because they are not a stable API.
+#[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub mod fuzzing;
 mod head;

@@ -9,7 +9,11 @@ use core::fmt;
 use core::net::SocketAddr;
 use core::time::Duration;
 
-/// What happened to one request or tunnel.
+/// What happened to one request or tunnel: one access-log line.
+///
+/// Filled in by the core, which alone knows the status, the byte counts and the timing, and
+/// written out by the runtime. Its `Display` is the log line, with method and target escaped
+/// so that a hostile request cannot forge lines.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessRecord {
     /// The client's address.

@@ -124,7 +124,30 @@ impl FromStr for Cidr {
     }
 }
 
-/// The proxy's access policy.
+/// The proxy's access policy: who may use it and where CONNECT may go.
+///
+/// Plain data, built once (from flags or a file) and shared read-only through
+/// [`Config`](crate::Config), so every decision it drives is a pure function of the request
+/// and this value. The default admits loopback clients only and tunnels to port 443 only, so
+/// an unconfigured proxy is never open.
+///
+/// ```
+/// use ringway_core::{Cidr, Config, Policy, PortRule};
+///
+/// let mut policy = Policy::default();
+/// policy.allowed_clients.push("10.0.0.0/8".parse::<Cidr>().unwrap());
+/// policy.connect_ports = "443,8443".parse::<PortRule>().unwrap();
+/// policy.add_basic_credentials("alice", "s3cret");
+///
+/// assert!(policy.admits("10.1.2.3".parse().unwrap()));
+/// assert!(!policy.admits("192.0.2.1".parse().unwrap()));
+/// assert!(policy.connect_ports.allows(8443) && !policy.connect_ports.allows(22));
+/// assert!(policy.authorizes(Some(b"Basic YWxpY2U6czNjcmV0")));
+/// assert!(!policy.authorizes(None));
+///
+/// let config = Config { policy, ..Config::default() };
+/// # let _ = config;
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Policy {
     /// Networks whose clients may use the proxy.

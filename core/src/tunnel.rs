@@ -95,22 +95,27 @@ impl TunnelMeter {
         !core::mem::replace(&mut self.closed, true)
     }
 
-    /// Bytes moved in `direction` so far.
+    /// Bytes moved in `direction` so far: the tunnel's `RX`/`TX` in the access log, and what a
+    /// runtime's metrics can read while the tunnel is still open.
     pub fn bytes(&self, direction: Direction) -> u64 {
         self.bytes[direction.index()]
     }
 
-    /// Whether `direction` has ended.
+    /// Whether `direction` has ended (its source sent EOF). A runtime reads the source of a
+    /// direction only while it has not: step 4 of the run loop in the crate docs.
     pub fn has_ended(&self, direction: Direction) -> bool {
         self.ended[direction.index()]
     }
 
-    /// Whether the tunnel is closed.
+    /// Whether the tunnel is closed (both directions ended, or an error or idle timeout ended
+    /// it): no byte may be relayed after this.
     pub fn is_closed(&self) -> bool {
         self.closed
     }
 
-    /// When the tunnel counts as idle, given the idle timeout.
+    /// When the tunnel counts as idle, given the idle timeout: the last byte or EOF plus
+    /// `idle`, which is what [`Connection::poll_timeout`](crate::Connection::poll_timeout)
+    /// returns in a tunnel.
     pub fn idle_deadline(&self, idle: core::time::Duration) -> Instant {
         self.last_activity + idle
     }
