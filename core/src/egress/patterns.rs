@@ -180,18 +180,22 @@ impl HostPatterns {
         if self.any {
             return true;
         }
-        let wildcards = self.wildcard.len > 0;
         let mut hash = HASH_SEED;
+        let mut labels = 1u32; // labels right of position i
         for i in (0..host.len()).rev() {
-            if wildcards && host[i] == b'.' && i > 0 && i + 1 < host.len() {
-                let suffix = &host[i + 1..];
-                if self.wildcard.find(&self.text, finish(hash), suffix) {
+            if host[i] == b'.' {
+                if i > 0
+                    && i + 1 < host.len()
+                    && self.wildcard.has_labels(labels)
+                    && self.wildcard.find(&self.text, finish(hash), &host[i + 1..])
+                {
                     return true;
                 }
+                labels += 1;
             }
             hash = step(hash, host[i]);
         }
-        self.exact.len > 0 && self.exact.find(&self.text, finish(hash), host)
+        self.exact.has_labels(labels) && self.exact.find(&self.text, finish(hash), host)
     }
 
     /// Whether the IP-literal target `ip` matches a CIDR or bare-address pattern (or `*`).
@@ -272,9 +276,17 @@ fn hash_name(name: &[u8]) -> u64 {
 struct Table {
     slots: Vec<u64>,
     len: usize,
+    /// Bit `k` set: some entry has `k` labels (names have at most 127). A host suffix with a
+    /// label count no entry has needs no probe: most boundaries of a typical host are
+    /// skipped this way (`com` alone, or five-label suffixes, are rarely listed).
+    label_counts: u128,
 }
 
 impl Table {
+    fn has_labels(&self, labels: u32) -> bool {
+        labels < 128 && self.label_counts & (1 << labels) != 0
+    }
+
     fn slot(&self, hash: u64) -> usize {
         hash as usize & (self.slots.len() - 1)
     }
@@ -310,6 +322,9 @@ impl Table {
             u64::from(start) | u64::from(len) << 32 | (hash >> 48) << 48,
         );
         self.len += 1;
+        let name = &text.as_bytes()[start as usize..start as usize + usize::from(len)];
+        let labels = 1 + name.iter().filter(|&&b| b == b'.').count();
+        self.label_counts |= 1 << labels;
     }
 
     fn place(&mut self, hash: u64, entry: u64) {
