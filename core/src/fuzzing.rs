@@ -1424,15 +1424,20 @@ pub fn naive_matches_ip(patterns: &[&str], ip: IpAddr) -> bool {
     })
 }
 
-/// `c` contains canonical `ip`, with `c` mapped to IPv4 when it lies in `::ffff:0:0/96`.
-fn naive_cidr_contains(c: Cidr, ip: IpAddr) -> bool {
-    let (net, prefix) = match c.network() {
+/// A block as compared: mapped to IPv4 when it lies in `::ffff:0:0/96`.
+fn naive_block(c: Cidr) -> (IpAddr, u8) {
+    match c.network() {
         IpAddr::V6(v6) if c.prefix() >= 96 && v6.to_ipv4_mapped().is_some() => (
             IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
             c.prefix() - 96,
         ),
         net => (net, c.prefix()),
-    };
+    }
+}
+
+/// `c` contains canonical `ip`, with `c` mapped to IPv4 when it lies in `::ffff:0:0/96`.
+fn naive_cidr_contains(c: Cidr, ip: IpAddr) -> bool {
+    let (net, prefix) = naive_block(c);
     let bits = |a: IpAddr| match a {
         IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
         IpAddr::V6(v6) => (u128::from(v6), 128u32),
@@ -1634,7 +1639,7 @@ fn naive_range_verdict(ranges: &[(Cidr, bool)], ip: IpAddr) -> Option<bool> {
         ranges
             .iter()
             .filter(|&&(c, a)| a == allow && naive_cidr_contains(c, ip))
-            .map(|(c, _)| i16::from(c.prefix()))
+            .map(|&(c, _)| i16::from(naive_block(c).1))
             .max()
             .unwrap_or(-1)
     };

@@ -5,6 +5,7 @@
 pub const CORPUS: &[(&str, &str, &[u8])] = &[
     ("chunked", "regressions/chunked/bytes-before-bad-trailer-line", include_bytes!("../../../fuzz/regressions/chunked/bytes-before-bad-trailer-line")),
     ("connection", "regressions/connection/client-eof-while-dialing-connect", include_bytes!("../../../fuzz/regressions/connection/client-eof-while-dialing-connect")),
+    ("egress", "regressions/egress/mapped-deny-range-prefix", include_bytes!("../../../fuzz/regressions/egress/mapped-deny-range-prefix")),
     ("request_head", "regressions/request_head/bare-cr-past-head-limit", include_bytes!("../../../fuzz/regressions/request_head/bare-cr-past-head-limit")),
     ("response_head", "regressions/response_head/status-line-without-reason", include_bytes!("../../../fuzz/regressions/response_head/status-line-without-reason")),
     ("split_invariance", "regressions/split_invariance/bare-lf-past-head-limit", include_bytes!("../../../fuzz/regressions/split_invariance/bare-lf-past-head-limit")),
