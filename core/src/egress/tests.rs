@@ -719,3 +719,58 @@ fn policy_default_has_the_guard_on() {
     assert_eq!(p.egress.judge_name("example.com"), Ok(()));
     let _ = vec![0u8]; // alloc::vec in scope for no_std builds of the tests
 }
+
+#[test]
+fn range_lookup_agrees_with_a_linear_scan() {
+    use super::ranges::{canonical_cidr, RangeVerdict, Ranges};
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    // Addresses near a few bases, so blocks nest and collide often.
+    let bases = [
+        ip("10.0.0.0"),
+        ip("127.0.0.1"),
+        ip("::ffff:10.0.0.0"),
+        ip("2001:db8::"),
+        ip("::"),
+    ];
+    let near = |rng: &mut Rng| -> IpAddr {
+        match bases[rng.below(bases.len())] {
+            IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(
+                u32::from(v4) ^ (rng.next() as u32 >> rng.below(32)),
+            )),
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
+                u128::from(v6) ^ (u128::from(rng.next()) >> rng.below(64)),
+            )),
+        }
+    };
+    for _ in 0..300 {
+        let mut ranges = Ranges::default();
+        let mut list = Vec::new();
+        for _ in 0..rng.below(40) {
+            let net = near(&mut rng);
+            let max = if net.is_ipv4() { 32 } else { 128 };
+            let c = Cidr::new(net, (rng.below(max + 1)) as u8).unwrap();
+            let allow = rng.below(2) == 0;
+            ranges.add(c, allow);
+            list.push((canonical_cidr(c), allow));
+        }
+        for _ in 0..40 {
+            let a = near(&mut rng);
+            let covering = |allow: bool| {
+                list.iter()
+                    .filter(|&&(c, al)| al == allow && c.contains(a))
+                    .map(|(c, _)| i16::from(c.prefix()))
+                    .max()
+                    .unwrap_or(-1)
+            };
+            let (al, de) = (covering(true), covering(false));
+            let want = if al < 0 && de < 0 {
+                RangeVerdict::None
+            } else if al > de {
+                RangeVerdict::Allow
+            } else {
+                RangeVerdict::Deny
+            };
+            assert_eq!(ranges.judge(canonical(a)), want, "{a} in {list:?}");
+        }
+    }
+}
