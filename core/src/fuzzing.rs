@@ -13,6 +13,7 @@
 //! - [`connection`]: the whole [`Connection`] driven by a fuzzer-chosen sequence of runtime
 //!   events, with a model of the runtime checking every output.
 //! - [`tunnel_accounting`]: [`TunnelMeter`] and a tunnelling [`Connection`] against a model.
+//! - [`egress`]: the egress policy and host patterns against naive references.
 //!
 //! ## Error handling
 //! A property that does not hold is an `assert!` failure: a panic is what libFuzzer reports
@@ -22,18 +23,20 @@
 //!
 //! Not part of the stable API: hidden from the docs, may change with the targets.
 
+use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 use bytes::{Bytes, BytesMut};
-use core::net::{IpAddr, Ipv4Addr, SocketAddr};
+use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::time::Duration;
 
 use crate::body::{self, BodyKind, Decoded};
 use crate::config::{Config, MAX_HEADER_SLOTS};
 use crate::connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
+use crate::egress::{self, parse_host, EgressPolicy, HostKind, Reason};
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
-use crate::policy::{Policy, PortRule};
+use crate::policy::{Cidr, Policy, PortRule};
 use crate::problem::{reason_phrase, Problem};
 use crate::request;
 use crate::response::{self, ClientFraming};
@@ -1528,6 +1531,300 @@ pub fn tunnel_accounting(data: &[u8]) {
     }
 }
 
+/// The naive reference of the host-pattern grammar for names: every pattern read literally,
+/// one at a time, O(patterns). `patterns` are ones
+/// [`HostPatterns::add`](crate::egress::HostPatterns::add) accepted; address
+/// patterns (CIDRs, bare IPs in any spelling) never match names.
+pub fn naive_matches_name(patterns: &[&str], host: &str) -> bool {
+    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if host.is_empty() || host.len() > 253 {
+        return false;
+    }
+    patterns.iter().any(|p| {
+        let p = p.trim().to_ascii_lowercase();
+        if p == "*" {
+            return true;
+        }
+        if p.contains('/') {
+            return false;
+        }
+        let p = p.strip_suffix('.').unwrap_or(&p);
+        if let Some(suffix) = p.strip_prefix("*.") {
+            host.len() > suffix.len() + 1
+                && host.ends_with(suffix)
+                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
+        } else {
+            parse_host(p) == HostKind::Name && host == p
+        }
+    })
+}
+
+/// The naive reference for IP-literal targets: `*`, or a CIDR / bare address pattern that
+/// contains the address, IPv4-mapped ones compared as IPv4 on both sides.
+pub fn naive_matches_ip(patterns: &[&str], ip: IpAddr) -> bool {
+    let ip = egress::canonical(ip);
+    patterns.iter().any(|p| {
+        let p = p.trim();
+        if p == "*" {
+            return true;
+        }
+        let cidr = if p.contains('/') {
+            p.parse::<Cidr>().ok()
+        } else if let HostKind::Ip(a) = parse_host(p) {
+            Cidr::new(a, if a.is_ipv4() { 32 } else { 128 })
+        } else {
+            None
+        };
+        cidr.is_some_and(|c| naive_cidr_contains(c, ip))
+    })
+}
+
+/// A block as compared: mapped to IPv4 when it lies in `::ffff:0:0/96`.
+fn naive_block(c: Cidr) -> (IpAddr, u8) {
+    match c.network() {
+        IpAddr::V6(v6) if c.prefix() >= 96 && v6.to_ipv4_mapped().is_some() => (
+            IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
+            c.prefix() - 96,
+        ),
+        net => (net, c.prefix()),
+    }
+}
+
+/// `c` contains canonical `ip`, with `c` mapped to IPv4 when it lies in `::ffff:0:0/96`.
+fn naive_cidr_contains(c: Cidr, ip: IpAddr) -> bool {
+    let (net, prefix) = naive_block(c);
+    let bits = |a: IpAddr| match a {
+        IpAddr::V4(v4) => (u128::from(u32::from(v4)), 32u32),
+        IpAddr::V6(v6) => (u128::from(v6), 128u32),
+    };
+    let ((n, width), (a, aw)) = (bits(net), bits(ip));
+    if width != aw {
+        return false;
+    }
+    let shift = width - u32::from(prefix);
+    shift >= 128 || n >> shift == a >> shift
+}
+
+/// An address from the input: a flag byte (bit 0: IPv6, bit 1: IPv4 written as IPv4-mapped
+/// IPv6), then 4 or 16 bytes.
+fn fuzz_ip(r: &mut Reader<'_>) -> IpAddr {
+    let flags = r.u8();
+    if flags & 1 == 1 {
+        let mut b = [0u8; 16];
+        b.iter_mut().for_each(|x| *x = r.u8());
+        IpAddr::V6(Ipv6Addr::from(b))
+    } else {
+        let v4 = Ipv4Addr::new(r.u8(), r.u8(), r.u8(), r.u8());
+        if flags & 2 == 2 {
+            IpAddr::V6(v4.to_ipv6_mapped())
+        } else {
+            IpAddr::V4(v4)
+        }
+    }
+}
+
+/// Fuzz target `egress`: one egress policy and one destination, `(flags, ranges, own
+/// listeners, local addresses, resolved addresses, text)`. Byte 0: bit 0 `--allow-private`.
+/// Then a count byte (mod 8) of ranges, each a kind byte (bit 0 allow, else deny), an
+/// address ([`fuzz_ip`]'s layout) and a prefix byte; a count (mod 4) of own listeners, each a
+/// kind byte (bit 0 proxy), an address and a port (2 bytes); a count (mod 4) of local
+/// addresses; a count (mod 16) of resolved addresses, each an address and a port. The rest
+/// is text (up to the first invalid UTF-8): its first line is the target host, each further
+/// line a pattern, for `--allow-domain` if it starts with `+`, else `--deny-domain`.
+///
+/// Properties: the fast [`HostPatterns`](crate::egress::HostPatterns) agrees with the naive references on every accepted
+/// pattern set, for the host as given, upper-cased, with a trailing dot and for each of its
+/// suffixes; `parse_host` never panics and an IPv4 it returns re-parses from its dotted form;
+/// `judge_addr` equals a reference written from the rules (own listeners never allowed;
+/// longest covering range prefix, deny on a tie; `--allow-private` for `DestPrivate` only;
+/// else `classify`), so it never allows an address `classify` refuses unless a strictly
+/// longer `--allow-range` or `--allow-private` covers it; an IPv4 address and its mapped form
+/// are judged alike; `judge_ip_target` and `judge_name` follow the domain rules (deny beats
+/// allow, allow-list mode).
+pub fn egress(data: &[u8]) {
+    let mut r = Reader::new(data);
+    let flags = r.u8();
+    let mut policy = EgressPolicy::default();
+    policy.set_allow_private(flags & 1 == 1);
+    let mut ranges: Vec<(Cidr, bool)> = Vec::new();
+    for _ in 0..r.u8() % 8 {
+        let kind = r.u8();
+        let ip = fuzz_ip(&mut r);
+        let max = if ip.is_ipv4() { 33 } else { 129 };
+        let c = Cidr::new(ip, r.u8() % max).expect("prefix in range");
+        let allow = kind & 1 == 1;
+        if allow {
+            policy.allow_range(c);
+        } else {
+            policy.deny_range(c);
+        }
+        ranges.push((c, allow));
+    }
+    let mut listeners: Vec<(SocketAddr, bool)> = Vec::new();
+    for _ in 0..r.u8() % 4 {
+        let proxy = r.u8() & 1 == 1;
+        let a = SocketAddr::new(fuzz_ip(&mut r), r.u16());
+        policy.add_own_listener(a, proxy);
+        listeners.push((a, proxy));
+    }
+    let mut locals: Vec<IpAddr> = Vec::new();
+    for _ in 0..r.u8() % 4 {
+        let ip = fuzz_ip(&mut r);
+        policy.add_local_address(ip);
+        locals.push(egress::canonical(ip));
+    }
+    let mut addrs: Vec<SocketAddr> = Vec::new();
+    for _ in 0..r.u8() % 16 {
+        addrs.push(SocketAddr::new(fuzz_ip(&mut r), r.u16()));
+    }
+    let rest = r.rest();
+    let text = match core::str::from_utf8(rest) {
+        Ok(t) => t,
+        Err(e) => core::str::from_utf8(&rest[..e.valid_up_to()]).expect("valid prefix"),
+    };
+    let mut lines = text.split('\n');
+    let host = lines.next().unwrap_or("");
+    let (mut allow, mut deny): (Vec<&str>, Vec<&str>) = (Vec::new(), Vec::new());
+    for line in lines {
+        let (set, list, pattern) = match line.strip_prefix('+') {
+            Some(p) => (policy.allow_domains_mut(), &mut allow, p),
+            None => (policy.deny_domains_mut(), &mut deny, line),
+        };
+        if set.add(pattern).is_ok() {
+            list.push(pattern);
+        }
+    }
+
+    // The fast matcher against the naive one, on the host and each of its suffixes.
+    let mut variants = alloc::vec![
+        String::from(host),
+        host.to_ascii_uppercase(),
+        alloc::format!("{host}."),
+    ];
+    variants.extend(
+        host.match_indices('.')
+            .map(|(i, _)| String::from(&host[i + 1..])),
+    );
+    for h in &variants {
+        for (set, list) in [
+            (policy.allow_domains(), &allow),
+            (policy.deny_domains(), &deny),
+        ] {
+            assert_eq!(
+                set.matches_name(h),
+                naive_matches_name(list, h),
+                "{h:?} against {list:?}"
+            );
+        }
+    }
+
+    // The host literal.
+    let kind = parse_host(host);
+    if let HostKind::Ip(IpAddr::V4(v4)) = kind {
+        assert_eq!(
+            parse_host(&alloc::format!("{v4}")),
+            kind,
+            "{host:?} re-parsed"
+        );
+    }
+    if kind == HostKind::Name {
+        let want = if naive_matches_name(&deny, host) {
+            Err(Reason::DestDomain)
+        } else if !allow.is_empty() && !naive_matches_name(&allow, host) {
+            Err(Reason::DestNotAllowed)
+        } else {
+            Ok(())
+        };
+        assert_eq!(policy.judge_name(host), want, "judge_name({host:?})");
+    }
+    if let HostKind::Ip(ip) = kind {
+        addrs.push(SocketAddr::new(ip, 80));
+    }
+
+    // Every address, as a resolved address and as an IP-literal target.
+    for addr in addrs {
+        let ip = egress::canonical(addr.ip());
+        let got = policy.judge_addr(addr);
+        let range = naive_range_verdict(&ranges, ip);
+        let own = naive_own_listener(&listeners, &locals, ip, addr.port());
+        let want = if let Some(proxy) = own {
+            Err(if proxy {
+                Reason::DestSelf
+            } else {
+                Reason::DestOwnService
+            })
+        } else if let Some(allowed) = range {
+            if allowed {
+                Ok(())
+            } else {
+                Err(Reason::DestDeniedRange)
+            }
+        } else {
+            match egress::classify(ip) {
+                None => Ok(()),
+                Some(Reason::DestPrivate) if flags & 1 == 1 => Ok(()),
+                Some(reason) => Err(reason),
+            }
+        };
+        assert_eq!(got, want, "judge_addr({addr})");
+        if let IpAddr::V4(v4) = ip {
+            let mapped = SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), addr.port());
+            assert_eq!(policy.judge_addr(mapped), got, "mapped {addr}");
+        }
+        let want_target = if naive_matches_ip(&deny, ip) {
+            Err(Reason::DestDomain)
+        } else if !allow.is_empty() && !naive_matches_ip(&allow, ip) && range != Some(true) {
+            Err(Reason::DestNotAllowed)
+        } else {
+            want
+        };
+        assert_eq!(
+            policy.judge_ip_target(addr),
+            want_target,
+            "judge_ip_target({addr})"
+        );
+    }
+}
+
+/// `Some(true)`: a covering allow range is strictly longer than every covering deny;
+/// `Some(false)`: a covering deny is at least as long as every covering allow; `None`: no
+/// range covers `ip` (canonical).
+fn naive_range_verdict(ranges: &[(Cidr, bool)], ip: IpAddr) -> Option<bool> {
+    let longest = |allow: bool| {
+        ranges
+            .iter()
+            .filter(|&&(c, a)| a == allow && naive_cidr_contains(c, ip))
+            .map(|&(c, _)| i16::from(naive_block(c).1))
+            .max()
+            .unwrap_or(-1)
+    };
+    let (a, d) = (longest(true), longest(false));
+    if a < 0 && d < 0 {
+        None
+    } else {
+        Some(a > d)
+    }
+}
+
+/// `Some(is_proxy)` when `ip:port` (canonical) reaches an own listener: the same address, or
+/// a listener on an unspecified address reached through loopback, an unspecified or a local
+/// address, or a target on an unspecified address (which reaches this host).
+fn naive_own_listener(
+    listeners: &[(SocketAddr, bool)],
+    locals: &[IpAddr],
+    ip: IpAddr,
+    port: u16,
+) -> Option<bool> {
+    let hits = listeners.iter().filter(|(l, _)| {
+        let lip = egress::canonical(l.ip());
+        l.port() == port
+            && (lip == ip
+                || ip.is_unspecified()
+                || (lip.is_unspecified() && (ip.is_loopback() || locals.contains(&ip))))
+    });
+    hits.fold(None, |acc, &(_, proxy)| Some(acc.unwrap_or(false) || proxy))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1546,6 +1843,7 @@ mod tests {
             split_invariance(data);
             connection(data);
             tunnel_accounting(data);
+            egress(data);
         }
     }
 }

@@ -184,3 +184,53 @@ fn without_access_records_the_record_is_not_built() {
         "{count} allocations >= {WITH_RECORDS}"
     );
 }
+
+/// The egress guard runs for every request and every resolved address: its judgements and
+/// pattern lookups must not allocate, whatever the host (upper case, trailing dot, deep).
+#[test]
+fn egress_judgements_allocate_nothing() {
+    use ringway_core::egress::EgressPolicy;
+    let mut policy = EgressPolicy::default();
+    policy.allow_range("127.0.0.0/8".parse().unwrap());
+    policy.deny_range("127.0.0.2/32".parse().unwrap());
+    policy.add_own_listener("127.0.0.1:3128".parse().unwrap(), true);
+    let lines: String = (0..1000)
+        .map(|i| {
+            format!(
+                "*.zone{i}.example\nhost{i}.example\n10.{}.0.0/16\n",
+                i % 256
+            )
+        })
+        .collect();
+    policy.deny_domains_mut().add_lines(&lines).unwrap();
+    policy
+        .allow_domains_mut()
+        .add_lines("*.example\nexample.org\n8.8.8.0/24\n")
+        .unwrap();
+    let mut verdicts = Vec::with_capacity(16);
+    let count = allocations_in(|| {
+        for host in [
+            "a.zone7.example",
+            "HOST9.EXAMPLE.",
+            "x.y.z.other.example",
+            "example.org",
+            "example.com",
+        ] {
+            verdicts.push(policy.judge_name(host));
+        }
+        for addr in [
+            "127.0.0.1:80",
+            "127.0.0.2:80",
+            "127.0.0.1:3128",
+            "[::ffff:10.3.0.1]:443",
+            "8.8.8.8:443",
+        ] {
+            let addr = addr.parse().unwrap();
+            verdicts.push(policy.judge_ip_target(addr));
+            verdicts.push(policy.judge_addr(addr));
+        }
+    });
+    assert_eq!(verdicts.len(), 15, "every judgement ran");
+    assert!(verdicts.iter().any(Result::is_ok) && verdicts.iter().any(Result::is_err));
+    assert_eq!(count, 0, "egress judgements allocated {count} times");
+}

@@ -27,6 +27,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("split_invariance", fuzzing::split_invariance),
     ("connection", fuzzing::connection),
     ("tunnel_accounting", fuzzing::tunnel_accounting),
+    ("egress", fuzzing::egress),
 ];
 
 /// The folders replayed, relative to `fuzz/`.

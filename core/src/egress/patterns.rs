@@ -24,7 +24,7 @@ use core::fmt;
 use core::net::IpAddr;
 
 use super::literal::{parse_host, HostKind};
-use super::ranges::canonical_cidr;
+use super::ranges::Blocks;
 use crate::policy::Cidr;
 
 /// Longest host name DNS can carry (RFC 1035 §2.3.4, in text form without the root dot).
@@ -52,7 +52,8 @@ pub struct HostPatterns {
     exact: Table,
     wildcard: Table,
     any: bool,
-    cidrs: Vec<Cidr>,
+    /// Address patterns (CIDR blocks, bare addresses as /32 or /128).
+    blocks: Blocks<()>,
 }
 
 impl fmt::Debug for HostPatterns {
@@ -61,7 +62,7 @@ impl fmt::Debug for HostPatterns {
             .field("names", &self.exact.len)
             .field("wildcards", &self.wildcard.len)
             .field("any", &self.any)
-            .field("cidrs", &self.cidrs)
+            .field("blocks", &self.blocks.len())
             .finish()
     }
 }
@@ -84,7 +85,7 @@ impl HostPatterns {
         }
         if pattern.contains('/') {
             let cidr: Cidr = pattern.parse().map_err(PatternError)?;
-            self.push_cidr(canonical_cidr(cidr));
+            self.blocks.entry(cidr);
             return Ok(());
         }
         let (wild, name) = match pattern.strip_prefix("*.") {
@@ -96,7 +97,7 @@ impl HostPatterns {
                 HostKind::Ip(ip) => {
                     let prefix = if ip.is_ipv4() { 32 } else { 128 };
                     let cidr = Cidr::new(ip, prefix).expect("full-length prefix");
-                    self.push_cidr(canonical_cidr(cidr));
+                    self.blocks.entry(cidr);
                     return Ok(());
                 }
                 HostKind::InvalidIp => {
@@ -156,7 +157,7 @@ impl HostPatterns {
 
     /// How many distinct patterns the set holds.
     pub fn len(&self) -> usize {
-        self.exact.len + self.wildcard.len + usize::from(self.any) + self.cidrs.len()
+        self.exact.len + self.wildcard.len + usize::from(self.any) + self.blocks.len()
     }
 
     /// Whether the set holds no pattern at all.
@@ -180,32 +181,29 @@ impl HostPatterns {
         if self.any {
             return true;
         }
-        let wildcards = self.wildcard.len > 0;
         let mut hash = HASH_SEED;
+        let mut labels = 1u32; // labels right of position i
         for i in (0..host.len()).rev() {
-            if wildcards && host[i] == b'.' && i > 0 && i + 1 < host.len() {
-                let suffix = &host[i + 1..];
-                if self.wildcard.find(&self.text, finish(hash), suffix) {
+            if host[i] == b'.' {
+                if i > 0
+                    && i + 1 < host.len()
+                    && self.wildcard.has_labels(labels)
+                    && self.wildcard.find(&self.text, finish(hash), &host[i + 1..])
+                {
                     return true;
                 }
+                labels += 1;
             }
             hash = step(hash, host[i]);
         }
-        self.exact.len > 0 && self.exact.find(&self.text, finish(hash), host)
+        self.exact.has_labels(labels) && self.exact.find(&self.text, finish(hash), host)
     }
 
     /// Whether the IP-literal target `ip` matches a CIDR or bare-address pattern (or `*`).
-    /// IPv4-mapped addresses are judged as the IPv4 address inside. A linear scan: address
-    /// patterns are few in practice (name lists are the large ones).
+    /// IPv4-mapped addresses are judged as the IPv4 address inside. One B-tree lookup per
+    /// distinct prefix length in the set (IP blocklists can be large too).
     pub fn matches_ip(&self, ip: IpAddr) -> bool {
-        let ip = super::addr::canonical(ip);
-        self.any || self.cidrs.iter().any(|c| c.contains(ip))
-    }
-
-    fn push_cidr(&mut self, cidr: Cidr) {
-        if !self.cidrs.contains(&cidr) {
-            self.cidrs.push(cidr);
-        }
+        self.any || self.blocks.longest(ip).is_some()
     }
 }
 
@@ -272,9 +270,17 @@ fn hash_name(name: &[u8]) -> u64 {
 struct Table {
     slots: Vec<u64>,
     len: usize,
+    /// Bit `k` set: some entry has `k` labels (names have at most 127). A host suffix with a
+    /// label count no entry has needs no probe: most boundaries of a typical host are
+    /// skipped this way (`com` alone, or five-label suffixes, are rarely listed).
+    label_counts: u128,
 }
 
 impl Table {
+    fn has_labels(&self, labels: u32) -> bool {
+        labels < 128 && self.label_counts & (1 << labels) != 0
+    }
+
     fn slot(&self, hash: u64) -> usize {
         hash as usize & (self.slots.len() - 1)
     }
@@ -310,6 +316,9 @@ impl Table {
             u64::from(start) | u64::from(len) << 32 | (hash >> 48) << 48,
         );
         self.len += 1;
+        let name = &text.as_bytes()[start as usize..start as usize + usize::from(len)];
+        let labels = 1 + name.iter().filter(|&&b| b == b'.').count();
+        self.label_counts |= 1 << labels;
     }
 
     fn place(&mut self, hash: u64, entry: u64) {

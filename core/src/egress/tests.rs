@@ -3,6 +3,7 @@
 //! pattern matcher against a naive one.
 
 use super::*;
+use crate::fuzzing::naive_matches_name;
 use alloc::format;
 use alloc::string::{String, ToString};
 use alloc::vec;
@@ -461,27 +462,6 @@ fn patterns_grow_past_many_table_sizes() {
     assert!(!p.matches_name("host5000.example"));
 }
 
-/// The naive reference: the grammar read literally, one pattern at a time.
-pub(crate) fn naive_matches(patterns: &[String], host: &str) -> bool {
-    let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    if host.is_empty() {
-        return false;
-    }
-    patterns.iter().any(|p| {
-        let p = p.trim().to_ascii_lowercase();
-        let p = p.strip_suffix('.').unwrap_or(&p);
-        if p == "*" {
-            true
-        } else if let Some(suffix) = p.strip_prefix("*.") {
-            host.len() > suffix.len() + 1
-                && host.ends_with(suffix)
-                && host.as_bytes()[host.len() - suffix.len() - 1] == b'.'
-        } else {
-            host == p
-        }
-    })
-}
-
 /// A small deterministic generator (xorshift), so the property needs no dependency.
 struct Rng(u64);
 impl Rng {
@@ -541,7 +521,7 @@ fn fast_matcher_agrees_with_naive_reference() {
             }
             assert_eq!(
                 set.matches_name(&host),
-                naive_matches(&list, &host),
+                naive_matches_name(&list.iter().map(String::as_str).collect::<Vec<_>>(), &host),
                 "{host:?} against {list:?}"
             );
         }
@@ -738,4 +718,59 @@ fn policy_default_has_the_guard_on() {
     assert_eq!(p.egress.judge_addr(sa("93.184.215.14:80")), Ok(()));
     assert_eq!(p.egress.judge_name("example.com"), Ok(()));
     let _ = vec![0u8]; // alloc::vec in scope for no_std builds of the tests
+}
+
+#[test]
+fn range_lookup_agrees_with_a_linear_scan() {
+    use super::ranges::{canonical_cidr, RangeVerdict, Ranges};
+    let mut rng = Rng(0x0123_4567_89ab_cdef);
+    // Addresses near a few bases, so blocks nest and collide often.
+    let bases = [
+        ip("10.0.0.0"),
+        ip("127.0.0.1"),
+        ip("::ffff:10.0.0.0"),
+        ip("2001:db8::"),
+        ip("::"),
+    ];
+    let near = |rng: &mut Rng| -> IpAddr {
+        match bases[rng.below(bases.len())] {
+            IpAddr::V4(v4) => IpAddr::V4(Ipv4Addr::from(
+                u32::from(v4) ^ (rng.next() as u32 >> rng.below(32)),
+            )),
+            IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(
+                u128::from(v6) ^ (u128::from(rng.next()) >> rng.below(64)),
+            )),
+        }
+    };
+    for _ in 0..300 {
+        let mut ranges = Ranges::default();
+        let mut list = Vec::new();
+        for _ in 0..rng.below(40) {
+            let net = near(&mut rng);
+            let max = if net.is_ipv4() { 32 } else { 128 };
+            let c = Cidr::new(net, (rng.below(max + 1)) as u8).unwrap();
+            let allow = rng.below(2) == 0;
+            ranges.add(c, allow);
+            list.push((canonical_cidr(c), allow));
+        }
+        for _ in 0..40 {
+            let a = near(&mut rng);
+            let covering = |allow: bool| {
+                list.iter()
+                    .filter(|&&(c, al)| al == allow && c.contains(a))
+                    .map(|(c, _)| i16::from(c.prefix()))
+                    .max()
+                    .unwrap_or(-1)
+            };
+            let (al, de) = (covering(true), covering(false));
+            let want = if al < 0 && de < 0 {
+                RangeVerdict::None
+            } else if al > de {
+                RangeVerdict::Allow
+            } else {
+                RangeVerdict::Deny
+            };
+            assert_eq!(ranges.judge(canonical(a)), want, "{a} in {list:?}");
+        }
+    }
 }
