@@ -29,6 +29,7 @@ use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
+use crate::policy::Authentication;
 use crate::problem::Problem;
 use crate::request;
 use crate::response::{self, ClientFraming};
@@ -156,6 +157,8 @@ struct Exchange {
     upstream_seen: bool,
     upstream_reusable: bool,
     last_activity: Instant,
+    /// The proxy-auth user, for the access record.
+    user: Option<Arc<str>>,
 }
 
 /// The sans-IO state of one client connection (see the module docs for the drain rule).
@@ -533,6 +536,12 @@ impl Connection {
         self.add_rx(head.len());
         let decision = route::decide(&req, self.client.ip(), &config.policy);
         let Some(e) = &mut self.exchange else { return };
+        if config.access_records && !config.policy.basic_credentials.is_empty() {
+            if let Authentication::User(user) = config.policy.authenticate(req.proxy_authorization)
+            {
+                e.user = Some(user);
+            }
+        }
         e.head_request = req.is_head();
         e.client_minor = req.minor_version;
         e.keep_alive = req.keep_alive;
@@ -578,6 +587,7 @@ impl Connection {
             upstream_seen: false,
             upstream_reusable: false,
             last_activity: now,
+            user: None,
         });
         self.first_request = false;
     }
@@ -967,6 +977,8 @@ impl Connection {
             tx,
             duration: now.saturating_since(e.started),
             reason,
+            user: e.user,
+            upstream: None,
         })));
     }
 

@@ -62,6 +62,6 @@ pub mod tunnel;
 pub use config::{Config, MAX_HEADER_SLOTS};
 pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
 pub use log::AccessRecord;
-pub use policy::{Cidr, Policy, PortRule};
+pub use policy::{Authentication, Cidr, Credential, Policy, PortRule};
 pub use problem::{reason_phrase, Problem};
 pub use time::Instant;

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use ringway_core::tunnel::Direction;
-use ringway_core::{Config, DialError};
+use ringway_core::{Config, DialError, Output};
 use support::{canned, dial, line, log, Event, Script};
 
 const GET: &[u8] = b"GET http://example.com/a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n";
@@ -1171,6 +1171,40 @@ This proxy needs a user name and password (Proxy-Authorization: Basic).\n";
         s.take_upstream(),
         "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 ringway\r\n\r\n",
         "credentials never go upstream"
+    );
+    s.upstream(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(logged_users(&s), [Some("Aladdin".to_string())]);
+}
+
+/// The `user` of every access record so far.
+fn logged_users(s: &Script) -> Vec<Option<String>> {
+    s.trace
+        .iter()
+        .filter_map(|o| match o {
+            Output::Log(r) => Some(r.user.as_deref().map(str::to_string)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_access_record_names_no_user_when_authentication_fails_or_is_off() {
+    let mut config = support::config();
+    config
+        .policy
+        .add_basic_credentials("Aladdin", "open sesame");
+    let mut s = Script::with_config(config);
+    s.client(b"GET http://h/ HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZR==\r\n\r\n");
+    assert!(s.take_client().starts_with("HTTP/1.1 407 "));
+    assert_eq!(logged_users(&s), [None]);
+    let mut s = Script::new();
+    s.client(b"GET http://h/ HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\r\n");
+    s.dial_ok(false);
+    s.upstream(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(
+        logged_users(&s),
+        [None],
+        "no credentials configured: anonymous"
     );
 }
 

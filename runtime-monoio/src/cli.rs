@@ -13,6 +13,8 @@ use std::time::Duration;
 use argh::FromArgs;
 use ringway_core::{Cidr, Config, Policy, PortRule};
 
+pub use crate::access_log::Format as AccessLogFormat;
+
 /// Ringway: an HTTP/HTTPS forward proxy (plain HTTP forwarding and CONNECT tunnels).
 ///
 /// With no flags it listens on 127.0.0.1:3128, admits loopback clients only and allows
@@ -47,6 +49,11 @@ struct Args {
     /// [default: stdout]
     #[argh(option, default = "AccessLogTarget::Stdout")]
     access_log: AccessLogTarget,
+
+    /// access-log line format: `text` (timestamp, client, method, target, status, rx, tx,
+    /// duration) or `json` (one object a line) [default: text]
+    #[argh(option, default = "AccessLogFormat::Text")]
+    access_log_format: AccessLogFormat,
 
     /// how long a dial to an upstream may take before the client gets 504 [default: 10s]
     #[argh(option, from_str_fn(parse_duration))]
@@ -148,6 +155,8 @@ pub struct Settings {
     pub driver: DriverChoice,
     /// Access-log destination.
     pub access_log: AccessLogTarget,
+    /// Access-log line format.
+    pub access_log_format: AccessLogFormat,
     /// Connection limit over all threads (at least 1).
     pub max_connections: usize,
     /// How long an idle upstream connection stays in the pool (zero: no reuse).
@@ -274,6 +283,7 @@ fn validate(args: Args) -> Result<Settings, String> {
         threads,
         driver: args.driver,
         access_log: args.access_log,
+        access_log_format: args.access_log_format,
         max_connections,
         pool_idle: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE),
         shutdown_grace: args.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
@@ -365,6 +375,7 @@ mod tests {
         assert!(s.threads >= 1);
         assert_eq!(s.driver, DriverChoice::Auto);
         assert_eq!(s.access_log, AccessLogTarget::Stdout);
+        assert_eq!(s.access_log_format, AccessLogFormat::Text);
         assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(s.pool_idle, Duration::from_secs(30));
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
@@ -390,6 +401,8 @@ mod tests {
             "10.0.0.0/8",
             "--access-log",
             "/tmp/ringway.log",
+            "--access-log-format",
+            "json",
             "--connect-timeout",
             "2s",
             "--header-timeout",
@@ -416,6 +429,7 @@ mod tests {
         assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));
         assert_eq!(s.max_connections, 10);
+        assert_eq!(s.access_log_format, AccessLogFormat::Json);
         assert!(s.config.access_records);
     }
 
@@ -446,6 +460,7 @@ mod tests {
             (&["--threads", "0"][..], "--threads"),
             (&["--threads", "x"][..], "--threads"),
             (&["--driver", "kqueue"][..], "--driver"),
+            (&["--access-log-format", "xml"][..], "--access-log-format"),
             (&["--connect-ports", "0"][..], "--connect-ports"),
             (&["--allow-client", "nonsense"][..], "--allow-client"),
             (&["--listen", "localhost"][..], "--listen"),

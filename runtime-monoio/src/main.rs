@@ -24,6 +24,7 @@ mod relay;
 mod shutdown;
 mod socket;
 mod timers;
+mod wallclock;
 mod worker;
 
 use std::io::Write;
@@ -74,8 +75,8 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     shutdown::block_signals()
         .context("blocking SIGINT/SIGTERM/SIGHUP for orderly shutdown and log reopening")?;
     // After the mask (the writer thread inherits it), before the workers.
-    let (log, log_writer) =
-        access_log::start(log).context("starting the access-log writer thread")?;
+    let (log, log_writer) = access_log::start(log, settings.access_log_format)
+        .context("starting the access-log writer thread")?;
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
