@@ -14,6 +14,7 @@
 mod access_log;
 mod cli;
 mod clock;
+mod config_file;
 mod conn;
 mod dial;
 mod dns;
