@@ -245,6 +245,14 @@ impl AccessLog {
         }
     }
 
+    /// Lines dropped so far because the writer fell behind (for the metrics).
+    pub fn dropped_lines(&self) -> u64 {
+        match self {
+            AccessLog::Off => 0,
+            AccessLog::On(q) => q.shared.dropped.load(Ordering::Relaxed),
+        }
+    }
+
     /// Hands this thread's buffered lines to the writer thread now, or drops and counts them
     /// if its queue is full. Never blocks.
     pub fn flush(&self) {

@@ -56,6 +56,11 @@ struct Args {
     #[argh(option, default = "AccessLogFormat::Text")]
     access_log_format: AccessLogFormat,
 
+    /// serve Prometheus metrics (GET /metrics) and health checks (/healthz, /readyz) on this
+    /// address, e.g. 127.0.0.1:9090; not proxied, not logged [default: off]
+    #[argh(option)]
+    metrics_listen: Option<SocketAddr>,
+
     /// how long a dial to an upstream may take before the client gets 504 [default: 10s]
     #[argh(option, from_str_fn(parse_duration))]
     connect_timeout: Option<Duration>,
@@ -169,6 +174,8 @@ pub struct Settings {
     pub access_log: AccessLogTarget,
     /// Access-log line format.
     pub access_log_format: AccessLogFormat,
+    /// Where to serve metrics and health checks, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Connection limit over all threads (at least 1).
     pub max_connections: usize,
     /// How long an idle upstream connection stays in the pool (zero: no reuse).
@@ -373,13 +380,16 @@ fn validate(args: Args) -> Result<Settings, String> {
     if let Some(path) = &args.auth_file {
         load_credentials(path, &mut config.policy)?;
     }
-    config.access_records = args.access_log != AccessLogTarget::Off;
+    // Metrics are fed from the access records, so they need them even with no log.
+    config.access_records =
+        args.access_log != AccessLogTarget::Off || args.metrics_listen.is_some();
     Ok(Settings {
         listen,
         threads,
         driver: args.driver,
         access_log: args.access_log,
         access_log_format: args.access_log_format,
+        metrics_listen: args.metrics_listen,
         max_connections,
         pool_idle: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE),
         shutdown_grace: args.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
@@ -550,6 +560,10 @@ mod tests {
         let s = run(&["--access-log", "off"]);
         assert_eq!(s.access_log, AccessLogTarget::Off);
         assert!(!s.config.access_records);
+        assert_eq!(s.metrics_listen, None);
+        let s = run(&["--access-log", "off", "--metrics-listen", "127.0.0.1:0"]);
+        assert!(s.config.access_records, "metrics count the records");
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
     }
 
     #[test]

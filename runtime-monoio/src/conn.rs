@@ -65,6 +65,7 @@ pub fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: SocketAd
         dialing: None,
         timer: None,
         relay: None,
+        tunnel_gauge: None,
         closing: false,
         draining: false,
         drain_registered: false,
@@ -112,6 +113,8 @@ struct Conn {
     timer: Option<TimerKey>,
     /// Tunnel mode: how bytes are relayed.
     relay: Option<Box<Relay>>,
+    /// The tunnel's place in `ringway_tunnels_active`.
+    tunnel_gauge: Option<crate::metrics::Active>,
     closing: bool,
     /// Shutdown was passed on to the core (`Connection::drain`).
     draining: bool,
@@ -383,13 +386,17 @@ impl Conn {
                         relayed: false,
                     });
                     self.relay = Some(Box::new(Relay::new(self.env.relay_mode, &self.client, u)));
+                    self.tunnel_gauge = crate::metrics::tunnel_opened();
                 }
                 self.client.push(WriteOp::Data {
                     bytes: to_client,
                     relayed: false,
                 });
             }
-            Output::Log(record) => self.env.log.write(&record),
+            Output::Log(record) => {
+                crate::metrics::observe(&record);
+                self.env.log.write(&record);
+            }
             Output::Close => {
                 self.closing = true;
                 self.upstream = None;

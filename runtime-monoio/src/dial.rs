@@ -12,8 +12,22 @@ use ringway_core::DialError;
 
 use crate::dns::Resolver;
 
-/// Connects to `authority` within `timeout`.
+/// Connects to `authority` within `timeout`, and counts the dial in the metrics.
 pub async fn dial(
+    resolver: &Resolver,
+    authority: &Authority,
+    timeout: Duration,
+) -> Result<TcpStream, DialError> {
+    let started = Instant::now();
+    let result = dial_uncounted(resolver, authority, timeout).await;
+    crate::metrics::upstream_connect(
+        started.elapsed(),
+        result.as_ref().map(|_| ()).map_err(|e| *e),
+    );
+    result
+}
+
+async fn dial_uncounted(
     resolver: &Resolver,
     authority: &Authority,
     timeout: Duration,

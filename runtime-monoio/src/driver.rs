@@ -83,6 +83,8 @@ pub struct WorkerPlan {
     pub limit: Arc<Limit>,
     /// Pool and shutdown settings.
     pub tuning: Tuning,
+    /// The metrics registry each worker registers its counters with (`--metrics-listen`).
+    pub metrics: Option<Arc<crate::metrics::Registry>>,
 }
 
 /// What a worker reports once its listeners are bound: their real addresses, or why not.
@@ -166,7 +168,11 @@ fn run_worker(plan: WorkerPlan, pool: DefaultThreadPool, ready: mpsc::Sender<Rea
         log,
         limit,
         tuning,
+        metrics,
     } = plan;
+    if let Some(registry) = metrics {
+        registry.register_this_thread();
+    }
     let main = async move {
         let mut listeners = Vec::with_capacity(addrs.len());
         for addr in &addrs {

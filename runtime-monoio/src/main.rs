@@ -4,7 +4,8 @@
 //! Key components: [`cli`] (flags), [`driver`] (driver choice, worker threads),
 //! [`listener`] (binding, accept loop), [`worker`] (per-thread state), [`conn`] (drives one
 //! connection), [`socket`] (reads kept in flight, ordered writes), [`dial`] / [`dns`] /
-//! [`pool`] (upstream connections), [`access_log`], [`shutdown`], [`clock`].
+//! [`pool`] (upstream connections), [`access_log`] and [`wallclock`], [`metrics`] and
+//! [`metrics_http`] (`--metrics-listen`), [`config_file`] (`--config`), [`shutdown`], [`clock`].
 //!
 //! Error handling: `anyhow` at the edges only. Bad flags (and an access-log path that cannot
 //! be opened) exit 2 with one line on stderr;
@@ -20,6 +21,8 @@ mod dial;
 mod dns;
 mod driver;
 mod listener;
+mod metrics;
+mod metrics_http;
 mod pool;
 mod relay;
 mod shutdown;
@@ -78,6 +81,22 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     // After the mask (the writer thread inherits it), before the workers.
     let (log, log_writer) = access_log::start(log, settings.access_log_format)
         .context("starting the access-log writer thread")?;
+    let metrics = match settings.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = metrics_http::bind(addr)
+                .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            eprintln!("ringway: metrics and health checks on http://{bound}/metrics");
+            let dropped = log.clone();
+            let registry = Arc::new(metrics::Registry::new(Box::new(move || {
+                dropped.dropped_lines()
+            })));
+            metrics_http::spawn(listener, Arc::clone(&registry))
+                .context("starting the metrics thread")?;
+            Some(registry)
+        }
+    };
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
@@ -88,6 +107,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
             pool_idle: settings.pool_idle,
             grace: settings.shutdown_grace,
         },
+        metrics,
     };
     let (workers, addrs) = driver::start(settings.threads, plan)?;
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();

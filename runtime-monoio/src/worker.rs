@@ -112,6 +112,7 @@ impl Env {
         Some(Admitted {
             env: Rc::clone(self),
             id,
+            _gauge: crate::metrics::connection_opened(),
         })
     }
 }
@@ -121,6 +122,8 @@ pub struct Admitted {
     env: Rc<Env>,
     /// This thread's id for the connection.
     pub id: u64,
+    /// Its place in `ringway_connections_active`.
+    _gauge: Option<crate::metrics::Active>,
 }
 
 impl Drop for Admitted {
