@@ -11,6 +11,7 @@ both_drivers!(
     file_settings_apply_and_the_command_line_replaces_them,
     bad_files_exit_2_naming_key_and_line,
     check_config_prints_settings_and_exits_0,
+    the_deploy_example_is_valid,
 );
 
 /// A fresh directory for this test's files.
@@ -126,4 +127,38 @@ fn check_config_prints_settings_and_exits_0(d: Driver) {
         "a command-line value is not blamed on the file"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// docs/deploy/ringway.toml, as shipped, passes `--check-config` with the settings it shows.
+fn the_deploy_example_is_valid(d: Driver) {
+    let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/deploy/ringway.toml");
+    let out = run_ringway(
+        &[
+            "--driver",
+            d.flag(),
+            "--config",
+            file.to_str().unwrap(),
+            "--check-config",
+        ],
+        RUN,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.starts_with("ringway: configuration OK\n"),
+        "{stdout}"
+    );
+    for shown in [
+        "[::1]:3128",
+        "access_log_format: Json",
+        "127.0.0.1:9090",
+        "8443",
+    ] {
+        assert!(stdout.contains(shown), "{shown} not in {stdout}");
+    }
 }
