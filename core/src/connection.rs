@@ -165,6 +165,9 @@ struct Exchange {
 #[derive(Debug)]
 pub struct Connection {
     config: Arc<Config>,
+    /// A configuration given by [`Connection::set_config`] during an exchange or tunnel,
+    /// applied when the connection next waits for a request head.
+    next_config: Option<Arc<Config>>,
     client: SocketAddr,
     phase: Phase,
     client_in: Bytes,
@@ -194,6 +197,7 @@ impl Connection {
     pub fn new(config: Arc<Config>, client: SocketAddr, now: Instant) -> Connection {
         Connection {
             config,
+            next_config: None,
             client,
             phase: Phase::ReadingHead,
             client_in: Bytes::new(),
@@ -293,6 +297,20 @@ impl Connection {
     }
 
     // ----- commands -----
+
+    /// Replaces the configuration (limits, timeouts, policy) from the next request head on:
+    /// a reload. Between requests it applies at once, so the head that arrives next (or is
+    /// arriving) is read, timed and routed under it; during an exchange or a tunnel it waits
+    /// until the connection is back between requests, so what is in flight keeps the
+    /// configuration it started with (a tunnel keeps it to the end). The latest call wins.
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        if matches!(self.phase, Phase::ReadingHead) && self.exchange.is_none() {
+            self.config = config;
+            self.next_config = None;
+        } else {
+            self.next_config = Some(config);
+        }
+    }
 
     /// Graceful shutdown: take no further requests. An idle connection closes at once; a
     /// request already under way (even a head still arriving) is answered with
@@ -864,6 +882,9 @@ impl Connection {
             self.close();
         } else {
             self.phase = Phase::ReadingHead;
+            if let Some(config) = self.next_config.take() {
+                self.config = config;
+            }
             self.waiting_since = now;
             self.head_started = None;
             self.client_scan.reset();

@@ -1266,3 +1266,76 @@ fn the_head_limit_wins_over_anything_after_it() {
         );
     }
 }
+
+// ----- set_config (reload) -----
+
+/// A configuration that admits no client at all.
+fn deny_everyone() -> std::sync::Arc<Config> {
+    let mut c = support::config();
+    c.policy.allowed_clients.clear();
+    std::sync::Arc::new(c)
+}
+
+#[test]
+fn set_config_between_requests_applies_to_the_next_head() {
+    let mut s = Script::new();
+    s.conn.set_config(deny_everyone());
+    s.client(GET);
+    assert!(
+        s.take_client().starts_with("HTTP/1.1 403 "),
+        "the new policy refuses the next request"
+    );
+    assert!(s.is_closed());
+}
+
+#[test]
+fn set_config_during_an_exchange_waits_for_the_next_request() {
+    let mut s = Script::forwarded(GET);
+    let deadline = s.conn.poll_timeout();
+    let mut new = (*deny_everyone()).clone();
+    new.exchange_idle_timeout = Duration::from_millis(1);
+    s.conn.set_config(std::sync::Arc::new(new));
+    assert_eq!(
+        s.conn.poll_timeout(),
+        deadline,
+        "the exchange keeps its timeouts"
+    );
+    s.upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(
+        s.take_client(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 ringway\r\n\r\nok",
+        "the exchange in flight finishes under the old policy"
+    );
+    assert!(!s.is_closed(), "keep-alive: waiting for the next head");
+    s.take_events();
+    s.client(GET);
+    assert!(
+        s.take_client().starts_with("HTTP/1.1 403 "),
+        "the next request on the same connection gets the new policy"
+    );
+}
+
+#[test]
+fn set_config_in_a_tunnel_leaves_the_tunnel_alone() {
+    let mut s = Script::new();
+    s.client(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    s.dial_ok(false);
+    assert_eq!(
+        s.take_client(),
+        "HTTP/1.1 200 Connection Established\r\n\r\n"
+    );
+    s.take_events();
+    let deadline = s.conn.poll_timeout();
+    let mut shorter = support::config();
+    shorter.tunnel_idle_timeout = Duration::from_millis(1);
+    shorter.policy.allowed_clients.clear();
+    s.conn.set_config(std::sync::Arc::new(shorter));
+    assert_eq!(
+        s.conn.poll_timeout(),
+        deadline,
+        "the tunnel keeps its idle timeout"
+    );
+    s.relayed(Direction::ClientToUpstream, 5);
+    s.relayed(Direction::UpstreamToClient, 7);
+    assert!(s.conn.is_tunnel() && !s.is_closed(), "still relaying");
+}

@@ -54,8 +54,10 @@ const LINGER_BYTES: usize = 256 * 1024;
 /// the [`Conn`] (an `async fn` would also keep room for its arguments and the closing state).
 pub fn serve(env: Rc<Env>, admitted: Admitted, stream: TcpStream, peer: SocketAddr) -> Serve {
     let _ = stream.set_nodelay(true);
-    let core = Connection::new(env.config.clone(), peer, clock::now());
+    let (config_generation, config) = env.config.current();
+    let core = Connection::new(config, peer, clock::now());
     let conn = Conn {
+        config_generation,
         env,
         id: admitted.id,
         core,
@@ -101,6 +103,8 @@ impl Future for Serve {
 
 struct Conn {
     env: Rc<Env>,
+    /// The generation of the configuration last given to `core`.
+    config_generation: u64,
     id: u64,
     core: Connection,
     client: Socket,
@@ -151,6 +155,11 @@ impl Conn {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((generation, config)) = self.env.config.changed_since(self.config_generation) {
+            // A reload: the core applies it from the next request head.
+            self.config_generation = generation;
+            self.core.set_config(config);
+        }
         for _ in 0..BUDGET {
             if self.env.drain.is_on() && !self.draining {
                 // The core closes an idle connection at once and lets a busy one finish its
@@ -446,7 +455,8 @@ impl Conn {
         let target = authority.clone();
         self.authority = Some(authority);
         self.dialing = Some(Box::pin(async move {
-            dial(&env.resolver, &target, env.config.connect_timeout).await
+            let timeout = env.config.current().1.connect_timeout;
+            dial(&env.resolver, &target, timeout).await
         }));
     }
 

@@ -20,7 +20,6 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, bail, Context};
 use monoio::blocking::DefaultThreadPool;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
-use ringway_core::Config;
 
 use crate::access_log::AccessLog;
 use crate::cli::DriverChoice;
@@ -76,7 +75,7 @@ pub struct WorkerPlan {
     /// Addresses to bind (port 0: any free port, for the first worker only).
     pub addrs: Vec<SocketAddr>,
     /// The core's configuration.
-    pub config: Arc<Config>,
+    pub config: Arc<crate::reload::ConfigSlot>,
     /// Access-log destination.
     pub log: AccessLog,
     /// The shared connection limit.

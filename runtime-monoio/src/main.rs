@@ -25,6 +25,7 @@ mod metrics;
 mod metrics_http;
 mod pool;
 mod relay;
+mod reload;
 mod shutdown;
 mod socket;
 mod timers;
@@ -97,17 +98,18 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
             Some(registry)
         }
     };
+    let slot = Arc::new(reload::ConfigSlot::new(Arc::new(settings.config.clone())));
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
-        config: Arc::new(settings.config),
+        config: Arc::clone(&slot),
         log,
         limit: Arc::new(worker::Limit::new(settings.max_connections)),
         tuning: worker::Tuning {
             pool_idle: settings.pool_idle,
             grace: settings.shutdown_grace,
         },
-        metrics,
+        metrics: metrics.clone(),
     };
     let (workers, addrs) = driver::start(settings.threads, plan)?;
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
@@ -125,10 +127,13 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     }
     let signal = loop {
         match shutdown::wait_for_signal() {
-            Signal::Hangup => match &log_writer {
-                Some(writer) => writer.reopen(),
-                None => eprintln!("ringway: SIGHUP: the access log is off; nothing to reopen"),
-            },
+            Signal::Hangup => {
+                match &log_writer {
+                    Some(writer) => writer.reopen(),
+                    None => eprintln!("ringway: SIGHUP: the access log is off; nothing to reopen"),
+                }
+                reload::reload(&settings, &slot, metrics.as_deref());
+            }
             stop => break stop,
         }
     };

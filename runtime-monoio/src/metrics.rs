@@ -248,7 +248,6 @@ pub struct Registry {
 
 /// The outcome of a config reload, for `ringway_config_reloads_total{result}`.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
-#[allow(dead_code)] // counted by the SIGHUP reload
 pub enum Reload {
     Success,
     Failure,
@@ -277,7 +276,6 @@ impl Registry {
     }
 
     /// Counts a config reload.
-    #[allow(dead_code)] // called by the SIGHUP reload
     pub fn reloaded(&self, result: Reload) {
         let i = usize::from(result == Reload::Failure);
         self.reloads[i].fetch_add(1, Ordering::Relaxed);

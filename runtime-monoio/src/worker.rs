@@ -17,13 +17,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use monoio::net::TcpListener;
-use ringway_core::Config;
 
 use crate::access_log::AccessLog;
 use crate::dns::Resolver;
 use crate::listener;
 use crate::pool::Pool;
 use crate::relay::Mode as RelayMode;
+use crate::reload::{ConfigCache, ConfigSlot};
 use crate::shutdown::{self, Drain};
 use crate::timers::Timers;
 
@@ -54,8 +54,8 @@ pub struct Tuning {
 
 /// Per-thread state shared by this thread's tasks.
 pub struct Env {
-    /// The core's configuration.
-    pub config: Arc<Config>,
+    /// The core's configuration, as last reloaded.
+    pub config: ConfigCache,
     /// This thread's DNS cache.
     pub resolver: Resolver,
     /// This thread's idle upstream connections.
@@ -78,14 +78,14 @@ pub struct Env {
 impl Env {
     /// State for one worker thread.
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<ConfigSlot>,
         log: AccessLog,
         limit: Arc<Limit>,
         relay_mode: RelayMode,
         tuning: Tuning,
     ) -> Env {
         Env {
-            config,
+            config: ConfigCache::new(config),
             resolver: Resolver::default(),
             pool: RefCell::new(Pool::new(tuning.pool_idle)),
             log,

@@ -2026,17 +2026,29 @@ mod tests {
 
     #[test]
     fn access_line_parsing() {
-        let a =
-            AccessLine::parse("127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms")
-                .unwrap();
+        let a = AccessLine::parse(
+            "2026-12-01T17:25:18.123Z 127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms",
+        )
+        .unwrap();
         assert_eq!(
-            (a.method.as_str(), a.status, a.rx, a.tx),
-            ("GET", 200, 78, 1234)
+            (a.ts.as_str(), a.method.as_str(), a.status, a.rx, a.tx),
+            ("2026-12-01T17:25:18.123Z", "GET", 200, 78, 1234)
         );
-        let a =
-            AccessLine::parse("127.0.0.1:1 CONNECT h:443 502 0 0 1.000ms reason=refused").unwrap();
+        let a = AccessLine::parse(
+            "2026-12-01T17:25:18.123Z 127.0.0.1:1 CONNECT h:443 502 0 0 1.000ms reason=refused",
+        )
+        .unwrap();
         assert_eq!(a.extra, vec!["reason=refused".to_string()]);
         assert!(AccessLine::parse("ringway listening on x (epoll, 1 thread)").is_none());
+        for bad_ts in [
+            "127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-12-01T17:25:18Z 127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-12-01 17:25:18.123Z 127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-13-01T17:25:18.123Z 127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-12-01T17:25:18.123+00:00 127.0.0.1:1 GET h 200 0 0 1.000ms",
+        ] {
+            assert!(AccessLine::parse(bad_ts).is_none(), "{bad_ts}");
+        }
     }
 
     #[test]
