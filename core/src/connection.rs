@@ -32,6 +32,7 @@ use crate::egress::{self, HostKind};
 use crate::final_recipient::LocalAnswer;
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
+use crate::policy::Authentication;
 use crate::problem::Problem;
 use crate::request;
 use crate::response::{self, ClientFraming};
@@ -175,6 +176,8 @@ struct Exchange {
     upstream_seen: bool,
     upstream_reusable: bool,
     last_activity: Instant,
+    /// The proxy-auth user, for the access record.
+    user: Option<Arc<str>>,
 }
 
 /// One client connection, from the first request head to close.
@@ -190,6 +193,9 @@ struct Exchange {
 #[derive(Debug)]
 pub struct Connection {
     config: Arc<Config>,
+    /// A configuration given by [`Connection::set_config`] during an exchange or tunnel,
+    /// applied when the connection next waits for a request head.
+    next_config: Option<Arc<Config>>,
     client: SocketAddr,
     phase: Phase,
     client_in: Bytes,
@@ -242,6 +248,7 @@ impl Connection {
     pub fn new(config: Arc<Config>, client: SocketAddr, now: Instant) -> Connection {
         Connection {
             config,
+            next_config: None,
             client,
             phase: Phase::ReadingHead,
             client_in: Bytes::new(),
@@ -397,6 +404,20 @@ impl Connection {
     }
 
     // ----- commands -----
+
+    /// Replaces the configuration (limits, timeouts, policy) from the next request head on:
+    /// a reload. Between requests it applies at once, so the head that arrives next (or is
+    /// arriving) is read, timed and routed under it; during an exchange or a tunnel it waits
+    /// until the connection is back between requests, so what is in flight keeps the
+    /// configuration it started with (a tunnel keeps it to the end). The latest call wins.
+    pub fn set_config(&mut self, config: Arc<Config>) {
+        if matches!(self.phase, Phase::ReadingHead) && self.exchange.is_none() {
+            self.config = config;
+            self.next_config = None;
+        } else {
+            self.next_config = Some(config);
+        }
+    }
 
     /// Graceful shutdown: take no further requests. An idle connection closes at once; a
     /// request already under way (even a head still arriving) is answered with
@@ -743,6 +764,12 @@ impl Connection {
         }
         let decision = route::decide(&req, self.client.ip(), &config.policy);
         let Some(e) = &mut self.exchange else { return };
+        if config.access_records && !config.policy.basic_credentials.is_empty() {
+            if let Authentication::User(user) = config.policy.authenticate(req.proxy_authorization)
+            {
+                e.user = Some(user);
+            }
+        }
         e.head_request = req.is_head();
         e.client_minor = req.minor_version;
         e.keep_alive = req.keep_alive;
@@ -842,6 +869,7 @@ impl Connection {
             upstream_seen: false,
             upstream_reusable: false,
             last_activity: now,
+            user: None,
         });
         self.first_request = false;
     }
@@ -1160,6 +1188,9 @@ impl Connection {
             self.close();
         } else {
             self.phase = Phase::ReadingHead;
+            if let Some(config) = self.next_config.take() {
+                self.config = config;
+            }
             self.waiting_since = now;
             self.head_started = None;
             self.client_scan.reset();
@@ -1278,6 +1309,8 @@ impl Connection {
             tx,
             duration: now.saturating_since(e.started),
             reason,
+            user: e.user,
+            upstream: None,
         })));
     }
 

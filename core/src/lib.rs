@@ -84,6 +84,6 @@ pub use config::{Config, MAX_HEADER_SLOTS};
 pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
 pub use egress::EgressPolicy;
 pub use log::AccessRecord;
-pub use policy::{Cidr, Policy, PortRule};
+pub use policy::{Authentication, Cidr, Credential, Policy, PortRule};
 pub use problem::{reason_phrase, Problem};
 pub use time::Instant;

@@ -4,6 +4,7 @@
 //! only writes it out. Its `Display` is the log line, with the method and target escaped so
 //! that a hostile request cannot forge log lines.
 
+use alloc::sync::Arc;
 use bytes::Bytes;
 use core::fmt;
 use core::net::SocketAddr;
@@ -33,6 +34,15 @@ pub struct AccessRecord {
     pub duration: Duration,
     /// Why the exchange ended abnormally, if it did.
     pub reason: Option<&'static str>,
+    /// The proxy-auth user whose credentials the request carried, when authentication is on
+    /// and they matched; `None` otherwise (also for a 407).
+    pub user: Option<Arc<str>>,
+    /// The exact upstream address dialed for this exchange, if any.
+    ///
+    /// Always `None` for now: the runtime resolves and dials, so the core does not learn the
+    /// address. The dial protocol is changing so that the core names the exact address to
+    /// dial (dial what was checked); this field is filled then.
+    pub upstream: Option<SocketAddr>,
 }
 
 /// Writes bytes as log-safe ASCII: printable ASCII as is, everything else as `\xNN`.
@@ -62,8 +72,22 @@ impl fmt::Display for Escaped<'_> {
     }
 }
 
+impl AccessRecord {
+    /// The method as text for structured logs: valid UTF-8 as is (the JSON writer escapes
+    /// it), invalid bytes as U+FFFD. A request whose method is not ASCII is refused anyway.
+    pub fn method_lossy(&self) -> alloc::borrow::Cow<'_, str> {
+        alloc::string::String::from_utf8_lossy(&self.method)
+    }
+
+    /// The target as text for structured logs, under the rule of [`Self::method_lossy`].
+    pub fn target_lossy(&self) -> alloc::borrow::Cow<'_, str> {
+        alloc::string::String::from_utf8_lossy(&self.target)
+    }
+}
+
 impl fmt::Display for AccessRecord {
-    /// `CLIENT METHOD TARGET STATUS RX TX DURATION[ reason=WORD]`, e.g.
+    /// The text line without its timestamp (the runtime, which has the clock, writes that
+    /// first): `CLIENT METHOD TARGET STATUS RX TX DURATION[ reason=WORD]`, e.g.
     /// `127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.duration.as_micros();
@@ -102,6 +126,8 @@ mod tests {
             tx: 1234,
             duration: Duration::from_micros(532),
             reason: None,
+            user: None,
+            upstream: None,
         };
         assert_eq!(
             r.to_string(),

@@ -6,6 +6,7 @@
 //! a relay for any protocol). Authentication and destination rules slot in here later.
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::net::IpAddr;
 use core::str::FromStr;
@@ -154,11 +155,42 @@ pub struct Policy {
     pub allowed_clients: Vec<Cidr>,
     /// Ports CONNECT may reach.
     pub connect_ports: PortRule,
-    /// Accepted `Proxy-Authorization: Basic` credentials, base64-encoded (see
+    /// Accepted `Proxy-Authorization: Basic` credentials (see
     /// [`Policy::add_basic_credentials`]); empty means no authentication is required.
-    pub basic_credentials: Vec<String>,
+    pub basic_credentials: Vec<Credential>,
     /// Where the proxy may connect: the SSRF guard (built-in refusals on by default).
     pub egress: EgressPolicy,
+}
+
+/// One accepted user: the name (for the access log) and the `user:password` pair
+/// base64-encoded, so checking a request needs no decoding.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credential {
+    /// The user name, shared with every access record of this user's requests (an `Arc`,
+    /// so naming the user costs a reference count, not an allocation).
+    pub user: Arc<str>,
+    /// `base64(user:password)`.
+    encoded: String,
+}
+
+impl core::fmt::Debug for Credential {
+    /// The user name only: key material never reaches a `Debug` output.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Credential")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The outcome of checking a request's `Proxy-Authorization`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Authentication {
+    /// No credentials are configured: everyone may proceed, anonymously.
+    Open,
+    /// The credentials of this user matched.
+    User(Arc<str>),
+    /// Credentials are required and none matched (407).
+    Denied,
 }
 
 impl Policy {
@@ -174,27 +206,50 @@ impl Policy {
         plain.push_str(user);
         plain.push(':');
         plain.push_str(password);
-        self.basic_credentials.push(base64(plain.as_bytes()));
+        self.basic_credentials.push(Credential {
+            user: Arc::from(user),
+            encoded: base64(plain.as_bytes()),
+        });
     }
 
     /// Whether a request with this `Proxy-Authorization` value (if any) may proceed.
     pub fn authorizes(&self, proxy_authorization: Option<&[u8]>) -> bool {
+        self.authenticate(proxy_authorization) != Authentication::Denied
+    }
+
+    /// Who a request with this `Proxy-Authorization` value (if any) is. Every configured
+    /// credential is compared in full whatever matched (no early exit, and the matching
+    /// index is picked without a branch), so timing reveals neither how much of a guess was
+    /// right nor which entry it was close to.
+    pub fn authenticate(&self, proxy_authorization: Option<&[u8]>) -> Authentication {
         if self.basic_credentials.is_empty() {
-            return true;
+            return Authentication::Open;
         }
         let Some(value) = proxy_authorization else {
-            return false;
+            return Authentication::Denied;
         };
         let value = crate::head::trim(value);
         let Some(space) = value.iter().position(|&b| b == b' ') else {
-            return false;
+            return Authentication::Denied;
         };
         let (scheme, token) = (&value[..space], crate::head::trim(&value[space..]));
-        scheme.eq_ignore_ascii_case(b"basic")
-            && self
-                .basic_credentials
-                .iter()
-                .fold(false, |ok, c| ok | constant_time_eq(c.as_bytes(), token))
+        if !scheme.eq_ignore_ascii_case(b"basic") {
+            return Authentication::Denied;
+        }
+        // `found` is one past the matching index (0: none), selected with a mask.
+        let found = self
+            .basic_credentials
+            .iter()
+            .enumerate()
+            .fold(0usize, |found, (i, c)| {
+                let mask =
+                    usize::from(constant_time_eq(c.encoded.as_bytes(), token)).wrapping_neg();
+                (found & !mask) | ((i + 1) & mask)
+            });
+        match found.checked_sub(1) {
+            Some(i) => Authentication::User(Arc::clone(&self.basic_credentials[i].user)),
+            None => Authentication::Denied,
+        }
     }
 
     /// The loopback networks: the default admission list.
@@ -302,6 +357,30 @@ mod tests {
         assert!(!p.authorizes(Some(b"Bearer QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
         assert!(!p.authorizes(Some(b"QWxhZGRpbjpvcGVuIHNlc2FtZQ==")));
         assert!(!p.authorizes(None));
+    }
+
+    #[test]
+    fn authentication_names_the_matching_user() {
+        let mut p = Policy::default();
+        assert_eq!(p.authenticate(None), Authentication::Open);
+        p.add_basic_credentials("Aladdin", "open sesame");
+        p.add_basic_credentials("bob", "pa:ss");
+        p.add_basic_credentials("carol", "x");
+        let user = |s: &str| Authentication::User(Arc::from(s));
+        assert_eq!(
+            p.authenticate(Some(b"Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==")),
+            user("Aladdin")
+        );
+        assert_eq!(p.authenticate(Some(b"Basic Ym9iOnBhOnNz")), user("bob"));
+        assert_eq!(p.authenticate(Some(b"Basic Y2Fyb2w6eA==")), user("carol"));
+        assert_eq!(
+            p.authenticate(Some(b"Basic Y2Fyb2w6eQ==")),
+            Authentication::Denied,
+            "carol:y"
+        );
+        assert_eq!(p.authenticate(None), Authentication::Denied);
+        let debug = alloc::format!("{:?}", p.basic_credentials);
+        assert!(debug.contains("bob") && !debug.contains("Ym9i"), "{debug}");
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod support;
 use std::time::Duration;
 
 use ringway_core::tunnel::Direction;
-use ringway_core::{Config, DialError};
+use ringway_core::{Config, DialError, Output};
 use support::{canned, dial, line, log, Event, Script};
 
 const GET: &[u8] = b"GET http://example.com/a?b=1 HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n";
@@ -1256,6 +1256,40 @@ This proxy needs a user name and password (Proxy-Authorization: Basic).\n";
         "GET / HTTP/1.1\r\nHost: h\r\nVia: 1.1 ringway\r\n\r\n",
         "credentials never go upstream"
     );
+    s.upstream(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(logged_users(&s), [Some("Aladdin".to_string())]);
+}
+
+/// The `user` of every access record so far.
+fn logged_users(s: &Script) -> Vec<Option<String>> {
+    s.trace
+        .iter()
+        .filter_map(|o| match o {
+            Output::Log(r) => Some(r.user.as_deref().map(str::to_string)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_access_record_names_no_user_when_authentication_fails_or_is_off() {
+    let mut config = support::config();
+    config
+        .policy
+        .add_basic_credentials("Aladdin", "open sesame");
+    let mut s = Script::with_config(config);
+    s.client(b"GET http://h/ HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZR==\r\n\r\n");
+    assert!(s.take_client().starts_with("HTTP/1.1 407 "));
+    assert_eq!(logged_users(&s), [None]);
+    let mut s = Script::new();
+    s.client(b"GET http://h/ HTTP/1.1\r\nHost: h\r\nProxy-Authorization: Basic QWxhZGRpbjpvcGVuIHNlc2FtZQ==\r\n\r\n");
+    s.dial_ok(false);
+    s.upstream(b"HTTP/1.1 204 No Content\r\n\r\n");
+    assert_eq!(
+        logged_users(&s),
+        [None],
+        "no credentials configured: anonymous"
+    );
 }
 
 #[test]
@@ -2128,4 +2162,77 @@ fn dials_say_whether_a_stale_pooled_connection_may_be_retried() {
     let mut s = Script::new();
     s.client(GET).dial_ok(true).upstream_eof();
     assert_eq!(s.dials_retryable(), [true, false]);
+}
+
+// ----- set_config (reload) -----
+
+/// A configuration that admits no client at all.
+fn deny_everyone() -> std::sync::Arc<Config> {
+    let mut c = support::config();
+    c.policy.allowed_clients.clear();
+    std::sync::Arc::new(c)
+}
+
+#[test]
+fn set_config_between_requests_applies_to_the_next_head() {
+    let mut s = Script::new();
+    s.conn.set_config(deny_everyone());
+    s.client(GET);
+    assert!(
+        s.take_client().starts_with("HTTP/1.1 403 "),
+        "the new policy refuses the next request"
+    );
+    assert!(s.is_closed());
+}
+
+#[test]
+fn set_config_during_an_exchange_waits_for_the_next_request() {
+    let mut s = Script::forwarded(GET);
+    let deadline = s.conn.poll_timeout();
+    let mut new = (*deny_everyone()).clone();
+    new.exchange_idle_timeout = Duration::from_millis(1);
+    s.conn.set_config(std::sync::Arc::new(new));
+    assert_eq!(
+        s.conn.poll_timeout(),
+        deadline,
+        "the exchange keeps its timeouts"
+    );
+    s.upstream(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+    assert_eq!(
+        s.take_client(),
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 ringway\r\n\r\nok",
+        "the exchange in flight finishes under the old policy"
+    );
+    assert!(!s.is_closed(), "keep-alive: waiting for the next head");
+    s.take_events();
+    s.client(GET);
+    assert!(
+        s.take_client().starts_with("HTTP/1.1 403 "),
+        "the next request on the same connection gets the new policy"
+    );
+}
+
+#[test]
+fn set_config_in_a_tunnel_leaves_the_tunnel_alone() {
+    let mut s = Script::new();
+    s.client(b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n");
+    s.dial_ok(false);
+    assert_eq!(
+        s.take_client(),
+        "HTTP/1.1 200 Connection Established\r\n\r\n"
+    );
+    s.take_events();
+    let deadline = s.conn.poll_timeout();
+    let mut shorter = support::config();
+    shorter.tunnel_idle_timeout = Duration::from_millis(1);
+    shorter.policy.allowed_clients.clear();
+    s.conn.set_config(std::sync::Arc::new(shorter));
+    assert_eq!(
+        s.conn.poll_timeout(),
+        deadline,
+        "the tunnel keeps its idle timeout"
+    );
+    s.relayed(Direction::ClientToUpstream, 5);
+    s.relayed(Direction::UpstreamToClient, 7);
+    assert!(s.conn.is_tunnel() && !s.is_closed(), "still relaying");
 }

@@ -1,5 +1,8 @@
-//! The access log: one line per request or tunnel, formatted by the core's
-//! [`AccessRecord`] `Display`, written to stdout, a file, or nowhere.
+//! The access log: one line per request or tunnel, written to stdout, a file, or nowhere.
+//!
+//! Formats (`--access-log-format`): `text`, a timestamp (see [`wallclock`]) and the core's
+//! [`AccessRecord`] `Display`; or `json`, one object a line written by `serde_json` (so every
+//! string is escaped by a proven writer), with the fields of [`JsonLine`].
 //!
 //! Why a writer thread: the destination can stall. `ringway | slow-consumer`, or a log shipper
 //! that hangs, leaves stdout a full pipe (64 KiB on Linux), and the next `write` to it blocks
@@ -48,7 +51,6 @@
 //!   of a batch, the destination may end with part of a line.
 
 use std::cell::{Cell, RefCell};
-use std::fmt::Write as _;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -62,6 +64,7 @@ use anyhow::Context;
 use ringway_core::AccessRecord;
 
 use crate::cli::AccessLogTarget;
+use crate::wallclock;
 
 /// How long a line may wait in the worker's buffer.
 pub const FLUSH_DELAY: Duration = Duration::from_millis(10);
@@ -105,10 +108,78 @@ impl Destination {
     }
 }
 
+/// How each record becomes a line (`--access-log-format`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum Format {
+    /// `TIMESTAMP CLIENT METHOD TARGET STATUS RX TX DURATION[ reason=WORD]`.
+    Text,
+    /// One JSON object a line (see [`JsonLine`]).
+    Json,
+}
+
+impl std::str::FromStr for Format {
+    type Err = &'static str;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "text" => Ok(Format::Text),
+            "json" => Ok(Format::Json),
+            _ => Err("expected text or json"),
+        }
+    }
+}
+
+/// The JSON access-log line: field names and types are the interface log pipelines parse.
+#[derive(serde::Serialize)]
+struct JsonLine<'a> {
+    /// RFC 3339, UTC, milliseconds: when the line was written (the exchange's end).
+    ts: &'a str,
+    /// `ip:port` (serde writes a `SocketAddr` as its `Display` in JSON).
+    client: std::net::SocketAddr,
+    /// The proxy-auth user, or null.
+    user: Option<&'a str>,
+    method: std::borrow::Cow<'a, str>,
+    target: std::borrow::Cow<'a, str>,
+    status: u16,
+    rx: u64,
+    tx: u64,
+    /// Milliseconds with microsecond precision.
+    duration_ms: f64,
+    /// The `ip:port` dialed, or null.
+    upstream: Option<std::net::SocketAddr>,
+    reason: Option<&'a str>,
+}
+
+/// Appends `record` to `out` as one line in `format`, stamped with `ts`.
+pub fn format_line(out: &mut Vec<u8>, record: &AccessRecord, format: Format, ts: &str) {
+    match format {
+        Format::Text => {
+            let _ = writeln!(out, "{ts} {record}");
+        }
+        Format::Json => {
+            let line = JsonLine {
+                ts,
+                client: record.client,
+                user: record.user.as_deref(),
+                method: record.method_lossy(),
+                target: record.target_lossy(),
+                status: record.status,
+                rx: record.rx,
+                tx: record.tx,
+                duration_ms: record.duration.as_micros() as f64 / 1000.0,
+                upstream: record.upstream,
+                reason: record.reason,
+            };
+            // Writing to a Vec cannot fail, and every field serializes.
+            let _ = serde_json::to_writer(&mut *out, &line);
+            out.push(b'\n');
+        }
+    }
+}
+
 /// Starts the writer thread for `destination` (none for [`Destination::Off`]) and returns
 /// the handle the workers write through. Call it after `shutdown::block_signals`, so the
 /// thread inherits the signal mask, and before the workers start.
-pub fn start(destination: Destination) -> io::Result<(AccessLog, Option<Writer>)> {
+pub fn start(destination: Destination, format: Format) -> io::Result<(AccessLog, Option<Writer>)> {
     let (sink, path): (Box<dyn Write + Send>, _) = match destination {
         Destination::Off => return Ok((AccessLog::Off, None)),
         Destination::Stdout => (Box::new(io::stdout()), None),
@@ -118,7 +189,7 @@ pub fn start(destination: Destination) -> io::Result<(AccessLog, Option<Writer>)
         batches: QUEUE_BATCHES,
         bytes: QUEUE_BYTES,
     };
-    let (log, writer) = spawn_writer(sink, path, Box::new(io::stderr()), limits)?;
+    let (log, writer) = spawn_writer(sink, path, Box::new(io::stderr()), limits, format)?;
     Ok((log, Some(writer)))
 }
 
@@ -134,12 +205,13 @@ pub enum AccessLog {
 /// The workers' end of the channel to the writer thread.
 #[derive(Clone)]
 pub struct Queue {
+    format: Format,
     sender: SyncSender<Message>,
     shared: Arc<Shared>,
 }
 
 thread_local! {
-    static PENDING: RefCell<String> = const { RefCell::new(String::new()) };
+    static PENDING: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     static PENDING_LINES: Cell<u64> = const { Cell::new(0) };
     static SCHEDULED: Cell<bool> = const { Cell::new(false) };
 }
@@ -148,12 +220,17 @@ impl AccessLog {
     /// Buffers one record as one line (see the module docs for when it is handed over). Must
     /// run on a monoio worker thread.
     pub fn write(&self, record: &AccessRecord) {
-        if matches!(self, AccessLog::Off) {
+        let AccessLog::On(queue) = self else {
             return;
-        }
+        };
         let full = PENDING.with(|pending| {
             let mut pending = pending.borrow_mut();
-            let _ = writeln!(pending, "{record}");
+            format_line(
+                &mut pending,
+                record,
+                queue.format,
+                wallclock::now().as_str(),
+            );
             pending.len() >= FLUSH_AT
         });
         PENDING_LINES.with(|n| n.set(n.get() + 1));
@@ -165,6 +242,14 @@ impl AccessLog {
                 monoio::time::sleep(FLUSH_DELAY).await;
                 log.flush();
             });
+        }
+    }
+
+    /// Lines dropped so far because the writer fell behind (for the metrics).
+    pub fn dropped_lines(&self) -> u64 {
+        match self {
+            AccessLog::Off => 0,
+            AccessLog::On(q) => q.shared.dropped.load(Ordering::Relaxed),
         }
     }
 
@@ -259,7 +344,7 @@ struct Limits {
 
 /// Whole lines from one worker, handed over together.
 struct Batch {
-    text: String,
+    text: Vec<u8>,
     lines: u64,
 }
 
@@ -304,6 +389,7 @@ fn spawn_writer(
     path: Option<PathBuf>,
     notices: Box<dyn Write + Send>,
     limits: Limits,
+    format: Format,
 ) -> io::Result<(AccessLog, Writer)> {
     let (sender, receiver) = mpsc::sync_channel(limits.batches);
     let shared = Arc::new(Shared {
@@ -331,6 +417,7 @@ fn spawn_writer(
             let _ = done_tx.send(());
         })?;
     let queue = Queue {
+        format,
         sender: sender.clone(),
         shared: Arc::clone(&shared),
     };
@@ -424,7 +511,7 @@ impl WriterLoop {
     fn write(&mut self, batch: Batch) {
         let result = self
             .sink
-            .write_all(batch.text.as_bytes())
+            .write_all(&batch.text)
             .and_then(|()| self.sink.flush());
         let shared = &*self.shared;
         shared
@@ -579,7 +666,7 @@ mod tests {
 
     fn batch(text: &str) -> Batch {
         Batch {
-            text: text.to_string(),
+            text: text.as_bytes().to_vec(),
             lines: text.matches('\n').count() as u64,
         }
     }
@@ -601,6 +688,7 @@ mod tests {
             None,
             Box::new(notices.clone()),
             limits,
+            Format::Text,
         )
         .unwrap();
         let q = queue(&log);
@@ -634,6 +722,7 @@ mod tests {
             None,
             Box::new(Notices::default()),
             limits,
+            Format::Text,
         )
         .unwrap();
         let q = queue(&log);
@@ -658,6 +747,7 @@ mod tests {
             None,
             Box::new(Notices::default()),
             limits,
+            Format::Text,
         )
         .unwrap();
         let q = queue(&log);
@@ -687,14 +777,74 @@ mod tests {
             batches: 8,
             bytes: 1 << 20,
         };
-        let (log, writer) =
-            spawn_writer(Box::new(Broken), None, Box::new(notices.clone()), limits).unwrap();
+        let (log, writer) = spawn_writer(
+            Box::new(Broken),
+            None,
+            Box::new(notices.clone()),
+            limits,
+            Format::Text,
+        )
+        .unwrap();
         queue(&log).hand_over(batch("a\n"));
         queue(&log).hand_over(batch("b\n"));
         assert_eq!(writer.finish(soon()), None);
         let text = notices.text();
         assert_eq!(text.lines().count(), 1, "{text}");
         assert!(text.starts_with("ringway: access log write failed, dropping lines: "));
+    }
+
+    fn record(target: &'static [u8]) -> AccessRecord {
+        AccessRecord {
+            client: "127.0.0.1:50312".parse().unwrap(),
+            method: bytes::Bytes::from_static(b"GET"),
+            target: bytes::Bytes::from_static(target),
+            status: 200,
+            rx: 78,
+            tx: 1234,
+            duration: Duration::from_micros(532),
+            reason: None,
+            user: None,
+            upstream: None,
+        }
+    }
+
+    #[test]
+    fn text_line_starts_with_the_timestamp() {
+        let mut out = Vec::new();
+        let ts = "2026-12-01T17:25:18.123Z";
+        format_line(&mut out, &record(b"http://h/a"), Format::Text, ts);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "2026-12-01T17:25:18.123Z 127.0.0.1:50312 GET http://h/a 200 78 1234 0.532ms\n"
+        );
+    }
+
+    #[test]
+    fn json_line_has_every_field_escaped() {
+        let mut r = record(b"http://h/\"q\\\n\xff");
+        r.user = Some("al\"ice".into());
+        r.reason = Some("upstream_closed");
+        r.upstream = Some("127.0.0.1:8080".parse().unwrap());
+        let mut out = Vec::new();
+        format_line(&mut out, &r, Format::Json, "2026-12-01T17:25:18.123Z");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            concat!(
+                r#"{"ts":"2026-12-01T17:25:18.123Z","client":"127.0.0.1:50312","user":"al\"ice","#,
+                r#""method":"GET","target":"http://h/\"q\\\n�","status":200,"rx":78,"#,
+                r#""tx":1234,"duration_ms":0.532,"upstream":"127.0.0.1:8080","#,
+                r#""reason":"upstream_closed"}"#,
+                "\n"
+            )
+        );
+        let mut out = Vec::new();
+        format_line(&mut out, &record(b""), Format::Json, "t");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.contains(r#""user":null,"method":"GET","target":"","#)
+                && text.ends_with("\"upstream\":null,\"reason\":null}\n"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -13,6 +13,9 @@ use std::time::Duration;
 use argh::FromArgs;
 use ringway_core::{Cidr, Config, Policy, PortRule, MAX_HEADER_SLOTS};
 
+pub use crate::access_log::Format as AccessLogFormat;
+use crate::config_file;
+
 /// Ringway: an HTTP/HTTPS forward proxy (plain HTTP forwarding and CONNECT tunnels).
 ///
 /// With no flags it listens on 127.0.0.1:3128, admits loopback clients only and allows
@@ -74,6 +77,16 @@ struct Args {
     #[argh(option, default = "AccessLogTarget::Stdout")]
     access_log: AccessLogTarget,
 
+    /// access-log line format: `text` (timestamp, client, method, target, status, rx, tx,
+    /// duration) or `json` (one object a line) [default: text]
+    #[argh(option, default = "AccessLogFormat::Text")]
+    access_log_format: AccessLogFormat,
+
+    /// serve Prometheus metrics (GET /metrics) and health checks (/healthz, /readyz) on this
+    /// address, e.g. 127.0.0.1:9090; not proxied, not logged [default: off]
+    #[argh(option)]
+    metrics_listen: Option<SocketAddr>,
+
     /// how long a dial to an upstream may take before the client gets 504 [default: 10s]
     #[argh(option, from_str_fn(parse_duration))]
     connect_timeout: Option<Duration>,
@@ -122,6 +135,17 @@ struct Args {
     /// [default: no authentication]
     #[argh(option)]
     auth_file: Option<std::path::PathBuf>,
+
+    /// read settings from this TOML file: keys are the long flag names with _ for -
+    /// (`connect_ports = "any"`), arrays repeat a flag, `true` sets a switch; a flag on the
+    /// command line replaces the file's value (lists included) [default: no file]
+    #[argh(option)]
+    config: Option<PathBuf>,
+
+    /// check the flags and the --config file, print the effective settings and exit: 0 if
+    /// valid, 2 (with the error) if not
+    #[argh(switch)]
+    check_config: bool,
 
     /// print the version and exit
     #[argh(switch)]
@@ -185,6 +209,10 @@ pub struct Settings {
     pub driver: DriverChoice,
     /// Access-log destination.
     pub access_log: AccessLogTarget,
+    /// Access-log line format.
+    pub access_log_format: AccessLogFormat,
+    /// Where to serve metrics and health checks, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Connection limit over all threads (at least 1).
     pub max_connections: usize,
     /// How long an idle upstream connection stays in the pool (zero: no reuse).
@@ -193,6 +221,11 @@ pub struct Settings {
     pub shutdown_grace: Duration,
     /// The core's configuration (timeouts and policy).
     pub config: Config,
+    /// The command line these settings came from (without the program name): a reload
+    /// builds the settings again from it, re-reading every file it names.
+    pub args: Vec<String>,
+    /// The `--config` file, if any.
+    pub config_file: Option<PathBuf>,
 }
 
 /// What `main` should do after looking at the command line.
@@ -216,9 +249,9 @@ pub const DEFAULT_POOL_IDLE: Duration = Duration::from_secs(30);
 /// Default `--shutdown-grace`.
 pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Parses `args` (without the program name).
+/// Parses `args` (without the program name), and the `--config` file if it names one.
 pub fn parse(args: &[&str]) -> Parsed {
-    let args = match Args::from_args(&["ringway"], args) {
+    let command_line = match Args::from_args(&["ringway"], args) {
         Ok(a) => a,
         Err(early) => {
             return match early.status {
@@ -227,12 +260,91 @@ pub fn parse(args: &[&str]) -> Parsed {
             }
         }
     };
-    if args.version {
+    if command_line.version {
         return Parsed::Exit(format!("ringway {}\n", env!("CARGO_PKG_VERSION")));
     }
-    match validate(args) {
-        Ok(s) => Parsed::Run(Box::new(s)),
-        Err(e) => Parsed::Error(e),
+    let check = command_line.check_config;
+    let config_file = command_line.config.clone();
+    let (args_used, from_file) = match &config_file {
+        None => (command_line, Vec::new()),
+        Some(path) => match with_file(path, args) {
+            Ok(merged) => merged,
+            Err(e) => return Parsed::Error(e),
+        },
+    };
+    let mut settings = match validate(args_used) {
+        Ok(s) => s,
+        Err(e) => return Parsed::Error(blame_file(e, config_file.as_deref(), &from_file)),
+    };
+    settings.args = args.iter().map(|a| a.to_string()).collect();
+    settings.config_file = config_file;
+    if check {
+        return Parsed::Exit(format!("ringway: configuration OK\n{settings:#?}\n"));
+    }
+    Parsed::Run(Box::new(settings))
+}
+
+/// The settings of `path` merged under the command line `command_line`: every file entry
+/// whose flag the command line does not give, then the command line. Returns the parsed
+/// flags and the file entries used. Each file entry is first parsed alone, so an unknown key
+/// or a bad value is reported with its key and line.
+fn with_file(
+    path: &std::path::Path,
+    command_line: &[&str],
+) -> Result<(Args, Vec<config_file::Entry>), String> {
+    let at = format!("--config {}", path.display());
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{at}: {e}"))?;
+    let entries = config_file::translate(&text).map_err(|e| format!("{at}: {e}"))?;
+    let given: Vec<&str> = command_line
+        .iter()
+        .copied()
+        .filter(|a| a.starts_with("--"))
+        .collect();
+    let mut merged: Vec<&str> = Vec::new();
+    let mut used = Vec::new();
+    for entry in entries {
+        let alone: Vec<&str> = entry.args.iter().map(String::as_str).collect();
+        if let Err(early) = Args::from_args(&["ringway"], &alone) {
+            let message = first_line(&early.output);
+            let message = if message.starts_with("Unrecognized argument") {
+                format!("unknown key (there is no flag {})", entry.flag)
+            } else {
+                message
+            };
+            return Err(format!(
+                "{at}: line {}: {}: {message}",
+                entry.line, entry.key
+            ));
+        }
+        if given.contains(&entry.flag.as_str()) {
+            continue;
+        }
+        used.push(entry);
+    }
+    for entry in &used {
+        merged.extend(entry.args.iter().map(String::as_str));
+    }
+    merged.extend_from_slice(command_line);
+    let args = Args::from_args(&["ringway"], &merged)
+        .map_err(|early| format!("{at}: {}", first_line(&early.output)))?;
+    Ok((args, used))
+}
+
+/// Points an error about a flag that came from the config file at its key and line.
+fn blame_file(
+    error: String,
+    path: Option<&std::path::Path>,
+    from_file: &[config_file::Entry],
+) -> String {
+    let flag = error.split([':', ' ']).next().unwrap_or("");
+    match (path, from_file.iter().find(|e| e.flag == flag)) {
+        (Some(path), Some(entry)) => format!(
+            "--config {}: line {}: {}: {error}",
+            path.display(),
+            entry.line,
+            entry.key
+        ),
+        _ => error,
     }
 }
 
@@ -307,8 +419,7 @@ fn validate(args: Args) -> Result<Settings, String> {
         connect_ports: args
             .connect_ports
             .unwrap_or_else(|| Policy::default().connect_ports),
-        basic_credentials: Vec::new(),
-        egress: Default::default(),
+        ..Policy::default()
     };
     if let Some(path) = &args.auth_file {
         load_credentials(path, &mut config.policy)?;
@@ -331,7 +442,9 @@ fn validate(args: Args) -> Result<Settings, String> {
         &args.deny_domain,
         egress.deny_domains_mut(),
     )?;
-    config.access_records = args.access_log != AccessLogTarget::Off;
+    // Metrics are fed from the access records, so they need them even with no log.
+    config.access_records =
+        args.access_log != AccessLogTarget::Off || args.metrics_listen.is_some();
     config.max_connections = max_connections;
     config.max_connections_per_client = args.max_connections_per_client.unwrap_or(0);
     Ok(Settings {
@@ -339,10 +452,14 @@ fn validate(args: Args) -> Result<Settings, String> {
         threads,
         driver: args.driver,
         access_log: args.access_log,
+        access_log_format: args.access_log_format,
+        metrics_listen: args.metrics_listen,
         max_connections,
         pool_idle: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE),
         shutdown_grace: args.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         config,
+        args: Vec::new(),
+        config_file: None,
     })
 }
 
@@ -430,6 +547,7 @@ mod tests {
         assert!(s.threads >= 1);
         assert_eq!(s.driver, DriverChoice::Auto);
         assert_eq!(s.access_log, AccessLogTarget::Stdout);
+        assert_eq!(s.access_log_format, AccessLogFormat::Text);
         assert_eq!(s.max_connections, DEFAULT_MAX_CONNECTIONS);
         assert_eq!(s.pool_idle, Duration::from_secs(30));
         assert_eq!(s.shutdown_grace, Duration::from_secs(10));
@@ -456,6 +574,8 @@ mod tests {
             "10.0.0.0/8",
             "--access-log",
             "/tmp/ringway.log",
+            "--access-log-format",
+            "json",
             "--connect-timeout",
             "2s",
             "--header-timeout",
@@ -485,6 +605,7 @@ mod tests {
         assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));
         assert_eq!(s.max_connections, 10);
         assert_eq!(s.config.max_headers, 1024);
+        assert_eq!(s.access_log_format, AccessLogFormat::Json);
         assert!(s.config.access_records);
     }
 
@@ -507,6 +628,10 @@ mod tests {
         let s = run(&["--access-log", "off"]);
         assert_eq!(s.access_log, AccessLogTarget::Off);
         assert!(!s.config.access_records);
+        assert_eq!(s.metrics_listen, None);
+        let s = run(&["--access-log", "off", "--metrics-listen", "127.0.0.1:0"]);
+        assert!(s.config.access_records, "metrics count the records");
+        assert_eq!(s.metrics_listen, Some("127.0.0.1:0".parse().unwrap()));
     }
 
     #[test]
@@ -515,6 +640,7 @@ mod tests {
             (&["--threads", "0"][..], "--threads"),
             (&["--threads", "x"][..], "--threads"),
             (&["--driver", "kqueue"][..], "--driver"),
+            (&["--access-log-format", "xml"][..], "--access-log-format"),
             (&["--connect-ports", "0"][..], "--connect-ports"),
             (&["--allow-client", "nonsense"][..], "--allow-client"),
             (&["--listen", "localhost"][..], "--listen"),
@@ -558,6 +684,100 @@ mod tests {
             assert!(e.contains("--auth-file") && e.contains(why), "{e}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Writes `text` to a fresh file and returns its path.
+    fn config_file(name: &str, text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("ringway-cfg-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    #[test]
+    fn config_file_settings_and_command_line_overrides() {
+        let path = config_file(
+            "a.toml",
+            "listen = [\"127.0.0.1:0\", \"[::1]:0\"]\nthreads = 3\nconnect_ports = \"any\"\n\
+             allow_client = [\"10.0.0.0/8\", \"192.168.0.0/16\"]\nidle_timeout = \"1m\"\n\
+             access_log_format = \"json\"\n",
+        );
+        let p = path.to_str().unwrap();
+        let s = run(&["--config", p]);
+        assert_eq!(s.listen.len(), 2);
+        assert_eq!(s.threads, 3);
+        assert_eq!(s.config.policy.connect_ports, PortRule::Any);
+        assert_eq!(s.config.policy.allowed_clients.len(), 2);
+        assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
+        assert_eq!(s.access_log_format, AccessLogFormat::Json);
+        assert_eq!(s.config_file.as_deref(), Some(path.as_path()));
+        assert_eq!(s.args, ["--config", p]);
+        // The command line replaces single values and whole lists.
+        let s = run(&[
+            "--threads",
+            "1",
+            "--config",
+            p,
+            "--allow-client",
+            "172.16.0.0/12",
+        ]);
+        assert_eq!(s.threads, 1);
+        assert_eq!(s.listen.len(), 2, "not overridden: the file's");
+        assert_eq!(
+            s.config.policy.allowed_clients,
+            vec!["172.16.0.0/12".parse::<Cidr>().unwrap()],
+            "the command line's list, not both"
+        );
+    }
+
+    #[test]
+    fn config_file_errors_name_key_and_line() {
+        for (name, text, expected) in [
+            (
+                "unknown.toml",
+                "threads = 1\nbogus_flag = 2\n",
+                "line 2: bogus_flag: unknown key (there is no flag --bogus-flag)",
+            ),
+            (
+                "value.toml",
+                "\nthreads = \"many\"\n",
+                "line 2: threads: Error parsing option '--threads' with value 'many'",
+            ),
+            (
+                "zero.toml",
+                "\n\nthreads = 0\n",
+                "line 3: threads: --threads: must be at least 1",
+            ),
+            ("syntax.toml", "threads = 1\nlisten = [\n", "line 2"),
+            (
+                "table.toml",
+                "[listen]\nx = 1\n",
+                "line 1: listen: expected a string",
+            ),
+        ] {
+            let path = config_file(name, text);
+            let e = error(&["--config", path.to_str().unwrap()]);
+            let at = format!("--config {}: ", path.display());
+            assert!(e.starts_with(&at), "{e}");
+            assert!(e[at.len()..].starts_with(expected), "{name}: {e}");
+            assert!(!e.contains('\n'), "one line: {e}");
+        }
+        let e = error(&["--config", "/nonexistent/ringway.toml"]);
+        assert!(e.starts_with("--config /nonexistent/ringway.toml: "), "{e}");
+    }
+
+    #[test]
+    fn check_config_prints_the_effective_settings() {
+        let path = config_file("check.toml", "threads = 2\n");
+        match parse(&["--config", path.to_str().unwrap(), "--check-config"]) {
+            Parsed::Exit(text) => {
+                assert!(text.starts_with("ringway: configuration OK\n"), "{text}");
+                assert!(text.contains("threads: 2,"), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(error(&["--check-config", "--threads", "0"]).contains("--threads"));
     }
 
     #[test]

@@ -60,11 +60,14 @@ pub fn serve(
     peer: SocketAddr,
 ) -> Serve {
     let _ = stream.set_nodelay(true);
-    let mut core = Connection::new(env.config.clone(), peer, clock::now());
-    if let Err(problem) = env.config.admit(load) {
+    let (config_generation, config) = env.config.current();
+    let admitted_by = config.admit(load);
+    let mut core = Connection::new(config, peer, clock::now());
+    if let Err(problem) = admitted_by {
         core.refuse(problem);
     }
     let conn = Conn {
+        config_generation,
         env,
         id: admitted.id,
         core,
@@ -75,6 +78,7 @@ pub fn serve(
         dialing: None,
         timer: None,
         relay: None,
+        tunnel_gauge: None,
         closing: false,
         draining: false,
         drain_registered: false,
@@ -110,6 +114,8 @@ impl Future for Serve {
 
 struct Conn {
     env: Rc<Env>,
+    /// The generation of the configuration last given to `core`.
+    config_generation: u64,
     id: u64,
     core: Connection,
     client: Socket,
@@ -125,6 +131,8 @@ struct Conn {
     timer: Option<TimerKey>,
     /// Tunnel mode: how bytes are relayed.
     relay: Option<Box<Relay>>,
+    /// The tunnel's place in `ringway_tunnels_active`.
+    tunnel_gauge: Option<crate::metrics::Active>,
     closing: bool,
     /// Shutdown was passed on to the core (`Connection::drain`).
     draining: bool,
@@ -161,6 +169,11 @@ impl Conn {
     }
 
     fn poll(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some((generation, config)) = self.env.config.changed_since(self.config_generation) {
+            // A reload: the core applies it from the next request head.
+            self.config_generation = generation;
+            self.core.set_config(config);
+        }
         for _ in 0..BUDGET {
             if self.env.drain.is_on() && !self.draining {
                 // The core closes an idle connection at once and lets a busy one finish its
@@ -310,6 +323,9 @@ impl Conn {
         if let Some(r) = &mut self.resolving {
             if let Poll::Ready(addrs) = r.as_mut().poll(cx) {
                 self.resolving = None;
+                if addrs.is_empty() {
+                    crate::metrics::upstream_dns_error();
+                }
                 self.core.handle_resolved(clock::now(), &addrs);
                 ready = true;
             }
@@ -411,13 +427,17 @@ impl Conn {
                         relayed: false,
                     });
                     self.relay = Some(Box::new(Relay::new(self.env.relay_mode, &self.client, u)));
+                    self.tunnel_gauge = crate::metrics::tunnel_opened();
                 }
                 self.client.push(WriteOp::Data {
                     bytes: to_client,
                     relayed: false,
                 });
             }
-            Output::Log(record) => self.env.log.write(&record),
+            Output::Log(record) => {
+                crate::metrics::observe(&record);
+                self.env.log.write(&record);
+            }
             Output::Close => {
                 self.closing = true;
                 self.upstream = None;
@@ -465,7 +485,7 @@ impl Conn {
             }
         }
         // The core's deadline bounds the whole dial; this bounds one attempt the same way.
-        let timeout = self.env.config.connect_timeout;
+        let timeout = self.env.config.current().1.connect_timeout;
         self.dialing = Some(Box::pin(connect(addr, timeout)));
     }
 

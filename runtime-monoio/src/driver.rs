@@ -20,7 +20,6 @@ use std::thread::JoinHandle;
 use anyhow::{anyhow, bail, Context};
 use monoio::blocking::DefaultThreadPool;
 use monoio::{IoUringDriver, LegacyDriver, RuntimeBuilder};
-use ringway_core::Config;
 
 use crate::access_log::AccessLog;
 use crate::cli::DriverChoice;
@@ -75,12 +74,16 @@ pub struct WorkerPlan {
     pub driver: Driver,
     /// Addresses to bind (port 0: any free port, for the first worker only).
     pub addrs: Vec<SocketAddr>,
+    /// The core's configuration, as published (and republished on reload).
+    pub config: Arc<crate::reload::ConfigSlot>,
     /// Access-log destination.
     pub log: AccessLog,
     /// The shared connection limit.
     pub limit: Arc<Limit>,
     /// Pool and shutdown settings.
     pub tuning: Tuning,
+    /// The metrics registry each worker registers its counters with (`--metrics-listen`).
+    pub metrics: Option<Arc<crate::metrics::Registry>>,
 }
 
 /// The running workers.
@@ -96,29 +99,29 @@ type Ready = Result<Vec<SocketAddr>, String>;
 
 /// Starts `threads` workers; returns once every one is listening, with the bound addresses.
 ///
-/// `config` makes the core's configuration from the bound addresses (the egress policy must
-/// know the proxy's own listening sockets, ports chosen by the kernel included); each worker
-/// waits for it between binding and its first accept, so no request is ever judged without
-/// them.
+/// `bound` is told the bound addresses once the first worker has bound them, before any
+/// worker accepts a connection: the egress policy must know the proxy's own listening
+/// sockets (ports chosen by the kernel included) before the first request is judged, so
+/// `main` publishes the configuration with them there. Each worker waits for that between
+/// binding and its first accept.
 pub fn start(
     threads: usize,
     mut plan: WorkerPlan,
-    config: impl FnOnce(&[SocketAddr]) -> Arc<Config>,
+    bound: impl FnOnce(&[SocketAddr]),
 ) -> anyhow::Result<Started> {
     let pool = DefaultThreadPool::new(RESOLVER_THREADS);
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let mut handles = Vec::with_capacity(threads);
-    let mut bound = Vec::new();
-    let mut config = Some(config);
-    let mut made: Option<Arc<Config>> = None;
+    let mut addrs_bound = Vec::new();
+    let mut bound = Some(bound);
     for i in 0..threads {
         let worker_plan = plan.clone();
         let pool = pool.clone();
         let ready = ready_tx.clone();
-        let (config_tx, config_rx) = mpsc::channel::<Arc<Config>>();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
         let spawned = std::thread::Builder::new()
             .name(format!("ringway-{i}"))
-            .spawn(move || run_worker(worker_plan, pool, ready, config_rx))
+            .spawn(move || run_worker(worker_plan, pool, ready, go_rx))
             .context("spawning a worker thread");
         let outcome = spawned.and_then(|handle| {
             handles.push(handle);
@@ -132,17 +135,16 @@ pub fn start(
                 if i == 0 {
                     // The others bind exactly where the first one did.
                     plan.addrs.clone_from(&addrs);
-                    bound = addrs;
+                    addrs_bound = addrs;
+                    if let Some(tell) = bound.take() {
+                        tell(&addrs_bound);
+                    }
                 }
-                let made = match (&made, config.take()) {
-                    (Some(c), _) => Arc::clone(c),
-                    (None, Some(make)) => made.insert(make(&bound)).clone(),
-                    (None, None) => unreachable!("the configuration is made once"),
-                };
-                let _ = config_tx.send(made);
+                let _ = go_tx.send(());
             }
             Err(e) => {
                 shutdown::request();
+                drop(go_tx);
                 for h in handles {
                     let _ = h.join();
                 }
@@ -150,12 +152,9 @@ pub fn start(
             }
         }
     }
-    if made.is_none() {
-        return Err(anyhow!("no worker thread started"));
-    }
     Ok(Started {
         workers: handles,
-        addrs: bound,
+        addrs: addrs_bound,
     })
 }
 
@@ -190,15 +189,20 @@ fn run_worker(
     plan: WorkerPlan,
     pool: DefaultThreadPool,
     ready: mpsc::Sender<Ready>,
-    config: mpsc::Receiver<Arc<Config>>,
+    go: mpsc::Receiver<()>,
 ) {
     let WorkerPlan {
         driver,
         addrs,
+        config,
         log,
         limit,
         tuning,
+        metrics,
     } = plan;
+    if let Some(registry) = metrics {
+        registry.register_this_thread();
+    }
     let main = async move {
         let mut listeners = Vec::with_capacity(addrs.len());
         for addr in &addrs {
@@ -219,9 +223,9 @@ fn run_worker(
             Err(e) => return drop(ready.send(Err(format!("reading a bound address: {e}")))),
         }
         // Start-up only, before any task runs on this thread: blocking here stalls nothing.
-        let Ok(config) = config.recv() else {
+        if go.recv().is_err() {
             return;
-        };
+        }
         let env = Env::new(config, log, limit, relay_mode(), tuning);
         worker::run(Rc::new(env), listeners).await;
     };

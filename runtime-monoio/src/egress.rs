@@ -31,12 +31,24 @@ pub fn add_patterns(flag: &str, values: &[String], into: &mut HostPatterns) -> R
     Ok(())
 }
 
-/// `config` with the proxy's own listening sockets (as bound, ports chosen by the kernel
-/// included) and this host's interface addresses added to its egress policy.
-pub fn with_own_listeners(mut config: Config, bound: &[SocketAddr]) -> Config {
+/// The proxy's own listening sockets, as bound (ports chosen by the kernel included).
+#[derive(Clone, Debug, Default)]
+pub struct OwnSockets {
+    /// Where clients reach the proxy: a request there is a loop.
+    pub proxy: Vec<SocketAddr>,
+    /// Other listeners of the proxy (`--metrics-listen`): never a destination either.
+    pub services: Vec<SocketAddr>,
+}
+
+/// `config` with the proxy's own listening sockets and this host's interface addresses
+/// added to its egress policy (at start and after every reload).
+pub fn with_own_listeners(mut config: Config, own: &OwnSockets) -> Config {
     let egress: &mut EgressPolicy = &mut config.policy.egress;
-    for addr in bound {
+    for addr in &own.proxy {
         egress.add_own_listener(*addr, true);
+    }
+    for addr in &own.services {
+        egress.add_own_listener(*addr, false);
     }
     for ip in interface_addresses() {
         egress.add_local_address(ip);

@@ -5,7 +5,8 @@
 //! [`listener`] (binding, accept loop), [`worker`] (per-thread state), [`conn`] (drives one
 //! connection), [`socket`] (reads kept in flight, ordered writes), [`dial`] / [`dns`] /
 //! [`pool`] (upstream connections), [`egress`] (pattern files, own listeners),
-//! [`access_log`], [`shutdown`], [`clock`].
+//! [`access_log`] and [`wallclock`], [`metrics`] and [`metrics_http`] (`--metrics-listen`),
+//! [`config_file`] (`--config`), [`reload`] (SIGHUP), [`shutdown`], [`clock`].
 //!
 //! Error handling: `anyhow` at the edges only. Bad flags (and an access-log path that cannot
 //! be opened) exit 2 with one line on stderr;
@@ -15,17 +16,22 @@
 mod access_log;
 mod cli;
 mod clock;
+mod config_file;
 mod conn;
 mod dial;
 mod dns;
 mod driver;
 mod egress;
 mod listener;
+mod metrics;
+mod metrics_http;
 mod pool;
 mod relay;
+mod reload;
 mod shutdown;
 mod socket;
 mod timers;
+mod wallclock;
 mod worker;
 
 use std::io::Write;
@@ -76,24 +82,43 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     shutdown::block_signals()
         .context("blocking SIGINT/SIGTERM/SIGHUP for orderly shutdown and log reopening")?;
     // After the mask (the writer thread inherits it), before the workers.
-    let (log, log_writer) =
-        access_log::start(log).context("starting the access-log writer thread")?;
+    let (log, log_writer) = access_log::start(log, settings.access_log_format)
+        .context("starting the access-log writer thread")?;
+    let mut own = egress::OwnSockets::default();
+    let metrics = match settings.metrics_listen {
+        None => None,
+        Some(addr) => {
+            let listener = metrics_http::bind(addr)
+                .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
+            let bound = listener.local_addr().unwrap_or(addr);
+            own.services.push(bound);
+            eprintln!("ringway: metrics and health checks on http://{bound}/metrics");
+            let dropped = log.clone();
+            let registry = Arc::new(metrics::Registry::new(Box::new(move || {
+                dropped.dropped_lines()
+            })));
+            metrics_http::spawn(listener, Arc::clone(&registry))
+                .context("starting the metrics thread")?;
+            Some(registry)
+        }
+    };
+    let slot = Arc::new(reload::ConfigSlot::new(Arc::new(settings.config.clone())));
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
+        config: Arc::clone(&slot),
         log,
-        limit: Arc::new(worker::Limit::new(
-            settings.max_connections,
-            settings.config.max_connections_per_client > 0,
-        )),
+        limit: Arc::new(worker::Limit::new(settings.max_connections)),
         tuning: worker::Tuning {
             pool_idle: settings.pool_idle,
             grace: settings.shutdown_grace,
         },
+        metrics: metrics.clone(),
     };
-    let base = settings.config.clone();
-    let driver::Started { workers, addrs, .. } = driver::start(settings.threads, plan, |bound| {
-        Arc::new(egress::with_own_listeners(base, bound))
+    let driver::Started { workers, addrs } = driver::start(settings.threads, plan, |bound| {
+        own.proxy = bound.to_vec();
+        let config = egress::with_own_listeners(settings.config.clone(), &own);
+        slot.publish(Arc::new(config));
     })?;
     let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
     let plural = if settings.threads == 1 { "" } else { "s" };
@@ -110,10 +135,13 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     }
     let signal = loop {
         match shutdown::wait_for_signal() {
-            Signal::Hangup => match &log_writer {
-                Some(writer) => writer.reopen(),
-                None => eprintln!("ringway: SIGHUP: the access log is off; nothing to reopen"),
-            },
+            Signal::Hangup => {
+                match &log_writer {
+                    Some(writer) => writer.reopen(),
+                    None => eprintln!("ringway: SIGHUP: the access log is off; nothing to reopen"),
+                }
+                reload::reload(&settings, &slot, metrics.as_deref(), &own);
+            }
             stop => break stop,
         }
     };

@@ -58,6 +58,7 @@ impl Pool {
             self.total -= 1;
             let idle = now.duration_since(since);
             if idle < self.keep && ((retryable && idle < FRESH) || is_quiet(&stream)) {
+                crate::metrics::pool_reuse();
                 found = Some(stream);
                 break;
             }

@@ -19,13 +19,14 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use monoio::net::TcpListener;
-use ringway_core::{Config, Load};
+use ringway_core::Load;
 
 use crate::access_log::AccessLog;
 use crate::dns::Resolver;
 use crate::listener;
 use crate::pool::Pool;
 use crate::relay::Mode as RelayMode;
+use crate::reload::{ConfigCache, ConfigSlot};
 use crate::shutdown::{self, Drain};
 use crate::timers::Timers;
 
@@ -37,19 +38,19 @@ pub struct Limit {
     /// `--max-connections` plus room to answer refusals (each costs an fd while it is read
     /// and answered), so a flood cannot take every fd.
     hard: usize,
-    /// Open connections per client address, kept only with `--max-connections-per-client`
-    /// (a lock per accept and per close, never per request).
-    per_client: Option<Mutex<HashMap<IpAddr, usize>>>,
+    /// Open connections per client address (a lock per accept and per close, never per
+    /// request).
+    per_client: Mutex<HashMap<IpAddr, usize>>,
 }
 
 impl Limit {
-    /// Counts for a proxy admitting `max` connections in all, and counting per client when
-    /// `per_client` is set.
-    pub fn new(max: usize, per_client: bool) -> Limit {
+    /// Counts for a proxy admitting `max` connections in all (per client always counted, so
+    /// a reload may set `--max-connections-per-client`).
+    pub fn new(max: usize) -> Limit {
         Limit {
             open: AtomicUsize::new(0),
             hard: max.saturating_add(max.clamp(16, 1024)),
-            per_client: per_client.then(|| Mutex::new(HashMap::new())),
+            per_client: Mutex::new(HashMap::new()),
         }
     }
 }
@@ -74,8 +75,8 @@ pub struct Tuning {
 
 /// Per-thread state shared by this thread's tasks.
 pub struct Env {
-    /// The core's configuration.
-    pub config: Arc<Config>,
+    /// The core's configuration, as last reloaded.
+    pub config: ConfigCache,
     /// This thread's DNS cache.
     pub resolver: Resolver,
     /// This thread's idle upstream connections.
@@ -98,14 +99,14 @@ pub struct Env {
 impl Env {
     /// State for one worker thread.
     pub fn new(
-        config: Arc<Config>,
+        config: Arc<ConfigSlot>,
         log: AccessLog,
         limit: Arc<Limit>,
         relay_mode: RelayMode,
         tuning: Tuning,
     ) -> Env {
         Env {
-            config,
+            config: ConfigCache::new(config),
             resolver: Resolver::default(),
             pool: RefCell::new(Pool::new(tuning.pool_idle)),
             log,
@@ -128,12 +129,16 @@ impl Env {
             return None;
         }
         let client = client_key(peer);
-        let from_client = self.limit.per_client.as_ref().map_or(0, |map| {
-            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+        let from_client = {
+            let mut map = self
+                .limit
+                .per_client
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             let n = map.entry(client).or_insert(0);
             *n += 1;
             *n
-        });
+        };
         self.active.set(self.active.get() + 1);
         let id = self.next_id.get();
         self.next_id.set(id + 1);
@@ -142,6 +147,7 @@ impl Env {
                 env: Rc::clone(self),
                 id,
                 client,
+                _gauge: crate::metrics::connection_opened(),
             },
             Load { total, from_client },
         ))
@@ -154,13 +160,20 @@ pub struct Admitted {
     /// This thread's id for the connection.
     pub id: u64,
     client: IpAddr,
+    /// Its place in `ringway_connections_active`.
+    _gauge: Option<crate::metrics::Active>,
 }
 
 impl Drop for Admitted {
     fn drop(&mut self) {
         self.env.limit.open.fetch_sub(1, Ordering::Relaxed);
-        if let Some(map) = &self.env.limit.per_client {
-            let mut map = map.lock().unwrap_or_else(|e| e.into_inner());
+        {
+            let mut map = self
+                .env
+                .limit
+                .per_client
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if let Some(n) = map.get_mut(&self.client) {
                 *n -= 1;
                 if *n == 0 {

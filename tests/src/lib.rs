@@ -263,9 +263,12 @@ pub fn wait_child(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
 // The proxy under test
 // ---------------------------------------------------------------------------------------------
 
-/// One `ringway` access-log line: `CLIENT METHOD TARGET STATUS RX TX DURATION [reason=...]`.
+/// One `ringway` access-log line:
+/// `TIMESTAMP CLIENT METHOD TARGET STATUS RX TX DURATION [reason=...]`.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AccessLine {
+    /// RFC 3339 UTC with milliseconds, exactly `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+    pub ts: String,
     pub client: String,
     pub method: String,
     pub target: String,
@@ -279,7 +282,11 @@ pub struct AccessLine {
 impl AccessLine {
     /// Parses a line; `None` if it does not have the access-log shape.
     pub fn parse(line: &str) -> Option<AccessLine> {
-        let f: Vec<&str> = line.split(' ').collect();
+        let (ts, rest) = line.split_once(' ')?;
+        if !is_log_timestamp(ts) {
+            return None;
+        }
+        let f: Vec<&str> = rest.split(' ').collect();
         if f.len() < 7 {
             return None;
         }
@@ -291,6 +298,7 @@ impl AccessLine {
             return None;
         }
         Some(AccessLine {
+            ts: ts.to_string(),
             client: f[0].to_string(),
             method: f[1].to_string(),
             target: f[2].to_string(),
@@ -317,6 +325,30 @@ impl AccessLine {
         }
         line
     }
+}
+
+/// Whether `ts` is exactly an RFC 3339 UTC timestamp with milliseconds,
+/// `YYYY-MM-DDTHH:MM:SS.mmmZ`, with plausible field values.
+pub fn is_log_timestamp(ts: &str) -> bool {
+    let b = ts.as_bytes();
+    let shape = b"dddd-dd-ddTdd:dd:dd.dddZ";
+    if b.len() != shape.len()
+        || !b.iter().zip(shape).all(|(&c, &s)| {
+            if s == b'd' {
+                c.is_ascii_digit()
+            } else {
+                c == s
+            }
+        })
+    {
+        return false;
+    }
+    let n = |r: std::ops::Range<usize>| ts[r].parse::<u32>().unwrap_or(99);
+    (1..=12).contains(&n(5..7))
+        && (1..=31).contains(&n(8..10))
+        && n(11..13) < 24
+        && n(14..16) < 60
+        && n(17..19) < 61
 }
 
 /// A running `ringway` process. Killed (SIGKILL) on drop.
@@ -2069,17 +2101,29 @@ mod tests {
 
     #[test]
     fn access_line_parsing() {
-        let a =
-            AccessLine::parse("127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms")
-                .unwrap();
+        let a = AccessLine::parse(
+            "2026-12-01T17:25:18.123Z 127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms",
+        )
+        .unwrap();
         assert_eq!(
-            (a.method.as_str(), a.status, a.rx, a.tx),
-            ("GET", 200, 78, 1234)
+            (a.ts.as_str(), a.method.as_str(), a.status, a.rx, a.tx),
+            ("2026-12-01T17:25:18.123Z", "GET", 200, 78, 1234)
         );
-        let a =
-            AccessLine::parse("127.0.0.1:1 CONNECT h:443 502 0 0 1.000ms reason=refused").unwrap();
+        let a = AccessLine::parse(
+            "2026-12-01T17:25:18.123Z 127.0.0.1:1 CONNECT h:443 502 0 0 1.000ms reason=refused",
+        )
+        .unwrap();
         assert_eq!(a.extra, vec!["reason=refused".to_string()]);
         assert!(AccessLine::parse("ringway listening on x (epoll, 1 thread)").is_none());
+        for bad_ts in [
+            "127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-12-01T17:25:18Z 127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-12-01 17:25:18.123Z 127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-13-01T17:25:18.123Z 127.0.0.1:1 GET h 200 0 0 1.000ms",
+            "2026-12-01T17:25:18.123+00:00 127.0.0.1:1 GET h 200 0 0 1.000ms",
+        ] {
+            assert!(AccessLine::parse(bad_ts).is_none(), "{bad_ts}");
+        }
     }
 
     #[test]

@@ -384,7 +384,12 @@ fn sighup_reopens_the_access_log(d: Driver) {
     p.wait_stderr(&reopened, WAIT);
     let after = get("/after");
     wait_file_lines(&path, 1);
-    assert_eq!(p.stderr().matches("SIGHUP").count(), 1, "{}", p.stderr());
+    assert_eq!(
+        p.stderr().matches("SIGHUP: reopened").count(),
+        1,
+        "{}",
+        p.stderr()
+    );
     // After the exit the writer has written everything: compare both files whole.
     p.sigterm();
     let status = p.wait_exit(WAIT).expect("exit after SIGTERM");
