@@ -1310,7 +1310,7 @@ impl Connection {
             duration: now.saturating_since(e.started),
             reason,
             user: e.user,
-            upstream: None,
+            upstream: e.upstream_addr,
         })));
     }
 

@@ -37,11 +37,9 @@ pub struct AccessRecord {
     /// The proxy-auth user whose credentials the request carried, when authentication is on
     /// and they matched; `None` otherwise (also for a 407).
     pub user: Option<Arc<str>>,
-    /// The exact upstream address dialed for this exchange, if any.
-    ///
-    /// Always `None` for now: the runtime resolves and dials, so the core does not learn the
-    /// address. The dial protocol is changing so that the core names the exact address to
-    /// dial (dial what was checked); this field is filled then.
+    /// The exact upstream address dialed for this exchange (the one of the last
+    /// [`Output::Connect`](crate::Output::Connect), also when that attempt failed); `None`
+    /// when nothing was dialed (a refusal, a failed lookup, a local answer).
     pub upstream: Option<SocketAddr>,
 }
 

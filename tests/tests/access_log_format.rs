@@ -135,7 +135,7 @@ fn json_lines_field_by_field(d: Driver) {
     assert_eq!(v["tx"], resp.len() as u64);
     let ms = v["duration_ms"].as_f64().unwrap();
     assert!((0.0..(after - before + 1) as f64).contains(&ms), "{ms}");
-    assert_eq!(v["upstream"], serde_json::Value::Null, "not reported yet");
+    assert_eq!(v["upstream"], a.as_str(), "the address dialed");
     assert_eq!(v["reason"], serde_json::Value::Null);
     assert_bytes(&resp, &ok_relayed(b"ok"), "response");
     let (client, v) = &lines[1];
@@ -144,6 +144,7 @@ fn json_lines_field_by_field(d: Driver) {
     assert_eq!(v["target"], format!("http://{a}/no-credentials"));
     assert_eq!(v["status"], 407);
     assert_eq!(v["reason"], "auth_required");
+    assert_eq!(v["upstream"], serde_json::Value::Null, "nothing was dialed");
     assert_eq!(v["tx"], refused.len() as u64);
     let _ = std::fs::remove_dir_all(&dir);
 }
