@@ -51,6 +51,10 @@ impl fmt::Display for Escaped<'_> {
         if self.0.is_empty() {
             return f.write_str("-");
         }
+        // Fast path, the usual case: printable ASCII only, written in one piece.
+        if self.0.iter().all(u8::is_ascii_graphic) {
+            return f.write_str(core::str::from_utf8(self.0).map_err(|_| fmt::Error)?);
+        }
         for chunk in self.0.utf8_chunks() {
             for c in chunk.valid().chars() {
                 if c.is_ascii_graphic() {

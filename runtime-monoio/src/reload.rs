@@ -118,6 +118,9 @@ pub fn reload(running: &Settings, slot: &ConfigSlot, metrics: Option<&Registry>,
     }
     // Whether records are made follows the log and metrics set up at start, not the file.
     new.config.access_records = running.config.access_records;
+    // The global connection cap is sized at start (the runtime's hard ceiling follows it):
+    // reported above as needing a restart, so the running value stays.
+    new.config.max_connections = running.config.max_connections;
     // The proxy's own sockets stay refused destinations whatever the new rules say.
     new.config = with_own_listeners(new.config, own);
     let (_, current) = slot.load();

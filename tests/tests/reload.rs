@@ -156,7 +156,7 @@ fn invalid_file_keeps_the_running_rules(d: Driver) {
 }
 
 /// alice works and bob gets 407; after the users file is rewritten with bob only and SIGHUP,
-/// bob works and alice gets 407.
+/// bob works and alice gets 407, also on a keep-alive connection opened before the reload.
 fn auth_file_reload_swaps_users(d: Driver) {
     let origin = Origin::fixed(&ok_response(b"ok"));
     let a = origin.authority();
@@ -175,7 +175,15 @@ fn auth_file_reload_swaps_users(d: Driver) {
         ]);
         Head::parse(&c.round_trip(&req)).status()
     };
+    let alice_get = head(&[
+        &format!("GET http://{a}/ HTTP/1.1"),
+        &format!("Host: {a}"),
+        &format!("Proxy-Authorization: Basic {alice}"),
+    ]);
     assert_eq!((status(alice), status(bob)), (200, 407));
+    // A keep-alive connection opened before the reload, idle at the time of it.
+    let mut kept = p.connect();
+    assert_bytes(&kept.round_trip(&alice_get), &ok_relayed(b"ok"), "before");
     std::fs::write(&users, "bob:builder\n").unwrap();
     p.sighup();
     p.wait_stderr(
@@ -183,5 +191,11 @@ fn auth_file_reload_swaps_users(d: Driver) {
         WAIT,
     );
     assert_eq!((status(alice), status(bob)), (407, 200));
+    let answer = kept.round_trip(&alice_get);
+    assert_eq!(
+        Head::parse(&answer).status(),
+        407,
+        "the next request on a connection opened before the reload gets the new users"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }
