@@ -781,3 +781,43 @@ fn deny_wildcards_hold_for_overlong_hosts() {
     assert!(long.len() > 253);
     assert!(p.matches_name(&long));
 }
+
+/// Nested allows and denies decide by length, not by the order the flags came in (the
+/// scenario of Smokescreen's `TestMostSpecificIPPolicyRuleOrder`), and a rule written as an
+/// IPv4-mapped /128 ties with the same address written as IPv4 /32.
+#[test]
+fn nested_ranges_decide_by_length_in_any_order() {
+    for reverse in [false, true] {
+        let mut allows = ["10.0.0.0/8", "10.0.0.0/24"];
+        let mut denies = ["10.0.0.0/16", "10.0.0.0/25"];
+        if reverse {
+            allows.reverse();
+            denies.reverse();
+        }
+        let mut p = EgressPolicy::default();
+        for (a, d) in allows.iter().zip(&denies) {
+            p.allow_range(cidr(a));
+            p.deny_range(cidr(d));
+        }
+        assert_eq!(
+            p.judge_addr(sa("10.0.0.5:443")),
+            Err(DestDeniedRange),
+            "/25 deny"
+        );
+        assert_eq!(p.judge_addr(sa("10.0.0.200:443")), Ok(()), "/24 allow");
+        assert_eq!(
+            p.judge_addr(sa("10.0.1.1:443")),
+            Err(DestDeniedRange),
+            "/16 deny"
+        );
+        assert_eq!(p.judge_addr(sa("10.1.0.1:443")), Ok(()), "/8 allow");
+    }
+    let mut tie = EgressPolicy::default();
+    tie.allow_range(cidr("::ffff:10.0.0.5/128"));
+    tie.deny_range(cidr("10.0.0.5/32"));
+    assert_eq!(tie.judge_addr(sa("10.0.0.5:443")), Err(DestDeniedRange));
+    assert_eq!(
+        tie.judge_addr(sa("[::ffff:10.0.0.5]:443")),
+        Err(DestDeniedRange)
+    );
+}
