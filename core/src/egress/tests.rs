@@ -824,3 +824,43 @@ fn nested_ranges_decide_by_length_in_any_order() {
         Err(DestDeniedRange)
     );
 }
+
+/// Every legacy spelling of a random address parses to that address: 1 to 4 parts, each
+/// part decimal, hex or octal, with and without the trailing dot.
+#[test]
+fn every_ipv4_spelling_parses_to_the_same_address() {
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let spell = |rng: &mut Rng, n: u32| match rng.below(3) {
+        0 => format!("{n}"),
+        1 => format!("0x{n:x}"),
+        _ => format!("0{n:o}"),
+    };
+    for _ in 0..2000 {
+        let a = rng.next() as u32;
+        let b = a.to_be_bytes();
+        let parts: [Vec<u32>; 4] = [
+            vec![a],
+            vec![u32::from(b[0]), a & 0x00ff_ffff],
+            vec![u32::from(b[0]), u32::from(b[1]), a & 0xffff],
+            b.iter().map(|&x| u32::from(x)).collect(),
+        ];
+        for p in &parts {
+            let mut host = p
+                .iter()
+                .map(|&n| spell(&mut rng, n))
+                .collect::<Vec<_>>()
+                .join(".");
+            if rng.below(4) == 0 {
+                host.push('.');
+            }
+            assert_eq!(
+                parse_host(&host),
+                HostKind::Ip(IpAddr::V4(Ipv4Addr::from(a))),
+                "{host}"
+            );
+        }
+        // A last part of four past 255 is never an address.
+        let over = format!("{}.{}.{}.{}", b[0], b[1], b[2], 256 + u32::from(b[3]));
+        assert_eq!(parse_host(&over), HostKind::InvalidIp, "{over}");
+    }
+}
