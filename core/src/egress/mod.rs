@@ -156,11 +156,13 @@ impl Reason {
     }
 
     /// `true`: an address rule, RFC 9209 `error=destination_ip_prohibited`; `false`: a
-    /// domain rule (`--deny-domain`, the `--allow-domain` list), `error=http_request_denied`.
-    /// The proxy's own sockets are address rules; where `DestSelf` is answered as a loop (508)
-    /// the error type is `proxy_loop_detected` instead.
+    /// domain rule or the proxy's own sockets, `error=http_request_denied`. (The lead maps
+    /// `DestSelf` to 508 `proxy_loop_detected` where it answers a loop.)
     pub const fn is_address_rule(self) -> bool {
-        !matches!(self, Reason::DestNotAllowed | Reason::DestDomain)
+        !matches!(
+            self,
+            Reason::DestNotAllowed | Reason::DestDomain | Reason::DestSelf | Reason::DestOwnService
+        )
     }
 }
 
