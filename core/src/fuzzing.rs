@@ -1537,7 +1537,7 @@ pub fn tunnel_accounting(data: &[u8]) {
 /// patterns (CIDRs, bare IPs in any spelling) never match names.
 pub fn naive_matches_name(patterns: &[&str], host: &str) -> bool {
     let host = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
-    if host.is_empty() || host.len() > 253 {
+    if host.is_empty() {
         return false;
     }
     patterns.iter().any(|p| {

@@ -254,6 +254,10 @@ impl EgressPolicy {
     /// Before DNS, for a host name (not an IP literal): deny-domain beats allow-domain; with
     /// any allow-domain pattern only matching names pass ([`Reason::DestNotAllowed`]).
     pub fn judge_name(&self, host: &str) -> Result<(), Reason> {
+        debug_assert!(
+            parse_host(host) == HostKind::Name,
+            "judge_name({host:?}): an IP literal goes to judge_ip_target"
+        );
         if self.deny_domains.matches_name(host) {
             return Err(Reason::DestDomain);
         }

@@ -175,7 +175,8 @@ impl HostPatterns {
     /// trailing dot ignored. An IP literal is not a name: ask [`matches_ip`](Self::matches_ip).
     pub fn matches_name(&self, host: &str) -> bool {
         let host = host.strip_suffix('.').unwrap_or(host).as_bytes();
-        if host.is_empty() || host.len() > MAX_NAME {
+        // No length limit here: a deny rule must hold for any host the core accepts.
+        if host.is_empty() {
             return false;
         }
         if self.any {

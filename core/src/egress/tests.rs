@@ -717,7 +717,6 @@ fn policy_default_has_the_guard_on() {
     );
     assert_eq!(p.egress.judge_addr(sa("93.184.215.14:80")), Ok(()));
     assert_eq!(p.egress.judge_name("example.com"), Ok(()));
-    let _ = vec![0u8]; // alloc::vec in scope for no_std builds of the tests
 }
 
 #[test]
@@ -772,5 +771,93 @@ fn range_lookup_agrees_with_a_linear_scan() {
             };
             assert_eq!(ranges.judge(canonical(a)), want, "{a} in {list:?}");
         }
+    }
+}
+
+#[test]
+fn deny_wildcards_hold_for_overlong_hosts() {
+    let p = patterns(&["*.evil.example"]);
+    let long = format!("{}.evil.example", vec!["a".repeat(63); 4].join("."));
+    assert!(long.len() > 253);
+    assert!(p.matches_name(&long));
+}
+
+/// Nested allows and denies decide by length, not by the order the flags came in (the
+/// scenario of Smokescreen's `TestMostSpecificIPPolicyRuleOrder`), and a rule written as an
+/// IPv4-mapped /128 ties with the same address written as IPv4 /32.
+#[test]
+fn nested_ranges_decide_by_length_in_any_order() {
+    for reverse in [false, true] {
+        let mut allows = ["10.0.0.0/8", "10.0.0.0/24"];
+        let mut denies = ["10.0.0.0/16", "10.0.0.0/25"];
+        if reverse {
+            allows.reverse();
+            denies.reverse();
+        }
+        let mut p = EgressPolicy::default();
+        for (a, d) in allows.iter().zip(&denies) {
+            p.allow_range(cidr(a));
+            p.deny_range(cidr(d));
+        }
+        assert_eq!(
+            p.judge_addr(sa("10.0.0.5:443")),
+            Err(DestDeniedRange),
+            "/25 deny"
+        );
+        assert_eq!(p.judge_addr(sa("10.0.0.200:443")), Ok(()), "/24 allow");
+        assert_eq!(
+            p.judge_addr(sa("10.0.1.1:443")),
+            Err(DestDeniedRange),
+            "/16 deny"
+        );
+        assert_eq!(p.judge_addr(sa("10.1.0.1:443")), Ok(()), "/8 allow");
+    }
+    let mut tie = EgressPolicy::default();
+    tie.allow_range(cidr("::ffff:10.0.0.5/128"));
+    tie.deny_range(cidr("10.0.0.5/32"));
+    assert_eq!(tie.judge_addr(sa("10.0.0.5:443")), Err(DestDeniedRange));
+    assert_eq!(
+        tie.judge_addr(sa("[::ffff:10.0.0.5]:443")),
+        Err(DestDeniedRange)
+    );
+}
+
+/// Every legacy spelling of a random address parses to that address: 1 to 4 parts, each
+/// part decimal, hex or octal, with and without the trailing dot.
+#[test]
+fn every_ipv4_spelling_parses_to_the_same_address() {
+    let mut rng = Rng(0xdead_beef_cafe_f00d);
+    let spell = |rng: &mut Rng, n: u32| match rng.below(3) {
+        0 => format!("{n}"),
+        1 => format!("0x{n:x}"),
+        _ => format!("0{n:o}"),
+    };
+    for _ in 0..2000 {
+        let a = rng.next() as u32;
+        let b = a.to_be_bytes();
+        let parts: [Vec<u32>; 4] = [
+            vec![a],
+            vec![u32::from(b[0]), a & 0x00ff_ffff],
+            vec![u32::from(b[0]), u32::from(b[1]), a & 0xffff],
+            b.iter().map(|&x| u32::from(x)).collect(),
+        ];
+        for p in &parts {
+            let mut host = p
+                .iter()
+                .map(|&n| spell(&mut rng, n))
+                .collect::<Vec<_>>()
+                .join(".");
+            if rng.below(4) == 0 {
+                host.push('.');
+            }
+            assert_eq!(
+                parse_host(&host),
+                HostKind::Ip(IpAddr::V4(Ipv4Addr::from(a))),
+                "{host}"
+            );
+        }
+        // A last part of four past 255 is never an address.
+        let over = format!("{}.{}.{}.{}", b[0], b[1], b[2], 256 + u32::from(b[3]));
+        assert_eq!(parse_host(&over), HostKind::InvalidIp, "{over}");
     }
 }
