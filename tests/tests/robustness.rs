@@ -491,24 +491,8 @@ fn max_connections_answers_503(d: Driver) {
         "the refused request never reached the origin"
     );
     drop(held.pop());
-    // The proxy notices the close asynchronously: probe (bounded) until a client is served;
-    // until then each probe gets exactly the 503.
-    let refused = canned("connection_limit");
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let mut c = p.connect();
-        c.write(&get);
-        let got = c.read_response("GET");
-        if got == ok {
-            break;
-        }
-        assert_bytes(&got, &refused, "a probe while two are open");
-        assert!(
-            Instant::now() < deadline,
-            "no client served 5 s after one of the two left"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
+    // The proxy notices the close asynchronously.
+    served_again(&p, &get, &ok, "connection_limit");
 }
 
 /// `--max-connections-per-client 2`: the third connection from one address is answered
@@ -547,19 +531,26 @@ fn max_connections_per_client_answers_429(d: Driver) {
     assert_bytes(&c.read_response("GET"), &ok, "another client address");
     drop(c);
     drop(held.pop());
-    let refused = canned("client_limit");
+    served_again(&p, &get, &ok, "client_limit");
+}
+
+/// Once a held connection closed, the proxy notices asynchronously: probes (bounded, 5 s)
+/// until one is answered `ok`; until then each probe must get exactly the canned refusal
+/// logged as `reason`.
+fn served_again(p: &Proxy, get: &[u8], ok: &[u8], reason: &str) {
+    let refused = canned(reason);
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let mut c = p.connect();
-        c.write(&get);
+        c.write(get);
         let got = c.read_response("GET");
         if got == ok {
-            break;
+            return;
         }
-        assert_bytes(&got, &refused, "a probe while two are open");
+        assert_bytes(&got, &refused, "a probe while the limit is reached");
         assert!(
             Instant::now() < deadline,
-            "no connection served 5 s after one of the two left"
+            "nobody served 5 s after a connection left"
         );
         thread::sleep(Duration::from_millis(20));
     }
