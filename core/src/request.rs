@@ -496,6 +496,7 @@ Trailer: X\r\nUpgrade: h2c\r\nx-dup: 1\r\nX-Dup: 2\r\nVia: 1.0 other\r\n\r\n",
             (b"GET http://h/ HTTP/1.1\r\nHost: h\r\nHost: h\r\n\r\n", DuplicateHost),
             (b"GET http://h/ HTTP/1.1\r\n\r\n", MissingHost),
             (b"GET http://h/ HTTP/2.0\r\nHost: h\r\n\r\n", UnsupportedVersion),
+            // `parse` alone refuses 1.2; the connection then reads it as 1.1 via `as_http11`.
             (b"GET http://h/ HTTP/1.2\r\nHost: h\r\n\r\n", UnsupportedVersion),
             (b"GET http://h/ FOO/1.1\r\nHost: h\r\n\r\n", MalformedHead),
             (b"GET  http://h/ HTTP/1.1\r\nHost: h\r\n\r\n", MalformedHead),
