@@ -25,8 +25,13 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a CONNECT tunnel may go without a byte in either direction (default 5 min).
     pub tunnel_idle_timeout: Duration,
-    /// How long a dial may take before the client gets 504 (default 10 s).
+    /// How long the connection attempts of a dial may take, all together, before the client
+    /// gets 504 (default 10 s). Starts when the addresses are known (after the lookup).
     pub connect_timeout: Duration,
+    /// How long a name lookup may take before the client gets 504 with
+    /// `Proxy-Status: ringway; error=dns_timeout` (default 5 s). Apart from
+    /// [`Config::connect_timeout`], so a slow resolver is told from a slow origin.
+    pub dns_timeout: Duration,
     /// How long a forwarded exchange may go without a byte from either side (default 5 min).
     pub exchange_idle_timeout: Duration,
     /// Who may use the proxy and where CONNECT may go.
@@ -60,6 +65,7 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             tunnel_idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
+            dns_timeout: Duration::from_secs(5),
             exchange_idle_timeout: Duration::from_secs(300),
             policy: Policy::default(),
             via_pseudonym: "ringway",

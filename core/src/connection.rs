@@ -22,12 +22,12 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
 use core::net::{IpAddr, SocketAddr};
 
 use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
+use crate::dial_schedule::{AttemptId, DialSchedule};
 use crate::egress::{self, HostKind};
 use crate::final_recipient::LocalAnswer;
 use crate::head::HeadScanner;
@@ -57,10 +57,18 @@ pub enum Output {
     /// and only what was judged is ever connected to).
     Resolve(Authority),
     /// Obtain a connection to exactly `addr`, an address the policy approved, and report with
-    /// [`Connection::handle_dial`]. With `allow_pooled`, an idle pooled connection to `addr`
-    /// may serve instead of a new one (pool by address, so a pooled connection is only ever
-    /// reused for an address that is judged allowed now).
+    /// [`Connection::handle_dial`] naming `attempt`. With `allow_pooled`, an idle pooled
+    /// connection to `addr` may serve instead of a new one (pool by address, so a pooled
+    /// connection is only ever reused for an address that is judged allowed now).
+    ///
+    /// Several attempts of one dial may be in flight at once (Happy Eyeballs, RFC 8305: the
+    /// next address starts 250 ms after the previous one unless that failed sooner). The
+    /// first to succeed becomes the upstream connection; the core cancels the others with
+    /// [`Output::CancelConnect`]. A runtime that cannot run attempts side by side may carry
+    /// them out one after another, as long as it honours the cancellations.
     Connect {
+        /// Names this attempt in its result and its cancellation.
+        attempt: AttemptId,
         /// Where to connect.
         addr: SocketAddr,
         /// Whether an idle pooled connection to `addr` may serve.
@@ -71,6 +79,10 @@ pub enum Output {
         /// non-blocking peek): the request, a POST say, could not be sent again.
         retryable: bool,
     },
+    /// Abandon the connection attempt `attempt` (another one won the race): stop it, close
+    /// its connection if it completed already, and never report its result. Only ever names
+    /// an attempt whose result was not yet reported.
+    CancelConnect(AttemptId),
     /// The upstream connection ended cleanly: put it in the idle pool for `authority` reuse.
     ReleaseUpstream,
     /// Close the upstream connection (it may not be reused).
@@ -124,8 +136,9 @@ pub struct Dialed {
 enum Phase {
     /// Waiting for (the rest of) a request head.
     ReadingHead,
-    /// A lookup ([`Output::Resolve`]) or a connection attempt ([`Output::Connect`]) is out;
-    /// `deadline` is when the whole dial counts as timed out.
+    /// A lookup ([`Output::Resolve`], `resolving`) or the connection attempts
+    /// ([`Output::Connect`]) are out; `deadline` is when the lookup (`dns_timeout`) or the
+    /// whole race of attempts (`connect_timeout`) counts as timed out.
     Dialing { deadline: Instant, resolving: bool },
     /// Request going up, response coming down.
     Forwarding,
@@ -216,11 +229,9 @@ pub struct Connection {
     draining: bool,
     upstream_connected: bool,
     exchange: Option<Exchange>,
-    /// The approved addresses of the current dial, tried in order (kept across exchanges so a
-    /// keep-alive connection allocates it once).
-    candidates: Vec<SocketAddr>,
-    /// The next of `candidates` to try.
-    next_candidate: usize,
+    /// The approved addresses of the current dial and its attempts (kept across exchanges
+    /// so a keep-alive connection allocates it once).
+    schedule: DialSchedule,
     /// Set by [`Connection::refuse`]: the answer to the first request.
     refusal: Option<Problem>,
 }
@@ -264,8 +275,7 @@ impl Connection {
             draining: false,
             upstream_connected: false,
             exchange: None,
-            candidates: Vec::new(),
-            next_candidate: 0,
+            schedule: DialSchedule::default(),
             refusal: None,
         }
     }
@@ -350,11 +360,11 @@ impl Connection {
     ///
     /// // ... judges each against the egress policy, and asks to connect to an approved one.
     /// conn.handle_resolved(now, &["93.184.215.14".parse().unwrap()]);
-    /// let Some(Output::Connect { addr, .. }) = conn.poll_output() else { panic!() };
+    /// let Some(Output::Connect { attempt, addr, .. }) = conn.poll_output() else { panic!() };
     /// assert_eq!(addr, "93.184.215.14:80".parse().unwrap());
     /// assert_eq!(conn.poll_output(), None); // drained: wait for the connection
     ///
-    /// conn.handle_dial(now, Ok(Dialed { reused: false }));
+    /// conn.handle_dial(now, attempt, Ok(Dialed { reused: false }));
     /// let Some(Output::ToUpstream(head)) = conn.poll_output() else { panic!() };
     /// let want = "GET / HTTP/1.1\r\nHost: example.com\r\nVia: 1.1 ringway\r\n\r\n";
     /// assert_eq!(head, want.as_bytes());
@@ -392,6 +402,13 @@ impl Connection {
                 Some(t) => t + c.header_timeout,
                 None if self.first_request => self.waiting_since + c.header_timeout,
                 None => self.waiting_since + c.idle_timeout,
+            }),
+            Phase::Dialing {
+                deadline,
+                resolving: false,
+            } => Some(match self.schedule.next_start() {
+                Some(next) => next.min(*deadline),
+                None => *deadline,
             }),
             Phase::Dialing { deadline, .. } => Some(*deadline),
             Phase::Forwarding => self
@@ -540,54 +557,74 @@ impl Connection {
         if addrs.is_empty() {
             return self.fail(now, Problem::DnsFailed);
         }
-        self.candidates.clear();
-        self.next_candidate = 0;
+        self.schedule.clear();
         // Every address is judged; only those allowed are ever dialed (no second lookup).
         let egress = &self.config.policy.egress;
         let mut refused = None;
         for &ip in addrs {
             let addr = SocketAddr::new(ip, port);
             match egress.judge_addr(addr) {
-                Ok(()) if !self.candidates.contains(&addr) => self.candidates.push(addr),
-                Ok(()) => {}
+                Ok(()) => self.schedule.push(addr),
                 Err(reason) => {
                     refused.get_or_insert((reason, ip));
                 }
             }
         }
-        if self.candidates.is_empty() {
+        self.schedule.interleave();
+        if self.schedule.is_empty() {
             if let (Some((reason, ip)), Some(e)) = (refused, &mut self.exchange) {
                 e.refused_addr = Some(ip);
                 return self.fail(now, Problem::Denied(reason));
             }
         }
-        if let Phase::Dialing { resolving, .. } = &mut self.phase {
-            *resolving = false;
-        }
-        self.connect_next(now, None);
+        // The lookup is done: the connection attempts get their own deadline.
+        self.phase = Phase::Dialing {
+            deadline: now + self.config.connect_timeout,
+            resolving: false,
+        };
+        self.start_attempts(now);
     }
 
-    /// The connection attempt asked for by [`Output::Connect`] finished. On a failure the
-    /// next approved address is tried, if any is left. A result arriving after the dial
-    /// timed out (or after close) is ignored.
-    pub fn handle_dial(&mut self, now: Instant, result: Result<Dialed, DialError>) {
+    /// The connection attempt `attempt` asked for by [`Output::Connect`] finished. The first
+    /// success wins (the other attempts in flight are cancelled); a failure makes the next
+    /// approved address due at once, and the last failure, with nothing left to try, is the
+    /// answer (502, or 504 for [`DialError::Timeout`]). A result for an attempt that is not
+    /// in flight (cancelled, or arriving after the dial timed out or the connection closed)
+    /// is ignored.
+    pub fn handle_dial(
+        &mut self,
+        now: Instant,
+        attempt: AttemptId,
+        result: Result<Dialed, DialError>,
+    ) {
         if !matches!(
             self.phase,
             Phase::Dialing {
                 resolving: false,
                 ..
             }
-        ) {
+        ) || !self.schedule.is_in_flight(attempt)
+        {
             return;
         }
         let dialed = match result {
             Ok(d) => d,
-            Err(e) => return self.connect_next(now, Some(e)),
+            Err(error) => {
+                self.schedule.failed(attempt, error);
+                return self.start_attempts(now);
+            }
         };
+        let out = &mut self.out;
+        let winner = self
+            .schedule
+            .won(attempt, |loser| out.push_back(Output::CancelConnect(loser)));
         self.upstream_connected = true;
         let Some(e) = &mut self.exchange else {
             return self.fail(now, Problem::DialFailed);
         };
+        if winner.is_some() {
+            e.upstream_addr = winner;
+        }
         e.last_activity = now;
         e.reused = dialed.reused;
         if e.tunnel {
@@ -667,7 +704,11 @@ impl Connection {
             Phase::Dialing {
                 resolving: true, ..
             } => self.fail(now, Problem::DnsTimeout),
-            Phase::Dialing { .. } => self.fail(now, Problem::DialTimeout),
+            Phase::Dialing { deadline, .. } if now >= *deadline => {
+                self.fail(now, Problem::DialTimeout)
+            }
+            // The next attempt of the race is due.
+            Phase::Dialing { .. } => self.start_attempts(now),
             Phase::Forwarding => self.fail(now, Problem::UpstreamTimeout),
             Phase::Tunnel(_) => self.abort(now, "tunnel_idle"),
             Phase::Closed => {}
@@ -885,41 +926,51 @@ impl Connection {
     fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool) {
         let literal = authority.ip();
         let resolve = literal.is_none();
-        self.candidates.clear();
-        self.next_candidate = 0;
+        self.schedule.clear();
         if let Some(ip) = literal {
-            self.candidates.push(SocketAddr::new(ip, authority.port()));
+            self.schedule.push(SocketAddr::new(ip, authority.port()));
         }
         if let Some(e) = &mut self.exchange {
             e.authority = Some(authority.clone());
             e.pooled_ok = allow_pooled;
         }
+        let timeout = if resolve {
+            self.config.dns_timeout
+        } else {
+            self.config.connect_timeout
+        };
         self.phase = Phase::Dialing {
-            deadline: now + self.config.connect_timeout,
+            deadline: now + timeout,
             resolving: resolve,
         };
         if resolve {
             self.out.push_back(Output::Resolve(authority));
         } else {
-            self.connect_next(now, None);
+            self.start_attempts(now);
         }
     }
 
-    /// Asks for a connection to the next approved address, or fails the dial with the last
-    /// attempt's error (`failed`) when none is left.
-    fn connect_next(&mut self, now: Instant, failed: Option<DialError>) {
-        let Some(&addr) = self.candidates.get(self.next_candidate) else {
-            let problem = failed.map_or(Problem::DialFailed, DialError::problem);
+    /// Asks for the connection attempts of the race that are due at `now`, or fails the dial
+    /// with the last attempt's error when every address failed.
+    fn start_attempts(&mut self, now: Instant) {
+        if self.schedule.is_exhausted() {
+            let problem = self
+                .schedule
+                .last_error()
+                .map_or(Problem::DialFailed, DialError::problem);
             return self.fail(now, problem);
-        };
-        self.next_candidate += 1;
+        }
         let Some(e) = &mut self.exchange else { return };
-        e.upstream_addr = Some(addr);
-        self.out.push_back(Output::Connect {
-            addr,
-            allow_pooled: e.pooled_ok,
-            retryable: e.retry_ok,
-        });
+        while let Some((attempt, addr)) = self.schedule.start_due(now) {
+            // The access log names the latest address tried until one wins.
+            e.upstream_addr = Some(addr);
+            self.out.push_back(Output::Connect {
+                attempt,
+                addr,
+                allow_pooled: e.pooled_ok,
+                retryable: e.retry_ok,
+            });
+        }
     }
 
     /// Forwards buffered request body bytes upstream.
@@ -1136,15 +1187,14 @@ impl Connection {
                 self.out.push_back(Output::CloseUpstream);
                 if let Some(addr) = e.upstream_addr {
                     // The same approved address, on a new connection.
+                    e.pooled_ok = false;
                     self.phase = Phase::Dialing {
                         deadline: now + self.config.connect_timeout,
                         resolving: false,
                     };
-                    self.out.push_back(Output::Connect {
-                        addr,
-                        allow_pooled: false,
-                        retryable: false,
-                    });
+                    self.schedule.clear();
+                    self.schedule.push(addr);
+                    self.start_attempts(now);
                 }
             }
             ResponseState::AwaitingHead => {

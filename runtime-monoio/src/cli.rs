@@ -87,9 +87,15 @@ struct Args {
     #[argh(option)]
     metrics_listen: Option<SocketAddr>,
 
-    /// how long a dial to an upstream may take before the client gets 504 [default: 10s]
+    /// how long the connection attempts to an upstream may take, all together (addresses
+    /// are raced, Happy Eyeballs), before the client gets 504 [default: 10s]
     #[argh(option, from_str_fn(parse_duration))]
     connect_timeout: Option<Duration>,
+
+    /// how long a DNS lookup may take before the client gets 504 (error=dns_timeout); a
+    /// failed lookup is 502 (error=dns_error) and remembered for 1s [default: 5s]
+    #[argh(option, from_str_fn(parse_duration))]
+    dns_timeout: Option<Duration>,
 
     /// how long a client may take to send a complete request head [default: 30s]
     #[argh(option, from_str_fn(parse_duration))]
@@ -387,6 +393,7 @@ fn validate(args: Args) -> Result<Settings, String> {
             args.connect_timeout,
             &mut config.connect_timeout,
         ),
+        ("--dns-timeout", args.dns_timeout, &mut config.dns_timeout),
         (
             "--header-timeout",
             args.header_timeout,
@@ -578,6 +585,8 @@ mod tests {
             "json",
             "--connect-timeout",
             "2s",
+            "--dns-timeout",
+            "3s",
             "--header-timeout",
             "500ms",
             "--idle-timeout",
@@ -600,6 +609,7 @@ mod tests {
             AccessLogTarget::File("/tmp/ringway.log".into())
         );
         assert_eq!(s.config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(s.config.dns_timeout, Duration::from_secs(3));
         assert_eq!(s.config.header_timeout, Duration::from_millis(500));
         assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));

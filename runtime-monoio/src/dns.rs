@@ -5,7 +5,9 @@
 //! thread for [`TTL`] (no locks; each thread fills its own cache) and shared as `Rc<[IpAddr]>`,
 //! so a cached lookup allocates nothing. The core never asks for IP literals. Failure: a lookup
 //! error or an empty answer is an empty list, which the core answers with 502
-//! (`error=dns_error`); the core's deadline covers a lookup that hangs. Failures are not cached.
+//! (`error=dns_error`); the core's deadline (`--dns-timeout`) covers a lookup that hangs.
+//! Failures are cached too, for [`FAILURE_TTL`], so a burst of requests to a dead name costs
+//! one lookup, not one blocking-pool slot each.
 
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -15,6 +17,8 @@ use std::time::{Duration, Instant};
 
 /// How long a resolved answer is reused. Short, as we do not see the record's own TTL.
 pub const TTL: Duration = Duration::from_secs(30);
+/// How long a failed lookup is remembered: short, so a name that comes back is soon usable.
+pub const FAILURE_TTL: Duration = Duration::from_secs(1);
 /// Cache size at which expired entries are swept (and, if still full, everything).
 const MAX_ENTRIES: usize = 4096;
 
@@ -46,7 +50,11 @@ impl Resolver {
         .await;
         let mut ips = match answer {
             Ok(Ok(ips)) if !ips.is_empty() => ips,
-            _ => return Rc::from([]),
+            _ => {
+                let none: Rc<[IpAddr]> = Rc::from([]);
+                self.remember(host, Rc::clone(&none), FAILURE_TTL);
+                return none;
+            }
         };
         let mut seen = Vec::with_capacity(ips.len());
         ips.retain(|ip| {
@@ -55,6 +63,13 @@ impl Resolver {
             new
         });
         let ips: Rc<[IpAddr]> = Rc::from(ips);
+        self.remember(host, Rc::clone(&ips), TTL);
+        ips
+    }
+
+    /// Caches `ips` (empty: a failure) as the answer for `host` for `ttl`.
+    fn remember(&self, host: &str, ips: Rc<[IpAddr]>, ttl: Duration) {
+        let now = Instant::now();
         let mut cache = self.cache.borrow_mut();
         if cache.len() >= MAX_ENTRIES {
             cache.retain(|_, (_, expires)| *expires > now);
@@ -62,8 +77,7 @@ impl Resolver {
                 cache.clear();
             }
         }
-        cache.insert(host.to_string(), (Rc::clone(&ips), Instant::now() + TTL));
-        ips
+        cache.insert(host.to_string(), (ips, now + ttl));
     }
 
     /// Drops expired answers (called by the worker's janitor).

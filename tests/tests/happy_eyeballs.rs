@@ -1,0 +1,113 @@
+//! Dialing a name with several addresses, end to end (Happy Eyeballs): a name whose first
+//! address hangs answers without waiting for it. Only inside a network and mount namespace
+//! the test makes (`unshare --net --mount`): there the name `dual.test` resolves (a hosts file
+//! bound over /etc/hosts, a gai.conf putting the IPv6 address first) to `2001:db8::2`, which
+//! sits on loopback's /64 but belongs to nobody (a connect to it hangs until the kernel gives
+//! up, about a second here), and to 127.0.0.1, where the origin listens.
+
+use std::process::{Command, Stdio};
+
+use ringway_e2e::*;
+
+extern "C" {
+    fn getuid() -> u32;
+}
+
+#[test]
+fn a_hanging_first_address_costs_250ms_not_the_connect_timeout() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { getuid() } != 0 {
+        eprintln!("skipped: making namespaces needs root (CI runs as root)");
+        return;
+    }
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: the origin in the namespace is python3's http.server");
+        return;
+    }
+    let script = r#"
+set -e
+ip link set lo up
+ip -6 addr add 2001:db8::1/64 dev lo
+printf '2001:db8::2 dual.test\n127.0.0.1 dual.test\n' >"$DIR/hosts"
+mount --bind "$DIR/hosts" /etc/hosts
+printf 'precedence 2001:db8::/32 100\n' >"$DIR/gai.conf"
+if [ -e /etc/gai.conf ]; then mount --bind "$DIR/gai.conf" /etc/gai.conf; fi
+printf hello >"$DIR/index.txt"
+python3 -m http.server --bind 127.0.0.1 --directory "$DIR" 8000 >/dev/null 2>&1 &
+ORIGIN=$!
+mkfifo "$DIR/banner"
+"$RINGWAY" --listen 127.0.0.1:0 --threads 1 --access-log "$DIR/access.log" \
+    --access-log-format json --allow-range 127.0.0.0/8 --allow-range 2001:db8::/64 \
+    >"$DIR/banner" &
+PID=$!
+read -r line <"$DIR/banner"
+PORT=${line#*127.0.0.1:}; PORT=${PORT%% *}
+for i in $(seq 50); do
+    curl -s -o /dev/null http://127.0.0.1:8000/index.txt && break
+    sleep 0.1
+done
+printf 'order:'
+python3 -c 'import socket; print(" ".join(a[4][0] for a in socket.getaddrinfo("dual.test", 80, 0, socket.SOCK_STREAM)))'
+printf 'alone: '
+curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 8 \
+    -x "http://127.0.0.1:$PORT" 'http://[2001:db8::2]:8000/index.txt' || true
+printf 'dual: '
+curl -s -w ' %{http_code} %{time_total}\n' --max-time 8 \
+    -x "http://127.0.0.1:$PORT" http://dual.test:8000/index.txt
+kill $PID $ORIGIN; wait $PID || true
+cat "$DIR/access.log"
+"#;
+    let dir = std::env::temp_dir().join(format!("ringway-e2e-he-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = Command::new("unshare")
+        .args(["--net", "--mount", "sh", "-c", script])
+        .env("RINGWAY", ringway_bin())
+        .env("DIR", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}");
+    assert!(
+        out.status.success(),
+        "namespace script failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |prefix: &str| -> Vec<String> {
+        let line = text
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in {text}"));
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    assert_eq!(
+        field("order:"),
+        ["2001:db8::2", "127.0.0.1"],
+        "the resolver must put the hanging address first for this test to mean anything"
+    );
+    // The hanging address alone: a 502 after the kernel gives up (or a 504), never fast.
+    let alone = field("alone: ");
+    let alone_secs: f64 = alone[1].parse().unwrap();
+    assert!(alone[0] == "502" || alone[0] == "504", "alone: {alone:?}");
+    assert!(alone_secs >= 0.5, "the address does not hang: {alone:?}");
+    // The name: the IPv4 attempt starts 250 ms after the first and wins.
+    let dual = field("dual: ");
+    assert_eq!(dual[0], "hello");
+    assert_eq!(dual[1], "200");
+    let secs: f64 = dual[2].parse().unwrap();
+    // Dialed one after another, the name would cost at least what the address alone costs.
+    assert!(
+        secs >= 0.24 && secs + 0.25 < alone_secs,
+        "dual.test took {secs}s (alone the first address took {alone_secs}s)"
+    );
+    // The access log names the address that won.
+    let json = text
+        .lines()
+        .find(|l| l.contains("dual.test"))
+        .unwrap_or_else(|| panic!("no access line for dual.test in {text}"));
+    assert!(
+        json.contains(r#""upstream":"127.0.0.1:8000""#),
+        "access line: {json}"
+    );
+}
