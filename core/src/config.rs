@@ -6,6 +6,7 @@
 
 use core::time::Duration;
 
+use crate::parent::ParentProxy;
 use crate::policy::Policy;
 
 /// Everything that shapes a connection's behaviour.
@@ -36,6 +37,9 @@ pub struct Config {
     pub exchange_idle_timeout: Duration,
     /// Who may use the proxy and where CONNECT may go.
     pub policy: Policy,
+    /// The parent proxy to chain requests through (default none: straight to the origin).
+    /// The egress policy is applied before anything goes to it.
+    pub parent: Option<ParentProxy>,
     /// The name in our `Via` entries, and the one whose presence means a forwarding loop.
     pub via_pseudonym: &'static str,
     /// Most client connections open at once over the whole proxy (default 8192); the next one
@@ -68,6 +72,7 @@ impl Default for Config {
             dns_timeout: Duration::from_secs(5),
             exchange_idle_timeout: Duration::from_secs(300),
             policy: Policy::default(),
+            parent: None,
             via_pseudonym: "ringway",
             max_connections: 8192,
             max_connections_per_client: 0,

@@ -32,6 +32,7 @@ use crate::egress::{self, HostKind};
 use crate::final_recipient::LocalAnswer;
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
+use crate::parent::Hop;
 use crate::policy::Authentication;
 use crate::problem::Problem;
 use crate::request;
@@ -191,6 +192,11 @@ struct Exchange {
     last_activity: Instant,
     /// The proxy-auth user, for the access record.
     user: Option<Arc<str>>,
+    /// Which hop carries the exchange, when a parent proxy is configured.
+    hop: Option<Hop>,
+    /// A CONNECT through the parent: its answer to our CONNECT is awaited (2xx: the tunnel
+    /// starts; anything else is relayed to the client, then the connection closes).
+    parent_connect: bool,
 }
 
 /// One client connection, from the first request head to close.
@@ -232,6 +238,11 @@ pub struct Connection {
     /// The approved addresses of the current dial and its attempts (kept across exchanges
     /// so a keep-alive connection allocates it once).
     schedule: DialSchedule,
+    /// The port the resolved addresses of the current dial are dialed on.
+    dial_port: u16,
+    /// The current dial goes to the parent proxy, whose addresses the operator chose: they
+    /// are exempt from the egress guard (the target was judged before).
+    dial_exempt: bool,
     /// Set by [`Connection::refuse`]: the answer to the first request.
     refusal: Option<Problem>,
 }
@@ -276,6 +287,8 @@ impl Connection {
             upstream_connected: false,
             exchange: None,
             schedule: DialSchedule::default(),
+            dial_port: 0,
+            dial_exempt: false,
             refusal: None,
         }
     }
@@ -546,14 +559,7 @@ impl Connection {
         ) {
             return;
         }
-        let Some(port) = self
-            .exchange
-            .as_ref()
-            .and_then(|e| e.authority.as_ref())
-            .map(Authority::port)
-        else {
-            return self.fail(now, Problem::DnsFailed);
-        };
+        let port = self.dial_port;
         if addrs.is_empty() {
             return self.fail(now, Problem::DnsFailed);
         }
@@ -563,7 +569,12 @@ impl Connection {
         let mut refused = None;
         for &ip in addrs {
             let addr = SocketAddr::new(ip, port);
-            match egress.judge_addr(addr) {
+            let verdict = if self.dial_exempt {
+                Ok(())
+            } else {
+                egress.judge_addr(addr)
+            };
+            match verdict {
                 Ok(()) => self.schedule.push(addr),
                 Err(reason) => {
                     refused.get_or_insert((reason, ip));
@@ -627,7 +638,15 @@ impl Connection {
         }
         e.last_activity = now;
         e.reused = dialed.reused;
-        if e.tunnel {
+        if e.parent_connect {
+            // Ask the parent for the tunnel; its answer decides (see `response_head`).
+            let (Some(parent), Some(target)) = (&self.config.parent, &e.authority) else {
+                return self.fail(now, Problem::DialFailed);
+            };
+            let head = parent.connect_head(target, self.config.via_pseudonym);
+            self.out.push_back(Output::ToUpstream(Bytes::from(head)));
+            self.phase = Phase::Forwarding;
+        } else if e.tunnel {
             e.status = 200;
             self.out
                 .push_back(Output::ToClient(Bytes::from_static(CONNECT_ESTABLISHED)));
@@ -705,7 +724,8 @@ impl Connection {
                 resolving: true, ..
             } => self.fail(now, Problem::DnsTimeout),
             Phase::Dialing { deadline, .. } if now >= *deadline => {
-                self.fail(now, Problem::DialTimeout)
+                let problem = self.dial_problem(DialError::Timeout);
+                self.fail(now, problem)
             }
             // The next attempt of the race is due.
             Phase::Dialing { .. } => self.start_attempts(now),
@@ -828,11 +848,30 @@ impl Connection {
                 return self.fail(now, problem);
             }
         }
+        // Which hop: the parent, unless an exception lists the target. The egress policy was
+        // applied above; the parent resolves names itself.
+        let parent = config
+            .parent
+            .as_ref()
+            .filter(|p| authority.is_some_and(|a| p.carries(a)));
+        if config.parent.is_some() && authority.is_some() {
+            e.hop = Some(if parent.is_some() {
+                Hop::Parent
+            } else {
+                Hop::Direct
+            });
+        }
         match decision {
             Decision::Reject(_) => {}
             Decision::Tunnel(authority) => {
                 e.keep_alive = false;
-                self.dial(now, authority, false);
+                match parent {
+                    Some(p) => {
+                        e.parent_connect = true;
+                        self.dial(now, p.authority().clone(), false, true);
+                    }
+                    None => self.dial(now, authority, false, false),
+                }
             }
             Decision::Answer(answer) => {
                 // Body bytes we do not read cannot be told from the next request: close after.
@@ -841,12 +880,24 @@ impl Connection {
             }
             Decision::Forward(target) => {
                 let mut out = BytesMut::new();
-                req.write_forward_head(&target, config.via_pseudonym, &mut out);
+                match parent {
+                    Some(p) => req.write_parent_head(
+                        &target,
+                        config.via_pseudonym,
+                        p.authorization_line(),
+                        &mut out,
+                    ),
+                    None => req.write_forward_head(&target, config.via_pseudonym, &mut out),
+                }
                 e.forward_head = out.freeze();
                 e.upgrade = req.upgrade;
                 e.request = BodyDecoder::new(req.body);
                 e.retry_ok = req.is_idempotent() && req.body == BodyKind::None && !req.upgrade;
-                self.dial(now, target.authority, true);
+                match parent {
+                    // One pool for the parent: its connections carry requests to any origin.
+                    Some(p) => self.dial(now, p.authority().clone(), true, true),
+                    None => self.dial(now, target.authority, true, false),
+                }
             }
         }
     }
@@ -911,6 +962,8 @@ impl Connection {
             upstream_reusable: false,
             last_activity: now,
             user: None,
+            hop: None,
+            parent_connect: false,
         });
         self.first_request = false;
     }
@@ -921,17 +974,18 @@ impl Connection {
         }
     }
 
-    /// Starts the dial of `authority`: an IP literal is tried as it is, a name is resolved
-    /// first ([`Output::Resolve`]).
-    fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool) {
+    /// Starts the dial of `authority` (the target, or the parent proxy when `exempt`): an
+    /// IP literal is tried as it is, a name is resolved first ([`Output::Resolve`]).
+    fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool, exempt: bool) {
         let literal = authority.ip();
         let resolve = literal.is_none();
         self.schedule.clear();
+        self.dial_port = authority.port();
+        self.dial_exempt = exempt;
         if let Some(ip) = literal {
             self.schedule.push(SocketAddr::new(ip, authority.port()));
         }
         if let Some(e) = &mut self.exchange {
-            e.authority = Some(authority.clone());
             e.pooled_ok = allow_pooled;
         }
         let timeout = if resolve {
@@ -950,14 +1004,26 @@ impl Connection {
         }
     }
 
+    /// The answer to a dial that failed with `error`: about the parent when the dial went
+    /// there (the client must learn which hop failed).
+    fn dial_problem(&self, error: DialError) -> Problem {
+        let parent = self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| e.hop == Some(Hop::Parent));
+        match (error, parent) {
+            (DialError::Refused, true) => Problem::ParentDialFailed,
+            (DialError::Timeout, true) => Problem::ParentDialTimeout,
+            (error, false) => error.problem(),
+        }
+    }
+
     /// Asks for the connection attempts of the race that are due at `now`, or fails the dial
     /// with the last attempt's error when every address failed.
     fn start_attempts(&mut self, now: Instant) {
         if self.schedule.is_exhausted() {
-            let problem = self
-                .schedule
-                .last_error()
-                .map_or(Problem::DialFailed, DialError::problem);
+            let error = self.schedule.last_error().unwrap_or(DialError::Refused);
+            let problem = self.dial_problem(error);
             return self.fail(now, problem);
         }
         let Some(e) = &mut self.exchange else { return };
@@ -1102,6 +1168,24 @@ impl Connection {
             }
         };
         let mut out = BytesMut::new();
+        if e.parent_connect {
+            if res.is_interim() {
+                return true;
+            }
+            if (200..300).contains(&res.status) {
+                // The parent made the tunnel: ours starts. Bytes after its head are payload.
+                e.parent_connect = false;
+                e.status = 200;
+                self.out
+                    .push_back(Output::ToClient(Bytes::from_static(CONNECT_ESTABLISHED)));
+                let to_upstream = core::mem::take(&mut self.client_in);
+                let to_client = core::mem::take(&mut self.upstream_in);
+                self.start_tunnel(now, to_upstream, to_client);
+                return false;
+            }
+            // A refusal (403, 407, 502...): relayed as it is framed, then both close.
+            e.keep_alive = false;
+        }
         if res.status == 101 {
             if !e.upgrade {
                 self.fail(now, Problem::BadResponse);
@@ -1151,7 +1235,7 @@ impl Connection {
         res.write_client_head(framing, connection, config.via_pseudonym, &mut out);
         e.keep_alive = !close_after;
         e.status = res.status;
-        e.upstream_reusable = res.reusable;
+        e.upstream_reusable = res.reusable && !e.parent_connect;
         e.tx += out.len() as u64;
         self.out.push_back(Output::ToClient(out.freeze()));
         let decoder = BodyDecoder::new(res.body);
@@ -1310,6 +1394,11 @@ impl Connection {
                 Problem::Denied(reason) => {
                     Problem::denial(reason, &denial_subject(e), e.head_request)
                 }
+                Problem::ParentDialFailed | Problem::ParentDialTimeout => {
+                    let parent = self.config.parent.as_ref().map(|p| p.authority());
+                    let name = parent.map(alloc::string::ToString::to_string);
+                    problem.parent_failure(name.as_deref().unwrap_or("-"), e.head_request)
+                }
                 _ => problem.response(e.head_request),
             };
             e.status = problem.status();
@@ -1361,6 +1450,7 @@ impl Connection {
             reason,
             user: e.user,
             upstream: e.upstream_addr,
+            via: e.hop,
         })));
     }
 

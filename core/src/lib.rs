@@ -12,6 +12,7 @@
 //!   checks) and the rewrites between client and upstream.
 //! - [`route::decide`]: forward, tunnel, answer or reject, from the head and the [`Policy`].
 //! - [`dial_schedule`]: the Happy Eyeballs race of a name's approved addresses.
+//! - [`parent`]: the parent proxy requests may be chained through, and its exceptions.
 //! - [`final_recipient`]: the answers to OPTIONS and TRACE whose `Max-Forwards` reached 0.
 //! - [`body`]: Content-Length and chunked framing, tracked without buffering bodies.
 //! - [`tunnel::TunnelMeter`]: byte counts and half-close for CONNECT tunnels.
@@ -72,6 +73,7 @@ pub mod final_recipient;
 pub mod fuzzing;
 mod head;
 mod log;
+pub mod parent;
 mod policy;
 mod problem;
 pub mod request;
@@ -87,6 +89,7 @@ pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED}
 pub use dial_schedule::AttemptId;
 pub use egress::EgressPolicy;
 pub use log::AccessRecord;
+pub use parent::{Hop, ParentProxy};
 pub use policy::{Authentication, Cidr, Credential, Policy, PortRule};
 pub use problem::{reason_phrase, Problem};
 pub use time::Instant;

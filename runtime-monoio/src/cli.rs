@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use argh::FromArgs;
-use ringway_core::{Cidr, Config, Policy, PortRule, MAX_HEADER_SLOTS};
+use ringway_core::{Cidr, Config, ParentProxy, Policy, PortRule, MAX_HEADER_SLOTS};
 
 pub use crate::access_log::Format as AccessLogFormat;
 use crate::config_file;
@@ -71,6 +71,23 @@ struct Args {
     /// grammar as --allow-domain; deny beats allow); repeatable [default: none]
     #[argh(option)]
     deny_domain: Vec<String>,
+
+    /// send requests on through this parent proxy: http://[user:password@]host:port
+    /// (credentials percent-encoded; sent as Proxy-Authorization: Basic); the egress policy
+    /// still applies first [default: none, straight to the origin]
+    #[argh(option)]
+    upstream_proxy: Option<String>,
+
+    /// destinations that go direct instead of through --upstream-proxy (host patterns as
+    /// for --allow-domain, CIDRs for IP literals, @FILE); repeatable; no implicit
+    /// exceptions, not even localhost [default: none]
+    #[argh(option)]
+    no_upstream_proxy: Vec<String>,
+
+    /// the name in our Via entries, and the one whose presence in a request means a loop;
+    /// chained Ringways need different names (a token) [default: ringway]
+    #[argh(option)]
+    via_name: Option<String>,
 
     /// where access-log lines go: `stdout`, `off`, or a file path to append to
     /// [default: stdout]
@@ -449,6 +466,25 @@ fn validate(args: Args) -> Result<Settings, String> {
         &args.deny_domain,
         egress.deny_domains_mut(),
     )?;
+    match &args.upstream_proxy {
+        Some(url) => {
+            let mut parent =
+                ParentProxy::from_url(url).map_err(|e| format!("--upstream-proxy: {e}"))?;
+            crate::egress::add_patterns(
+                "--no-upstream-proxy",
+                &args.no_upstream_proxy,
+                parent.bypass_mut(),
+            )?;
+            config.parent = Some(parent);
+        }
+        None if !args.no_upstream_proxy.is_empty() => {
+            return Err("--no-upstream-proxy: needs --upstream-proxy".into())
+        }
+        None => {}
+    }
+    if let Some(name) = &args.via_name {
+        config.via_pseudonym = via_name(name)?;
+    }
     // Metrics are fed from the access records, so they need them even with no log.
     config.access_records =
         args.access_log != AccessLogTarget::Off || args.metrics_listen.is_some();
@@ -468,6 +504,29 @@ fn validate(args: Args) -> Result<Settings, String> {
         args: Vec::new(),
         config_file: None,
     })
+}
+
+/// `name` as a `Via` pseudonym (an RFC 9110 token), interned: the core keeps it as a
+/// `&'static str`, and a reload that names it again must not leak it again.
+fn via_name(name: &str) -> Result<&'static str, String> {
+    use std::sync::Mutex;
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(format!(
+            "--via-name {name}: must be a token (letters, digits, -._~ ...)"
+        ));
+    }
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == name) {
+        return Ok(known);
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    Ok(leaked)
 }
 
 /// Reads `user:password` lines into the policy. An empty file is refused: it would look like
