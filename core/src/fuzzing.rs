@@ -66,6 +66,20 @@ pub fn config() -> Config {
     }
 }
 
+/// The parent proxy of the `parent_chain` target: a private address (exempt from the guard,
+/// as the operator chose it), with credentials; the template host `h` bypasses it.
+const PARENT: &str = "http://u:p@10.0.0.1:3128";
+
+/// [`config`] with the parent proxy [`PARENT`] configured.
+pub fn parent_config() -> Config {
+    let mut parent = crate::parent::ParentProxy::from_url(PARENT).expect("valid parent URL");
+    parent.bypass_mut().add("h").expect("valid pattern");
+    Config {
+        parent: Some(parent),
+        ..config()
+    }
+}
+
 fn client_addr() -> SocketAddr {
     SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 40_000)
 }
@@ -910,6 +924,8 @@ const UPSTREAM_TEMPLATES: &[&[u8]] = &[
 /// What the harness, playing the runtime, knows about the connection.
 #[derive(Default)]
 struct Model {
+    /// The configuration the connection runs with.
+    config: Arc<Config>,
     closed: bool,
     /// The connection attempts in flight (asked for, neither answered nor cancelled).
     attempts: Vec<(AttemptId, SocketAddr)>,
@@ -1019,9 +1035,14 @@ impl Model {
                 retryable,
             } => {
                 // The invariant of the egress policy: nothing it refuses is ever dialed.
-                assert_eq!(
-                    config().policy.egress.judge_addr(addr),
-                    Ok(()),
+                // The parent is the one exception: the operator chose it.
+                let parent = self.config.parent.as_ref().and_then(|p| {
+                    p.authority()
+                        .ip()
+                        .map(|ip| SocketAddr::new(ip, p.authority().port()))
+                });
+                assert!(
+                    parent == Some(addr) || self.config.policy.egress.judge_addr(addr).is_ok(),
                     "dialed {addr}, which the policy refuses"
                 );
                 assert!(!self.resolve_outstanding, "a dial while a lookup is out");
@@ -1180,10 +1201,26 @@ fn fuzz_duration(b: u8) -> Duration {
 /// every exchange's bytes to the client start with a valid response head; `tx` in the log
 /// equals the bytes the client was sent; tunnel counts match what was relayed.
 pub fn connection(data: &[u8]) {
+    run_connection(data, Arc::new(config()));
+}
+
+/// Fuzz target `parent_chain`: the [`connection`] target's machine and properties with a
+/// parent proxy configured (requests to `example.com` go to the parent, to `h` direct): the
+/// CONNECT to the parent and its answer (2xx starts the tunnel, anything else is relayed),
+/// the parent's pooled connections, its failures. The one address the policy would refuse
+/// that may be dialed is the parent's own.
+pub fn parent_chain(data: &[u8]) {
+    run_connection(data, Arc::new(parent_config()));
+}
+
+fn run_connection(data: &[u8], config: Arc<Config>) {
     let mut r = Reader::new(data);
     let mut now = Instant::from_elapsed(fuzz_duration(r.u8()));
-    let mut conn = Connection::new(Arc::new(config()), client_addr(), now);
-    let mut m = Model::default();
+    let mut conn = Connection::new(Arc::clone(&config), client_addr(), now);
+    let mut m = Model {
+        config,
+        ..Model::default()
+    };
     m.drain(&mut conn, now);
     while !r.is_empty() {
         let op = r.u8();
