@@ -111,3 +111,116 @@ cat "$DIR/access.log"
         "access line: {json}"
     );
 }
+
+/// Name lookups, in a namespace whose resolver is a small UDP server the test runs on
+/// 127.0.0.1:53 (it never answers names starting `slow`, answers NXDOMAIN to the rest, and
+/// logs every query): a lookup slower than `--dns-timeout` is a 504 `dns_timeout` at that
+/// deadline; a failed one is a 502 `dns_error`, and the failure is remembered (a burst of
+/// requests to the dead name costs the resolver the queries of one lookup).
+#[test]
+fn lookups_time_out_at_dns_timeout_and_failures_are_cached() {
+    // SAFETY: getuid has no preconditions.
+    if unsafe { getuid() } != 0 {
+        eprintln!("skipped: making namespaces needs root (CI runs as root)");
+        return;
+    }
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("skipped: the resolver in the namespace is python3");
+        return;
+    }
+    let resolver = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+log = open(sys.argv[1], "a", buffering=1)
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(512)
+    labels, i = [], 12
+    while q[i]:
+        labels.append(q[i + 1:i + 1 + q[i]].decode())
+        i += 1 + q[i]
+    name = ".".join(labels)
+    log.write(name + "\n")
+    if name.startswith("slow"):
+        continue
+    # NXDOMAIN: same id, QR|RD|RA, rcode 3, the question echoed.
+    s.sendto(q[:2] + b"\x81\x83" + q[4:6] + b"\0\0\0\0\0\0" + q[12:i + 5], peer)
+"#;
+    let script = r#"
+set -e
+ip link set lo up
+printf 'nameserver 127.0.0.1\noptions timeout:3 attempts:1\n' >"$DIR/resolv.conf"
+mount --bind "$DIR/resolv.conf" /etc/resolv.conf
+mkfifo "$DIR/ready" "$DIR/banner"
+python3 "$DIR/resolver.py" "$DIR/queries" >"$DIR/ready" &
+RESOLVER=$!
+read -r ready <"$DIR/ready"
+"$RINGWAY" --listen 127.0.0.1:0 --threads 1 --access-log off --dns-timeout 400ms >"$DIR/banner" &
+PID=$!
+read -r line <"$DIR/banner"
+PORT=${line#*127.0.0.1:}; PORT=${PORT%% *}
+ask() {
+    curl -s -o "$DIR/body" -w "%{http_code} %{time_total}" --max-time 8 -x "http://127.0.0.1:$PORT" "$1"
+    printf ' %s\n' "$(head -c 200 "$DIR/body" | tr '\n' ' ')"
+}
+printf 'slow: '; ask http://slow.test/
+printf 'dead1: '; ask http://dead.test/
+printf 'queries after one: %s\n' "$(grep -c '^dead.test$' "$DIR/queries")"
+for i in 2 3 4 5; do printf "dead$i: "; ask http://dead.test/; done
+printf 'queries after five: %s\n' "$(grep -c '^dead.test$' "$DIR/queries")"
+kill $PID $RESOLVER; wait $PID || true
+"#;
+    let dir = std::env::temp_dir().join(format!("ringway-e2e-dns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("resolver.py"), resolver).unwrap();
+    let out = Command::new("unshare")
+        .args(["--net", "--mount", "sh", "-c", script])
+        .env("RINGWAY", ringway_bin())
+        .env("DIR", &dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run unshare");
+    std::fs::remove_dir_all(&dir).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!("{text}");
+    assert!(
+        out.status.success(),
+        "namespace script failed: {text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let field = |prefix: &str| -> String {
+        text.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} line in {text}"))
+            .to_string()
+    };
+    let slow = field("slow: ");
+    let (code, rest) = slow.split_once(' ').unwrap();
+    let (secs, body) = rest.split_once(' ').unwrap();
+    let secs: f64 = secs.parse().unwrap();
+    assert_eq!(code, "504", "{slow}");
+    assert!(
+        body.starts_with("The upstream host name could not be resolved in time."),
+        "{slow}"
+    );
+    assert!(
+        (0.35..2.5).contains(&secs),
+        "the 504 came after {secs}s, not at --dns-timeout"
+    );
+    for i in 1..=5 {
+        let dead = field(&format!("dead{i}: "));
+        assert!(
+            dead.starts_with("502 ")
+                && dead.ends_with(" The upstream host name could not be resolved. "),
+            "{dead}"
+        );
+    }
+    let after_one: u32 = field("queries after one: ").parse().unwrap();
+    let after_five: u32 = field("queries after five: ").parse().unwrap();
+    assert!(after_one >= 1, "the resolver was not asked: {text}");
+    assert_eq!(
+        after_one, after_five,
+        "the failure was not remembered: {text}"
+    );
+}
