@@ -116,7 +116,8 @@ cat "$DIR/access.log"
 /// 127.0.0.1:53 (it never answers names starting `slow`, answers NXDOMAIN to the rest, and
 /// logs every query): a lookup slower than `--dns-timeout` is a 504 `dns_timeout` at that
 /// deadline; a failed one is a 502 `dns_error`, and the failure is remembered (a burst of
-/// requests to the dead name costs the resolver the queries of one lookup).
+/// requests to the dead name costs the resolver the queries of one lookup), and requests
+/// arriving together share one lookup.
 #[test]
 fn lookups_time_out_at_dns_timeout_and_failures_are_cached() {
     // SAFETY: getuid has no preconditions.
@@ -169,6 +170,15 @@ printf 'dead1: '; ask http://dead.test/
 printf 'queries after one: %s\n' "$(grep -c '^dead.test$' "$DIR/queries")"
 for i in 2 3 4 5; do printf "dead$i: "; ask http://dead.test/; done
 printf 'queries after five: %s\n' "$(grep -c '^dead.test$' "$DIR/queries")"
+# Five at once to a name the resolver is slow on: they share one lookup.
+for i in 1 2 3 4 5; do
+    curl -s -o /dev/null -w '%{http_code}\n' --max-time 8 -x "http://127.0.0.1:$PORT" \
+        http://slow2.test/ >"$DIR/burst$i" &
+    eval "BURST$i=\$!"
+done
+wait $BURST1 $BURST2 $BURST3 $BURST4 $BURST5
+printf 'burst: %s\n' "$(cat "$DIR"/burst* | tr '\n' ' ')"
+printf 'burst queries: %s\n' "$(grep -c '^slow2.test$' "$DIR/queries")"
 kill $PID $RESOLVER; wait $PID || true
 "#;
     let dir = std::env::temp_dir().join(format!("ringway-e2e-dns-{}", std::process::id()));
@@ -222,5 +232,11 @@ kill $PID $RESOLVER; wait $PID || true
     assert_eq!(
         after_one, after_five,
         "the failure was not remembered: {text}"
+    );
+    assert_eq!(field("burst: "), "504 504 504 504 504 ", "{text}");
+    let burst: u32 = field("burst queries: ").parse().unwrap();
+    assert!(
+        (1..=after_one).contains(&burst),
+        "five requests at once made {burst} queries, one lookup makes {after_one}: {text}"
     );
 }
