@@ -246,9 +246,43 @@ pub struct Settings {
     pub config: Config,
     /// The command line these settings came from (without the program name): a reload
     /// builds the settings again from it, re-reading every file it names.
-    pub args: Vec<String>,
+    pub args: CommandLine,
     /// The `--config` file, if any.
     pub config_file: Option<PathBuf>,
+}
+
+/// The command line as given, kept for reloads. Its `Debug` (what `--check-config` prints)
+/// hides the password of any `scheme://user:password@host` argument (`--upstream-proxy`):
+/// key material never reaches a log or a terminal through us.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CommandLine(pub Vec<String>);
+
+impl std::ops::Deref for CommandLine {
+    type Target = Vec<String>;
+    fn deref(&self) -> &Vec<String> {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for CommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|a| redact_userinfo(a)))
+            .finish()
+    }
+}
+
+/// `a` with the password of a `scheme://user:password@host` URL replaced by `***`.
+fn redact_userinfo(a: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = a.find("://").map(|i| i + 3) else {
+        return a.into();
+    };
+    let authority_end = a[start..].find('/').map_or(a.len(), |i| start + i);
+    let Some(at) = a[start..authority_end].rfind('@').map(|i| start + i) else {
+        return a.into();
+    };
+    let user_end = a[start..at].find(':').map_or(at, |i| start + i);
+    format!("{}:***{}", &a[..user_end], &a[at..]).into()
 }
 
 /// What `main` should do after looking at the command line.
@@ -299,7 +333,7 @@ pub fn parse(args: &[&str]) -> Parsed {
         Ok(s) => s,
         Err(e) => return Parsed::Error(blame_file(e, config_file.as_deref(), &from_file)),
     };
-    settings.args = args.iter().map(|a| a.to_string()).collect();
+    settings.args = CommandLine(args.iter().map(|a| a.to_string()).collect());
     settings.config_file = config_file;
     if check {
         return Parsed::Exit(format!("ringway: configuration OK\n{settings:#?}\n"));
@@ -501,7 +535,7 @@ fn validate(args: Args) -> Result<Settings, String> {
         pool_idle: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE),
         shutdown_grace: args.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         config,
-        args: Vec::new(),
+        args: CommandLine::default(),
         config_file: None,
     })
 }
@@ -592,6 +626,36 @@ mod tests {
             Parsed::Error(e) => e,
             other => panic!("expected an error, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn parent_proxy_flags() {
+        let s = run(&[
+            "--upstream-proxy",
+            "http://alice:s3cret%40x@proxy.corp:3128",
+            "--no-upstream-proxy",
+            "*.corp",
+            "--no-upstream-proxy",
+            "10.0.0.0/8",
+            "--via-name",
+            "edge-1",
+        ]);
+        let parent = s.config.parent.as_ref().unwrap();
+        assert_eq!(parent.authority().to_string(), "proxy.corp:3128");
+        assert!(parent.has_credentials());
+        assert_eq!(parent.bypass().len(), 2);
+        assert_eq!(s.config.via_pseudonym, "edge-1");
+        // What --check-config prints never shows the password, plain or encoded.
+        let shown = format!("{s:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("YWxpY2U6czNjcmV0QHg="), "{shown}");
+        assert!(
+            shown.contains("http://alice:***@proxy.corp:3128"),
+            "{shown}"
+        );
+        assert!(error(&["--no-upstream-proxy", "*.corp"]).contains("needs --upstream-proxy"));
+        assert!(error(&["--upstream-proxy", "socks5://p:1080"]).starts_with("--upstream-proxy: "));
+        assert!(error(&["--via-name", "a b"]).starts_with("--via-name "));
     }
 
     #[test]
@@ -781,7 +845,7 @@ mod tests {
         assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.access_log_format, AccessLogFormat::Json);
         assert_eq!(s.config_file.as_deref(), Some(path.as_path()));
-        assert_eq!(s.args, ["--config", p]);
+        assert_eq!(*s.args, ["--config", p]);
         // The command line replaces single values and whole lists.
         let s = run(&[
             "--threads",
