@@ -84,11 +84,19 @@ fn plain_http_through_a_ringway_parent(d: Driver) {
         (ours.status, ours.extra.clone()),
         (200, vec!["via=parent".to_string()])
     );
-    // A second request on the same client connection reuses the pooled parent connection.
-    c.write(&get(&a, "/y"));
-    assert_bytes(&c.read_exact(want.len()), want, "the second answer");
-    let line = parent_line(&mut up, &format!("http://{a}/y"));
-    assert_eq!(line["status"], 200);
+    // A request to another origin, from another client connection, goes over the pooled
+    // parent connection: the parent sees it come from the same socket.
+    let other = Origin::fixed(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
+    let b = other.authority();
+    let mut c2 = p.connect();
+    c2.write(&get(&b, "/y"));
+    assert_bytes(&c2.read_exact(want.len()), want, "the second answer");
+    let second = parent_line(&mut up, &format!("http://{b}/y"));
+    assert_eq!(second["status"], 200);
+    assert_eq!(
+        second["client"], line["client"],
+        "the parent connection was not reused"
+    );
     std::fs::remove_file(users).unwrap();
 }
 
