@@ -3,7 +3,8 @@
 //! the test makes (`unshare --net --mount`): there the name `dual.test` resolves (a hosts file
 //! bound over /etc/hosts, a gai.conf putting the IPv6 address first) to `2001:db8::2`, which
 //! sits on loopback's /64 but belongs to nobody (a connect to it hangs until the kernel gives
-//! up, about a second here), and to 127.0.0.1, where the origin listens.
+//! up, about a second here), and to 127.0.0.1, where the origin listens; `localhost` to ::1
+//! (nobody listens there: refused at once) and 127.0.0.1.
 
 use std::process::{Command, Stdio};
 
@@ -28,7 +29,7 @@ fn a_hanging_first_address_costs_250ms_not_the_connect_timeout() {
 set -e
 ip link set lo up
 ip -6 addr add 2001:db8::1/64 dev lo
-printf '2001:db8::2 dual.test\n127.0.0.1 dual.test\n' >"$DIR/hosts"
+printf '2001:db8::2 dual.test\n127.0.0.1 dual.test\n::1 localhost\n127.0.0.1 localhost\n' >"$DIR/hosts"
 mount --bind "$DIR/hosts" /etc/hosts
 printf 'precedence 2001:db8::/32 100\n' >"$DIR/gai.conf"
 if [ -e /etc/gai.conf ]; then mount --bind "$DIR/gai.conf" /etc/gai.conf; fi
@@ -38,6 +39,7 @@ ORIGIN=$!
 mkfifo "$DIR/banner"
 "$RINGWAY" --listen 127.0.0.1:0 --threads 1 --access-log "$DIR/access.log" \
     --access-log-format json --allow-range 127.0.0.0/8 --allow-range 2001:db8::/64 \
+    --allow-range ::1/128 \
     >"$DIR/banner" &
 PID=$!
 read -r line <"$DIR/banner"
@@ -54,6 +56,11 @@ curl -s -o /dev/null -w '%{http_code} %{time_total}\n' --max-time 8 \
 printf 'dual: '
 curl -s -w ' %{http_code} %{time_total}\n' --max-time 8 \
     -x "http://127.0.0.1:$PORT" http://dual.test:8000/index.txt
+printf 'localhost order:'
+python3 -c 'import socket; print(" ".join(a[4][0] for a in socket.getaddrinfo("localhost", 80, 0, socket.SOCK_STREAM)))'
+printf 'localhost: '
+curl -s -w ' %{http_code} %{time_total}\n' --max-time 8 \
+    -x "http://127.0.0.1:$PORT" http://localhost:8000/index.txt
 kill $PID $ORIGIN; wait $PID || true
 cat "$DIR/access.log"
 "#;
@@ -100,6 +107,19 @@ cat "$DIR/access.log"
     assert!(
         secs >= 0.24 && secs + 0.25 < alone_secs,
         "dual.test took {secs}s (alone the first address took {alone_secs}s)"
+    );
+    // `localhost` as ::1 then 127.0.0.1, the origin on 127.0.0.1 only: ::1 refuses at once,
+    // so the next address is tried at once, without the 250 ms.
+    assert_eq!(field("localhost order:"), ["::1", "127.0.0.1"]);
+    let local = field("localhost: ");
+    assert_eq!(local[..2], ["hello", "200"]);
+    let local_secs: f64 = local[2].parse().unwrap();
+    assert!(local_secs < 0.2, "localhost took {local_secs}s");
+    assert!(
+        text.lines()
+            .any(|l| l.contains("http://localhost:8000/index.txt")
+                && l.contains(r#""upstream":"127.0.0.1:8000""#)),
+        "{text}"
     );
     // The access log names the address that won.
     let json = text
