@@ -64,7 +64,9 @@ fn keep_alive_exchange(conn: &mut Connection, now: Instant, head: &Bytes, respon
     while let Some(out) = conn.poll_output() {
         match out {
             Output::Resolve(_) => conn.handle_resolved(now, &[ORIGIN_IP]),
-            Output::Connect { .. } => conn.handle_dial(now, Ok(Dialed { reused: true })),
+            Output::Connect { attempt, .. } => {
+                conn.handle_dial(now, attempt, Ok(Dialed { reused: true }))
+            }
             Output::ToUpstream(bytes) => {
                 black_box(bytes);
                 conn.handle_upstream_data(now, response.clone());

@@ -73,8 +73,10 @@ fn handle(client: TcpStream, config: Arc<Config>) -> std::io::Result<()> {
                         .unwrap_or_default();
                     conn.handle_resolved(now(), &addrs);
                 }
-                Output::Connect { addr, .. } => {
-                    // Exactly the address the core approved; no pool here.
+                Output::Connect { attempt, addr, .. } => {
+                    // Exactly the address the core approved; no pool here. Attempts run one
+                    // after another (each is answered before this drain goes on), so the
+                    // race of several addresses degrades to trying them in the core's order.
                     let result = TcpStream::connect_timeout(&addr, config.connect_timeout)
                         .map_err(|_| DialError::Refused)
                         .map(|s| {
@@ -86,8 +88,11 @@ fn handle(client: TcpStream, config: Arc<Config>) -> std::io::Result<()> {
                             upstream = Some(s);
                             Dialed { reused: false }
                         });
-                    conn.handle_dial(now(), result);
+                    conn.handle_dial(now(), attempt, result);
                 }
+                // Never sent here (no attempt is ever in flight when another wins); a runtime
+                // that runs attempts side by side stops and closes that one.
+                Output::CancelConnect(_) => {}
                 Output::ReleaseUpstream | Output::CloseUpstream => {
                     if let Some(s) = upstream.take() {
                         let _ = s.shutdown(Shutdown::Both);

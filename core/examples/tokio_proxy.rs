@@ -117,19 +117,31 @@ mod proxy {
                             None => conn.handle_timeout(now()),
                         }
                     }
-                    Output::Connect { addr, .. } => {
+                    Output::Connect { attempt, addr, .. } => {
                         // Exactly the address the core approved. No pool: every exchange
                         // connects afresh (`allow_pooled` is a permission, not an order).
+                        // Attempts run one at a time here: when the core's next deadline comes
+                        // first (the next address is due after 250 ms, or the whole dial timed
+                        // out), this attempt is given up and reported as timed out, and the core
+                        // moves on. A runtime with attempts side by side keeps it running.
                         match before(&conn, TcpStream::connect(addr)).await {
                             Some(Ok(s)) => {
                                 upstream = Some(s.into_split());
-                                conn.handle_dial(now(), Ok(Dialed { reused: false }));
+                                conn.handle_dial(now(), attempt, Ok(Dialed { reused: false }));
                             }
                             // The core tries the next approved address, if any.
-                            Some(Err(_)) => conn.handle_dial(now(), Err(DialError::Refused)),
-                            None => conn.handle_timeout(now()),
+                            Some(Err(_)) => {
+                                conn.handle_dial(now(), attempt, Err(DialError::Refused))
+                            }
+                            None => {
+                                conn.handle_dial(now(), attempt, Err(DialError::Timeout));
+                                conn.handle_timeout(now());
+                            }
                         }
                     }
+                    // Never sent here: attempts are answered one at a time, so none is in
+                    // flight when another wins.
+                    Output::CancelConnect(_) => {}
                     // No pool, so a reusable upstream is closed like a spent one.
                     Output::ReleaseUpstream | Output::CloseUpstream => upstream = None,
                     // Step 4 (half-close): one direction ended, the other keeps flowing.

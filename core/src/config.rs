@@ -6,6 +6,7 @@
 
 use core::time::Duration;
 
+use crate::parent::ParentProxy;
 use crate::policy::Policy;
 
 /// Everything that shapes a connection's behaviour.
@@ -25,12 +26,20 @@ pub struct Config {
     pub idle_timeout: Duration,
     /// How long a CONNECT tunnel may go without a byte in either direction (default 5 min).
     pub tunnel_idle_timeout: Duration,
-    /// How long a dial may take before the client gets 504 (default 10 s).
+    /// How long the connection attempts of a dial may take, all together, before the client
+    /// gets 504 (default 10 s). Starts when the addresses are known (after the lookup).
     pub connect_timeout: Duration,
+    /// How long a name lookup may take before the client gets 504 with
+    /// `Proxy-Status: ringway; error=dns_timeout` (default 5 s). Apart from
+    /// [`Config::connect_timeout`], so a slow resolver is told from a slow origin.
+    pub dns_timeout: Duration,
     /// How long a forwarded exchange may go without a byte from either side (default 5 min).
     pub exchange_idle_timeout: Duration,
     /// Who may use the proxy and where CONNECT may go.
     pub policy: Policy,
+    /// The parent proxy to chain requests through (default none: straight to the origin).
+    /// The egress policy is applied before anything goes to it.
+    pub parent: Option<ParentProxy>,
     /// The name in our `Via` entries, and the one whose presence means a forwarding loop.
     pub via_pseudonym: &'static str,
     /// Most client connections open at once over the whole proxy (default 8192); the next one
@@ -60,8 +69,10 @@ impl Default for Config {
             idle_timeout: Duration::from_secs(60),
             tunnel_idle_timeout: Duration::from_secs(300),
             connect_timeout: Duration::from_secs(10),
+            dns_timeout: Duration::from_secs(5),
             exchange_idle_timeout: Duration::from_secs(300),
             policy: Policy::default(),
+            parent: None,
             via_pseudonym: "ringway",
             max_connections: 8192,
             max_connections_per_client: 0,

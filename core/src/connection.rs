@@ -22,16 +22,17 @@
 use alloc::boxed::Box;
 use alloc::collections::VecDeque;
 use alloc::sync::Arc;
-use alloc::vec::Vec;
 use bytes::{Buf, Bytes, BytesMut};
 use core::net::{IpAddr, SocketAddr};
 
 use crate::body::{BodyDecoder, BodyKind};
 use crate::config::Config;
+use crate::dial_schedule::{AttemptId, DialSchedule};
 use crate::egress::{self, HostKind};
 use crate::final_recipient::LocalAnswer;
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
+use crate::parent::Hop;
 use crate::policy::Authentication;
 use crate::problem::Problem;
 use crate::request;
@@ -57,10 +58,18 @@ pub enum Output {
     /// and only what was judged is ever connected to).
     Resolve(Authority),
     /// Obtain a connection to exactly `addr`, an address the policy approved, and report with
-    /// [`Connection::handle_dial`]. With `allow_pooled`, an idle pooled connection to `addr`
-    /// may serve instead of a new one (pool by address, so a pooled connection is only ever
-    /// reused for an address that is judged allowed now).
+    /// [`Connection::handle_dial`] naming `attempt`. With `allow_pooled`, an idle pooled
+    /// connection to `addr` may serve instead of a new one (pool by address, so a pooled
+    /// connection is only ever reused for an address that is judged allowed now).
+    ///
+    /// Several attempts of one dial may be in flight at once (Happy Eyeballs, RFC 8305: the
+    /// next address starts 250 ms after the previous one unless that failed sooner). The
+    /// first to succeed becomes the upstream connection; the core cancels the others with
+    /// [`Output::CancelConnect`]. A runtime that cannot run attempts side by side may carry
+    /// them out one after another, as long as it honours the cancellations.
     Connect {
+        /// Names this attempt in its result and its cancellation.
+        attempt: AttemptId,
         /// Where to connect.
         addr: SocketAddr,
         /// Whether an idle pooled connection to `addr` may serve.
@@ -71,6 +80,10 @@ pub enum Output {
         /// non-blocking peek): the request, a POST say, could not be sent again.
         retryable: bool,
     },
+    /// Abandon the connection attempt `attempt` (another one won the race): stop it, close
+    /// its connection if it completed already, and never report its result. Only ever names
+    /// an attempt whose result was not yet reported.
+    CancelConnect(AttemptId),
     /// The upstream connection ended cleanly: put it in the idle pool for `authority` reuse.
     ReleaseUpstream,
     /// Close the upstream connection (it may not be reused).
@@ -124,8 +137,9 @@ pub struct Dialed {
 enum Phase {
     /// Waiting for (the rest of) a request head.
     ReadingHead,
-    /// A lookup ([`Output::Resolve`]) or a connection attempt ([`Output::Connect`]) is out;
-    /// `deadline` is when the whole dial counts as timed out.
+    /// A lookup ([`Output::Resolve`], `resolving`) or the connection attempts
+    /// ([`Output::Connect`]) are out; `deadline` is when the lookup (`dns_timeout`) or the
+    /// whole race of attempts (`connect_timeout`) counts as timed out.
     Dialing { deadline: Instant, resolving: bool },
     /// Request going up, response coming down.
     Forwarding,
@@ -178,6 +192,11 @@ struct Exchange {
     last_activity: Instant,
     /// The proxy-auth user, for the access record.
     user: Option<Arc<str>>,
+    /// Which hop carries the exchange, when a parent proxy is configured.
+    hop: Option<Hop>,
+    /// A CONNECT through the parent: its answer to our CONNECT is awaited (2xx: the tunnel
+    /// starts; anything else is relayed to the client, then the connection closes).
+    parent_connect: bool,
 }
 
 /// One client connection, from the first request head to close.
@@ -216,11 +235,14 @@ pub struct Connection {
     draining: bool,
     upstream_connected: bool,
     exchange: Option<Exchange>,
-    /// The approved addresses of the current dial, tried in order (kept across exchanges so a
-    /// keep-alive connection allocates it once).
-    candidates: Vec<SocketAddr>,
-    /// The next of `candidates` to try.
-    next_candidate: usize,
+    /// The approved addresses of the current dial and its attempts (kept across exchanges
+    /// so a keep-alive connection allocates it once).
+    schedule: DialSchedule,
+    /// The port the resolved addresses of the current dial are dialed on.
+    dial_port: u16,
+    /// The current dial goes to the parent proxy, whose addresses the operator chose: they
+    /// are exempt from the egress guard (the target was judged before).
+    dial_exempt: bool,
     /// Set by [`Connection::refuse`]: the answer to the first request.
     refusal: Option<Problem>,
 }
@@ -264,8 +286,9 @@ impl Connection {
             draining: false,
             upstream_connected: false,
             exchange: None,
-            candidates: Vec::new(),
-            next_candidate: 0,
+            schedule: DialSchedule::default(),
+            dial_port: 0,
+            dial_exempt: false,
             refusal: None,
         }
     }
@@ -350,11 +373,11 @@ impl Connection {
     ///
     /// // ... judges each against the egress policy, and asks to connect to an approved one.
     /// conn.handle_resolved(now, &["93.184.215.14".parse().unwrap()]);
-    /// let Some(Output::Connect { addr, .. }) = conn.poll_output() else { panic!() };
+    /// let Some(Output::Connect { attempt, addr, .. }) = conn.poll_output() else { panic!() };
     /// assert_eq!(addr, "93.184.215.14:80".parse().unwrap());
     /// assert_eq!(conn.poll_output(), None); // drained: wait for the connection
     ///
-    /// conn.handle_dial(now, Ok(Dialed { reused: false }));
+    /// conn.handle_dial(now, attempt, Ok(Dialed { reused: false }));
     /// let Some(Output::ToUpstream(head)) = conn.poll_output() else { panic!() };
     /// let want = "GET / HTTP/1.1\r\nHost: example.com\r\nVia: 1.1 ringway\r\n\r\n";
     /// assert_eq!(head, want.as_bytes());
@@ -392,6 +415,13 @@ impl Connection {
                 Some(t) => t + c.header_timeout,
                 None if self.first_request => self.waiting_since + c.header_timeout,
                 None => self.waiting_since + c.idle_timeout,
+            }),
+            Phase::Dialing {
+                deadline,
+                resolving: false,
+            } => Some(match self.schedule.next_start() {
+                Some(next) => next.min(*deadline),
+                None => *deadline,
             }),
             Phase::Dialing { deadline, .. } => Some(*deadline),
             Phase::Forwarding => self
@@ -529,68 +559,94 @@ impl Connection {
         ) {
             return;
         }
-        let Some(port) = self
-            .exchange
-            .as_ref()
-            .and_then(|e| e.authority.as_ref())
-            .map(Authority::port)
-        else {
-            return self.fail(now, Problem::DnsFailed);
-        };
+        let port = self.dial_port;
         if addrs.is_empty() {
             return self.fail(now, Problem::DnsFailed);
         }
-        self.candidates.clear();
-        self.next_candidate = 0;
+        self.schedule.clear();
         // Every address is judged; only those allowed are ever dialed (no second lookup).
         let egress = &self.config.policy.egress;
         let mut refused = None;
         for &ip in addrs {
             let addr = SocketAddr::new(ip, port);
-            match egress.judge_addr(addr) {
-                Ok(()) if !self.candidates.contains(&addr) => self.candidates.push(addr),
-                Ok(()) => {}
+            let verdict = if self.dial_exempt {
+                Ok(())
+            } else {
+                egress.judge_addr(addr)
+            };
+            match verdict {
+                Ok(()) => self.schedule.push(addr),
                 Err(reason) => {
                     refused.get_or_insert((reason, ip));
                 }
             }
         }
-        if self.candidates.is_empty() {
+        self.schedule.interleave();
+        if self.schedule.is_empty() {
             if let (Some((reason, ip)), Some(e)) = (refused, &mut self.exchange) {
                 e.refused_addr = Some(ip);
                 return self.fail(now, Problem::Denied(reason));
             }
         }
-        if let Phase::Dialing { resolving, .. } = &mut self.phase {
-            *resolving = false;
-        }
-        self.connect_next(now, None);
+        // The lookup is done: the connection attempts get their own deadline.
+        self.phase = Phase::Dialing {
+            deadline: now + self.config.connect_timeout,
+            resolving: false,
+        };
+        self.start_attempts(now);
     }
 
-    /// The connection attempt asked for by [`Output::Connect`] finished. On a failure the
-    /// next approved address is tried, if any is left. A result arriving after the dial
-    /// timed out (or after close) is ignored.
-    pub fn handle_dial(&mut self, now: Instant, result: Result<Dialed, DialError>) {
+    /// The connection attempt `attempt` asked for by [`Output::Connect`] finished. The first
+    /// success wins (the other attempts in flight are cancelled); a failure makes the next
+    /// approved address due at once, and the last failure, with nothing left to try, is the
+    /// answer (502, or 504 for [`DialError::Timeout`]). A result for an attempt that is not
+    /// in flight (cancelled, or arriving after the dial timed out or the connection closed)
+    /// is ignored.
+    pub fn handle_dial(
+        &mut self,
+        now: Instant,
+        attempt: AttemptId,
+        result: Result<Dialed, DialError>,
+    ) {
         if !matches!(
             self.phase,
             Phase::Dialing {
                 resolving: false,
                 ..
             }
-        ) {
+        ) || !self.schedule.is_in_flight(attempt)
+        {
             return;
         }
         let dialed = match result {
             Ok(d) => d,
-            Err(e) => return self.connect_next(now, Some(e)),
+            Err(error) => {
+                self.schedule.failed(attempt, error);
+                return self.start_attempts(now);
+            }
         };
+        let out = &mut self.out;
+        let winner = self
+            .schedule
+            .won(attempt, |loser| out.push_back(Output::CancelConnect(loser)));
         self.upstream_connected = true;
         let Some(e) = &mut self.exchange else {
             return self.fail(now, Problem::DialFailed);
         };
+        if winner.is_some() {
+            e.upstream_addr = winner;
+        }
         e.last_activity = now;
         e.reused = dialed.reused;
-        if e.tunnel {
+        if e.parent_connect {
+            // Ask the parent for the tunnel; its answer decides (see `response_head`).
+            let (Some(parent), Some(target)) = (&self.config.parent, &e.authority) else {
+                return self.fail(now, Problem::DialFailed);
+            };
+            let head = parent.connect_head(target, self.config.via_pseudonym);
+            self.out.push_back(Output::ToUpstream(Bytes::from(head)));
+            self.phase = Phase::Forwarding;
+        } else if e.tunnel {
             e.status = 200;
             self.out
                 .push_back(Output::ToClient(Bytes::from_static(CONNECT_ESTABLISHED)));
@@ -667,7 +723,12 @@ impl Connection {
             Phase::Dialing {
                 resolving: true, ..
             } => self.fail(now, Problem::DnsTimeout),
-            Phase::Dialing { .. } => self.fail(now, Problem::DialTimeout),
+            Phase::Dialing { deadline, .. } if now >= *deadline => {
+                let problem = self.dial_problem(DialError::Timeout);
+                self.fail(now, problem)
+            }
+            // The next attempt of the race is due.
+            Phase::Dialing { .. } => self.start_attempts(now),
             Phase::Forwarding => self.fail(now, Problem::UpstreamTimeout),
             Phase::Tunnel(_) => self.abort(now, "tunnel_idle"),
             Phase::Closed => {}
@@ -787,11 +848,30 @@ impl Connection {
                 return self.fail(now, problem);
             }
         }
+        // Which hop: the parent, unless an exception lists the target. The egress policy was
+        // applied above; the parent resolves names itself.
+        let parent = config
+            .parent
+            .as_ref()
+            .filter(|p| authority.is_some_and(|a| p.carries(a)));
+        if config.parent.is_some() && authority.is_some() {
+            e.hop = Some(if parent.is_some() {
+                Hop::Parent
+            } else {
+                Hop::Direct
+            });
+        }
         match decision {
             Decision::Reject(_) => {}
             Decision::Tunnel(authority) => {
                 e.keep_alive = false;
-                self.dial(now, authority, false);
+                match parent {
+                    Some(p) => {
+                        e.parent_connect = true;
+                        self.dial(now, p.authority().clone(), false, true);
+                    }
+                    None => self.dial(now, authority, false, false),
+                }
             }
             Decision::Answer(answer) => {
                 // Body bytes we do not read cannot be told from the next request: close after.
@@ -800,12 +880,24 @@ impl Connection {
             }
             Decision::Forward(target) => {
                 let mut out = BytesMut::new();
-                req.write_forward_head(&target, config.via_pseudonym, &mut out);
+                match parent {
+                    Some(p) => req.write_parent_head(
+                        &target,
+                        config.via_pseudonym,
+                        p.authorization_line(),
+                        &mut out,
+                    ),
+                    None => req.write_forward_head(&target, config.via_pseudonym, &mut out),
+                }
                 e.forward_head = out.freeze();
                 e.upgrade = req.upgrade;
                 e.request = BodyDecoder::new(req.body);
                 e.retry_ok = req.is_idempotent() && req.body == BodyKind::None && !req.upgrade;
-                self.dial(now, target.authority, true);
+                match parent {
+                    // One pool for the parent: its connections carry requests to any origin.
+                    Some(p) => self.dial(now, p.authority().clone(), true, true),
+                    None => self.dial(now, target.authority, true, false),
+                }
             }
         }
     }
@@ -870,6 +962,8 @@ impl Connection {
             upstream_reusable: false,
             last_activity: now,
             user: None,
+            hop: None,
+            parent_connect: false,
         });
         self.first_request = false;
     }
@@ -880,46 +974,69 @@ impl Connection {
         }
     }
 
-    /// Starts the dial of `authority`: an IP literal is tried as it is, a name is resolved
-    /// first ([`Output::Resolve`]).
-    fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool) {
+    /// Starts the dial of `authority` (the target, or the parent proxy when `exempt`): an
+    /// IP literal is tried as it is, a name is resolved first ([`Output::Resolve`]).
+    fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool, exempt: bool) {
         let literal = authority.ip();
         let resolve = literal.is_none();
-        self.candidates.clear();
-        self.next_candidate = 0;
+        self.schedule.clear();
+        self.dial_port = authority.port();
+        self.dial_exempt = exempt;
         if let Some(ip) = literal {
-            self.candidates.push(SocketAddr::new(ip, authority.port()));
+            self.schedule.push(SocketAddr::new(ip, authority.port()));
         }
         if let Some(e) = &mut self.exchange {
-            e.authority = Some(authority.clone());
             e.pooled_ok = allow_pooled;
         }
+        let timeout = if resolve {
+            self.config.dns_timeout
+        } else {
+            self.config.connect_timeout
+        };
         self.phase = Phase::Dialing {
-            deadline: now + self.config.connect_timeout,
+            deadline: now + timeout,
             resolving: resolve,
         };
         if resolve {
             self.out.push_back(Output::Resolve(authority));
         } else {
-            self.connect_next(now, None);
+            self.start_attempts(now);
         }
     }
 
-    /// Asks for a connection to the next approved address, or fails the dial with the last
-    /// attempt's error (`failed`) when none is left.
-    fn connect_next(&mut self, now: Instant, failed: Option<DialError>) {
-        let Some(&addr) = self.candidates.get(self.next_candidate) else {
-            let problem = failed.map_or(Problem::DialFailed, DialError::problem);
+    /// The answer to a dial that failed with `error`: about the parent when the dial went
+    /// there (the client must learn which hop failed).
+    fn dial_problem(&self, error: DialError) -> Problem {
+        let parent = self
+            .exchange
+            .as_ref()
+            .is_some_and(|e| e.hop == Some(Hop::Parent));
+        match (error, parent) {
+            (DialError::Refused, true) => Problem::ParentDialFailed,
+            (DialError::Timeout, true) => Problem::ParentDialTimeout,
+            (error, false) => error.problem(),
+        }
+    }
+
+    /// Asks for the connection attempts of the race that are due at `now`, or fails the dial
+    /// with the last attempt's error when every address failed.
+    fn start_attempts(&mut self, now: Instant) {
+        if self.schedule.is_exhausted() {
+            let error = self.schedule.last_error().unwrap_or(DialError::Refused);
+            let problem = self.dial_problem(error);
             return self.fail(now, problem);
-        };
-        self.next_candidate += 1;
+        }
         let Some(e) = &mut self.exchange else { return };
-        e.upstream_addr = Some(addr);
-        self.out.push_back(Output::Connect {
-            addr,
-            allow_pooled: e.pooled_ok,
-            retryable: e.retry_ok,
-        });
+        while let Some((attempt, addr)) = self.schedule.start_due(now) {
+            // The access log names the latest address tried until one wins.
+            e.upstream_addr = Some(addr);
+            self.out.push_back(Output::Connect {
+                attempt,
+                addr,
+                allow_pooled: e.pooled_ok,
+                retryable: e.retry_ok,
+            });
+        }
     }
 
     /// Forwards buffered request body bytes upstream.
@@ -1051,6 +1168,24 @@ impl Connection {
             }
         };
         let mut out = BytesMut::new();
+        if e.parent_connect {
+            if res.is_interim() {
+                return true;
+            }
+            if (200..300).contains(&res.status) {
+                // The parent made the tunnel: ours starts. Bytes after its head are payload.
+                e.parent_connect = false;
+                e.status = 200;
+                self.out
+                    .push_back(Output::ToClient(Bytes::from_static(CONNECT_ESTABLISHED)));
+                let to_upstream = core::mem::take(&mut self.client_in);
+                let to_client = core::mem::take(&mut self.upstream_in);
+                self.start_tunnel(now, to_upstream, to_client);
+                return false;
+            }
+            // A refusal (403, 407, 502...): relayed as it is framed, then both close.
+            e.keep_alive = false;
+        }
         if res.status == 101 {
             if !e.upgrade {
                 self.fail(now, Problem::BadResponse);
@@ -1100,7 +1235,7 @@ impl Connection {
         res.write_client_head(framing, connection, config.via_pseudonym, &mut out);
         e.keep_alive = !close_after;
         e.status = res.status;
-        e.upstream_reusable = res.reusable;
+        e.upstream_reusable = res.reusable && !e.parent_connect;
         e.tx += out.len() as u64;
         self.out.push_back(Output::ToClient(out.freeze()));
         let decoder = BodyDecoder::new(res.body);
@@ -1136,15 +1271,14 @@ impl Connection {
                 self.out.push_back(Output::CloseUpstream);
                 if let Some(addr) = e.upstream_addr {
                     // The same approved address, on a new connection.
+                    e.pooled_ok = false;
                     self.phase = Phase::Dialing {
                         deadline: now + self.config.connect_timeout,
                         resolving: false,
                     };
-                    self.out.push_back(Output::Connect {
-                        addr,
-                        allow_pooled: false,
-                        retryable: false,
-                    });
+                    self.schedule.clear();
+                    self.schedule.push(addr);
+                    self.start_attempts(now);
                 }
             }
             ResponseState::AwaitingHead => {
@@ -1260,6 +1394,11 @@ impl Connection {
                 Problem::Denied(reason) => {
                     Problem::denial(reason, &denial_subject(e), e.head_request)
                 }
+                Problem::ParentDialFailed | Problem::ParentDialTimeout => {
+                    let parent = self.config.parent.as_ref().map(|p| p.authority());
+                    let name = parent.map(alloc::string::ToString::to_string);
+                    problem.parent_failure(name.as_deref().unwrap_or("-"), e.head_request)
+                }
                 _ => problem.response(e.head_request),
             };
             e.status = problem.status();
@@ -1311,6 +1450,7 @@ impl Connection {
             reason,
             user: e.user,
             upstream: e.upstream_addr,
+            via: e.hop,
         })));
     }
 

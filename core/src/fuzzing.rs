@@ -33,6 +33,7 @@ use core::time::Duration;
 use crate::body::{self, BodyKind, Decoded};
 use crate::config::{Config, MAX_HEADER_SLOTS};
 use crate::connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
+use crate::dial_schedule::AttemptId;
 use crate::egress::{self, parse_host, EgressPolicy, HostKind, Reason};
 use crate::head::HeadScanner;
 use crate::log::AccessRecord;
@@ -62,6 +63,20 @@ pub fn config() -> Config {
             ..Policy::default()
         },
         ..Config::default()
+    }
+}
+
+/// The parent proxy of the `parent_chain` target: a private address (exempt from the guard,
+/// as the operator chose it), with credentials; the template host `h` bypasses it.
+const PARENT: &str = "http://u:p@10.0.0.1:3128";
+
+/// [`config`] with the parent proxy [`PARENT`] configured.
+pub fn parent_config() -> Config {
+    let mut parent = crate::parent::ParentProxy::from_url(PARENT).expect("valid parent URL");
+    parent.bypass_mut().add("h").expect("valid pattern");
+    Config {
+        parent: Some(parent),
+        ..config()
     }
 }
 
@@ -376,14 +391,21 @@ pub fn request_head(data: &[u8]) {
                 crate::egress::HostKind::Ip(ip) => {
                     let addr = SocketAddr::new(ip, authority.port());
                     match egress.judge_ip_target(addr) {
-                        Ok(()) => assert_eq!(
-                            first,
-                            Some(Output::Connect {
-                                addr,
-                                allow_pooled: !connect,
-                                retryable,
-                            })
-                        ),
+                        Ok(()) => {
+                            let Some(Output::Connect {
+                                addr: dialed,
+                                allow_pooled,
+                                retryable: may_retry,
+                                ..
+                            }) = first
+                            else {
+                                panic!("an allowed literal is dialed: {first:?}");
+                            };
+                            assert_eq!(
+                                (dialed, allow_pooled, may_retry),
+                                (addr, !connect, retryable)
+                            );
+                        }
                         Err(reason) => {
                             let Some(Output::ToClient(answer)) = first else {
                                 panic!("a refused literal must be answered: {first:?}");
@@ -724,14 +746,19 @@ impl Exchange {
                     self.conn.handle_resolved(self.now, &[RESOLVED]);
                 }
                 Output::Connect {
-                    addr, allow_pooled, ..
+                    attempt,
+                    addr,
+                    allow_pooled,
+                    ..
                 } => {
                     push_event(events, Event::Dial(addr, allow_pooled));
                     self.dials += 1;
                     let reused = self.dials == 1 && self.flags & 1 != 0;
-                    self.conn.handle_dial(self.now, Ok(Dialed { reused }));
+                    self.conn
+                        .handle_dial(self.now, attempt, Ok(Dialed { reused }));
                     self.upstream_held = true;
                 }
+                Output::CancelConnect(_) => panic!("a single attempt answered at once lost"),
                 Output::ReleaseUpstream => {
                     // Bytes still on their way from this upstream make it unpoolable, whether
                     // they arrived with the response (the core sees them) or after.
@@ -897,8 +924,15 @@ const UPSTREAM_TEMPLATES: &[&[u8]] = &[
 /// What the harness, playing the runtime, knows about the connection.
 #[derive(Default)]
 struct Model {
+    /// The configuration the connection runs with.
+    config: Arc<Config>,
     closed: bool,
-    dial_outstanding: bool,
+    /// The connection attempts in flight (asked for, neither answered nor cancelled).
+    attempts: Vec<(AttemptId, SocketAddr)>,
+    /// Every address the current dial asked to connect to.
+    tried: Vec<SocketAddr>,
+    /// The current exchange's one retry on a fresh connection happened.
+    retried: bool,
     upstream_held: bool,
     /// An EOF from the held upstream was reported.
     upstream_eof: bool,
@@ -909,11 +943,8 @@ struct Model {
     /// Bytes relayed each way (including those handed over by `StartTunnel`).
     tunnel_bytes: [u64; 2],
     shutdowns: [bool; 2],
-    /// The current exchange's dials, and whether one was answered with a pooled connection.
-    dials: u32,
+    /// Whether one of the current exchange's dials was answered with a pooled connection.
     reused_answered: bool,
-    /// The current exchange's dials answered with an error.
-    failed_dials: u32,
     resolve_outstanding: bool,
     /// The current exchange's bytes to the client; the CONNECT answer is counted apart.
     exchange_client: Vec<u8>,
@@ -936,6 +967,13 @@ impl Model {
             assert!(n <= MAX_DRAIN, "livelock: more than {MAX_DRAIN} outputs");
             assert!(!self.closed, "output after Close: {out:?}");
             self.apply(out);
+        }
+        if self.upstream_held {
+            assert!(
+                self.attempts.is_empty(),
+                "attempts left in flight after one won: {:?}",
+                self.attempts
+            );
         }
         if self.closed {
             assert!(conn.is_closed());
@@ -982,7 +1020,7 @@ impl Model {
                 assert!(!b.is_empty(), "empty write");
             }
             Output::Resolve(_) => {
-                assert!(!self.dial_outstanding, "a lookup while a dial is out");
+                assert!(self.attempts.is_empty(), "a lookup while a dial is out");
                 assert!(!self.upstream_held, "a lookup while an upstream is held");
                 assert!(
                     !self.resolve_outstanding,
@@ -991,36 +1029,56 @@ impl Model {
                 self.resolve_outstanding = true;
             }
             Output::Connect {
+                attempt,
                 addr,
                 allow_pooled,
                 retryable,
             } => {
                 // The invariant of the egress policy: nothing it refuses is ever dialed.
-                assert_eq!(
-                    config().policy.egress.judge_addr(addr),
-                    Ok(()),
+                // The parent is the one exception: the operator chose it.
+                let parent = self.config.parent.as_ref().and_then(|p| {
+                    p.authority()
+                        .ip()
+                        .map(|ip| SocketAddr::new(ip, p.authority().port()))
+                });
+                assert!(
+                    parent == Some(addr) || self.config.policy.egress.judge_addr(addr).is_ok(),
                     "dialed {addr}, which the policy refuses"
                 );
-                assert!(!self.dial_outstanding, "a second dial while one is out");
                 assert!(!self.resolve_outstanding, "a dial while a lookup is out");
                 assert!(
                     allow_pooled || !retryable,
                     "only a request that may use a pooled connection can be retried"
                 );
                 assert!(!self.upstream_held, "a dial while an upstream is held");
-                self.dials += 1;
-                // The one exception: a request lost on a stale pooled connection is sent once
-                // more on a fresh one.
-                // The exceptions: the next approved address after a failed attempt, and a
-                // request lost on a stale pooled connection sent once more on a fresh one.
                 assert!(
-                    self.dials <= 1 + self.failed_dials
-                        || (self.dials == 2 + self.failed_dials
-                            && self.reused_answered
-                            && !allow_pooled),
-                    "more than one dial for one request"
+                    self.attempts.iter().all(|(id, _)| *id != attempt),
+                    "attempt id {attempt:?} reused"
                 );
-                self.dial_outstanding = true;
+                // Never two attempts at one address (which covers: never again an address
+                // that refused), except the one documented retry: a request lost on a stale
+                // pooled connection is sent once more on a fresh one.
+                if self.tried.contains(&addr) {
+                    assert!(
+                        self.reused_answered && !allow_pooled && !self.retried,
+                        "a second attempt at {addr} for one request"
+                    );
+                    assert!(self.attempts.is_empty(), "a retry during a race");
+                    self.retried = true;
+                }
+                self.tried.push(addr);
+                self.attempts.push((attempt, addr));
+            }
+            Output::CancelConnect(attempt) => {
+                let pos = self.attempts.iter().position(|(id, _)| *id == attempt);
+                assert!(
+                    pos.is_some(),
+                    "cancel of {attempt:?}, which is not in flight"
+                );
+                if let Some(pos) = pos {
+                    self.attempts.remove(pos);
+                }
+                assert!(self.upstream_held, "a cancel before any attempt won");
             }
             Output::ReleaseUpstream | Output::CloseUpstream => {
                 assert!(self.upstream_held, "{out:?} without an upstream");
@@ -1068,13 +1126,13 @@ impl Model {
                 }
                 self.exchange_client.clear();
                 self.connect_answer = false;
-                self.dials = 0;
-                self.failed_dials = 0;
+                self.tried.clear();
+                self.retried = false;
                 self.reused_answered = false;
             }
             Output::Close => {
                 self.closed = true;
-                self.dial_outstanding = false;
+                self.attempts.clear();
                 self.resolve_outstanding = false;
                 self.upstream_held = false;
             }
@@ -1134,17 +1192,35 @@ fn fuzz_duration(b: u8) -> Duration {
 ///
 /// Properties, after every drain (itself capped at [`MAX_DRAIN`] outputs): no panic, no
 /// livelock; no write to the upstream unless a dial succeeded and the upstream was not given
-/// back; no dial while one is out or an upstream is held, at most one dial per request (plus
-/// the one documented retry on a fresh connection after a pooled one went stale); nothing
+/// back; no dial while a lookup is out or an upstream is held; never two attempts at one
+/// address for one request (so never again one that refused), except the one documented
+/// retry on a fresh connection after a pooled one went stale; a cancel only for an attempt in
+/// flight, and none left in flight once one won; nothing
 /// after `Close`, and a closed connection wants nothing; deadlines never in the past, and a
 /// fired deadline always moves on (else the runtime would spin); an early wake does nothing;
 /// every exchange's bytes to the client start with a valid response head; `tx` in the log
 /// equals the bytes the client was sent; tunnel counts match what was relayed.
 pub fn connection(data: &[u8]) {
+    run_connection(data, Arc::new(config()));
+}
+
+/// Fuzz target `parent_chain`: the [`connection`] target's machine and properties with a
+/// parent proxy configured (requests to `example.com` go to the parent, to `h` direct): the
+/// CONNECT to the parent and its answer (2xx starts the tunnel, anything else is relayed),
+/// the parent's pooled connections, its failures. The one address the policy would refuse
+/// that may be dialed is the parent's own.
+pub fn parent_chain(data: &[u8]) {
+    run_connection(data, Arc::new(parent_config()));
+}
+
+fn run_connection(data: &[u8], config: Arc<Config>) {
     let mut r = Reader::new(data);
     let mut now = Instant::from_elapsed(fuzz_duration(r.u8()));
-    let mut conn = Connection::new(Arc::new(config()), client_addr(), now);
-    let mut m = Model::default();
+    let mut conn = Connection::new(Arc::clone(&config), client_addr(), now);
+    let mut m = Model {
+        config,
+        ..Model::default()
+    };
     m.drain(&mut conn, now);
     while !r.is_empty() {
         let op = r.u8();
@@ -1153,7 +1229,7 @@ pub fn connection(data: &[u8]) {
             match op % 4 {
                 0 => conn.handle_client_data(now, Bytes::copy_from_slice(b"GET ")),
                 1 => conn.handle_upstream_eof(now),
-                2 => conn.handle_dial(now, Ok(Dialed { reused: false })),
+                2 => conn.handle_dial(now, AttemptId(0), Ok(Dialed { reused: false })),
                 _ => conn.handle_timeout(now + Duration::from_secs(3600)),
             }
             assert_eq!(conn.poll_output(), None, "output after Close");
@@ -1185,8 +1261,9 @@ pub fn connection(data: &[u8]) {
                     let n = usize::from((arg / 5) % 4);
                     let end = (start + n).min(RESOLVED_SET.len());
                     conn.handle_resolved(now, &RESOLVED_SET[start..end]);
-                } else if m.dial_outstanding {
-                    m.dial_outstanding = false;
+                } else if !m.attempts.is_empty() {
+                    // Any attempt in flight may finish first.
+                    let (attempt, _) = m.attempts.remove(usize::from(arg / 2) % m.attempts.len());
                     let result = if op % 16 == 4 {
                         let reused = arg & 1 != 0;
                         m.upstream_held = true;
@@ -1194,10 +1271,9 @@ pub fn connection(data: &[u8]) {
                         m.reused_answered |= reused;
                         Ok(Dialed { reused })
                     } else {
-                        m.failed_dials += 1;
                         Err([DialError::Refused, DialError::Timeout][usize::from(arg % 2)])
                     };
-                    conn.handle_dial(now, result);
+                    conn.handle_dial(now, attempt, result);
                 }
             }
             6 | 7 => {
@@ -1404,9 +1480,11 @@ pub fn tunnel_accounting(data: &[u8]) {
     assert!(matches!(conn.poll_output(), Some(Output::Resolve(_))));
     assert_eq!(conn.poll_output(), None);
     conn.handle_resolved(now, &[RESOLVED]);
-    assert!(matches!(conn.poll_output(), Some(Output::Connect { .. })));
+    let Some(Output::Connect { attempt, .. }) = conn.poll_output() else {
+        panic!("no dial");
+    };
     assert_eq!(conn.poll_output(), None);
-    conn.handle_dial(now, Ok(Dialed { reused: false }));
+    conn.handle_dial(now, attempt, Ok(Dialed { reused: false }));
     assert_eq!(
         conn.poll_output(),
         Some(Output::ToClient(Bytes::from_static(CONNECT_ESTABLISHED)))

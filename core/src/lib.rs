@@ -11,6 +11,8 @@
 //! - [`request`] / [`response`]: strict head parsing (httparse plus line-ending and framing
 //!   checks) and the rewrites between client and upstream.
 //! - [`route::decide`]: forward, tunnel, answer or reject, from the head and the [`Policy`].
+//! - [`dial_schedule`]: the Happy Eyeballs race of a name's approved addresses.
+//! - [`parent`]: the parent proxy requests may be chained through, and its exceptions.
 //! - [`final_recipient`]: the answers to OPTIONS and TRACE whose `Max-Forwards` reached 0.
 //! - [`body`]: Content-Length and chunked framing, tracked without buffering bodies.
 //! - [`tunnel::TunnelMeter`]: byte counts and half-close for CONNECT tunnels.
@@ -36,8 +38,8 @@
 //! 1. Accept a client; create `Connection::new(config, peer, now)`.
 //! 2. Drain: call [`Connection::poll_output`] until `None`, carrying out each [`Output`] in
 //!    order (write bytes, look up a name and report with `handle_resolved`, connect to the
-//!    approved address and report with `handle_dial`, release or close the upstream, write
-//!    the log record, close).
+//!    approved address and report with `handle_dial`, cancel a losing attempt, release or
+//!    close the upstream, write the log record, close).
 //! 3. Wait for whichever comes first: client bytes (if [`Connection::wants_client_read`]),
 //!    upstream bytes (if [`Connection::wants_upstream_read`]), or the deadline from
 //!    [`Connection::poll_timeout`]. Feed what happened to the matching `handle_*` method:
@@ -61,6 +63,7 @@ mod admission;
 pub mod body;
 mod config;
 mod connection;
+pub mod dial_schedule;
 pub mod egress;
 pub mod final_recipient;
 // The cargo-fuzz target bodies: only for fuzz/ and the corpus replay (feature `fuzzing`),
@@ -70,6 +73,7 @@ pub mod final_recipient;
 pub mod fuzzing;
 mod head;
 mod log;
+pub mod parent;
 mod policy;
 mod problem;
 pub mod request;
@@ -82,8 +86,10 @@ pub mod tunnel;
 pub use admission::Load;
 pub use config::{Config, MAX_HEADER_SLOTS};
 pub use connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
+pub use dial_schedule::AttemptId;
 pub use egress::EgressPolicy;
 pub use log::AccessRecord;
+pub use parent::{Hop, ParentProxy};
 pub use policy::{Authentication, Cidr, Credential, Policy, PortRule};
 pub use problem::{reason_phrase, Problem};
 pub use time::Instant;

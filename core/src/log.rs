@@ -10,6 +10,8 @@ use core::fmt;
 use core::net::SocketAddr;
 use core::time::Duration;
 
+use crate::parent::Hop;
+
 /// What happened to one request or tunnel: one access-log line.
 ///
 /// Filled in by the core, which alone knows the status, the byte counts and the timing, and
@@ -41,6 +43,10 @@ pub struct AccessRecord {
     /// [`Output::Connect`](crate::Output::Connect), also when that attempt failed); `None`
     /// when nothing was dialed (a refusal, a failed lookup, a local answer).
     pub upstream: Option<SocketAddr>,
+    /// Which hop carried the request when a parent proxy is configured (`via=parent` or
+    /// `via=direct` at the end of the text line); `None` without a parent, or when nothing
+    /// was sent anywhere.
+    pub via: Option<Hop>,
 }
 
 /// Writes bytes as log-safe ASCII: printable ASCII as is, everything else as `\xNN`.
@@ -108,6 +114,9 @@ impl fmt::Display for AccessRecord {
         if let Some(reason) = self.reason {
             write!(f, " reason={reason}")?;
         }
+        if let Some(hop) = self.via {
+            write!(f, " via={}", hop.word())?;
+        }
         Ok(())
     }
 }
@@ -130,6 +139,7 @@ mod tests {
             reason: None,
             user: None,
             upstream: None,
+            via: None,
         };
         assert_eq!(
             r.to_string(),
@@ -146,5 +156,12 @@ mod tests {
             evil.to_string(),
             "127.0.0.1:50312 - http://h/\\xe9\\x0a 200 78 1234 12100.000ms reason=bad_target"
         );
+        let chained = AccessRecord {
+            via: Some(Hop::Parent),
+            ..evil
+        };
+        assert!(chained
+            .to_string()
+            .ends_with(" reason=bad_target via=parent"));
     }
 }

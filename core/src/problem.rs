@@ -74,6 +74,10 @@ pub enum Problem {
     UpstreamTimeout,
     /// Name resolution of the upstream host outlived its deadline.
     DnsTimeout,
+    /// The parent proxy (`--upstream-proxy`) refused the connection or was unreachable.
+    ParentDialFailed,
+    /// The parent proxy did not accept the connection within the connect timeout.
+    ParentDialTimeout,
     /// The client already holds `--max-connections-per-client` connections.
     ClientLimit,
     /// The proxy already holds `--max-connections` client connections.
@@ -117,6 +121,8 @@ impl Problem {
         Problem::UpstreamClosed,
         Problem::UpstreamTimeout,
         Problem::DnsTimeout,
+        Problem::ParentDialFailed,
+        Problem::ParentDialTimeout,
         Problem::ClientLimit,
         Problem::ConnectionLimit,
         Problem::Denied(Reason::DestLoopback),
@@ -165,8 +171,8 @@ impl Problem {
             ConnectionLimit => 503,
             HeadTooLarge | TooManyHeaders => 431,
             ForwardingLoop => 508,
-            DnsFailed | DialFailed | BadResponse | UpstreamClosed => 502,
-            DialTimeout | UpstreamTimeout | DnsTimeout => 504,
+            DnsFailed | DialFailed | BadResponse | UpstreamClosed | ParentDialFailed => 502,
+            DialTimeout | UpstreamTimeout | DnsTimeout | ParentDialTimeout => 504,
             UnsupportedVersion => 505,
         }
     }
@@ -212,6 +218,8 @@ impl Problem {
             UpstreamClosed => "The upstream server closed the connection without a response.",
             UpstreamTimeout => "The upstream server did not respond in time.",
             DnsTimeout => "The upstream host name could not be resolved in time.",
+            ParentDialFailed => "The parent proxy could not be reached.",
+            ParentDialTimeout => "The parent proxy did not answer the connection in time.",
             ClientLimit => "Too many connections from your address; retry later.",
             ConnectionLimit => "The proxy is at its connection limit; retry later.",
             Denied(_) => "The destination is not allowed.",
@@ -253,6 +261,8 @@ impl Problem {
             UpstreamClosed => "upstream_closed",
             UpstreamTimeout => "upstream_timeout",
             DnsTimeout => "dns_timeout",
+            ParentDialFailed => "parent_dial_failed",
+            ParentDialTimeout => "parent_dial_timeout",
             ClientLimit => "client_limit",
             ConnectionLimit => "connection_limit",
             Denied(reason) => reason.log_word(),
@@ -291,8 +301,8 @@ impl Problem {
             ForwardingLoop => "proxy_loop_detected",
             DnsFailed => "dns_error",
             DnsTimeout => "dns_timeout",
-            DialFailed => "connection_refused",
-            DialTimeout => "connection_timeout",
+            DialFailed | ParentDialFailed => "connection_refused",
+            DialTimeout | ParentDialTimeout => "connection_timeout",
             BadResponse => "http_protocol_error",
             UpstreamClosed => "connection_terminated",
             UpstreamTimeout => "http_response_timeout",
@@ -333,6 +343,19 @@ impl Problem {
             None => message.push_str("; remove that rule to allow it"),
         }
         Problem::Denied(reason).response_with(&message, head_only)
+    }
+
+    /// The canned answer to a parent proxy that could not be reached ([`Problem::ParentDialFailed`],
+    /// [`Problem::ParentDialTimeout`]), naming it (`parent`, as configured) so that the
+    /// operator knows which hop failed: `The parent proxy proxy.corp:3128 could not be
+    /// reached.` Built only on failure, off the hot path.
+    pub fn parent_failure(self, parent: &str, head_only: bool) -> Bytes {
+        let message = self.message();
+        let message = match message.strip_prefix("The parent proxy ") {
+            Some(rest) => alloc::format!("The parent proxy {parent} {rest}"),
+            None => alloc::string::String::from(message),
+        };
+        self.response_with(&message, head_only)
     }
 
     fn response_with(self, message: &str, head_only: bool) -> Bytes {

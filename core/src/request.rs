@@ -110,10 +110,41 @@ impl RequestHead<'_, '_> {
         via_pseudonym: &str,
         out: &mut BytesMut,
     ) {
+        self.write_head(target, via_pseudonym, None, out)
+    }
+
+    /// Writes the head to send to a parent proxy: like [`Self::write_forward_head`], but the
+    /// request line keeps the absolute form (`GET http://host/path HTTP/1.1`, RFC 9112
+    /// §3.2.2: the parent must know where to go), and `authorization` (the parent's own
+    /// `Proxy-Authorization` line, or empty) is added. The client's Proxy-Authorization is
+    /// hop-by-hop and never passed on.
+    pub fn write_parent_head(
+        &self,
+        target: &AbsoluteTarget<'_>,
+        via_pseudonym: &str,
+        authorization: &[u8],
+        out: &mut BytesMut,
+    ) {
+        self.write_head(target, via_pseudonym, Some(authorization), out)
+    }
+
+    fn write_head(
+        &self,
+        target: &AbsoluteTarget<'_>,
+        via_pseudonym: &str,
+        parent_authorization: Option<&[u8]>,
+        out: &mut BytesMut,
+    ) {
         out.reserve(self.head.len() + 64);
         out.put_slice(self.method.as_bytes());
         out.put_u8(b' ');
-        if self.method == "OPTIONS" && target.path_and_query.is_empty() {
+        if parent_authorization.is_some() {
+            out.put_slice(b"http://");
+            target.authority.host_header(out);
+            if target.needs_leading_slash() {
+                out.put_u8(b'/');
+            }
+        } else if self.method == "OPTIONS" && target.path_and_query.is_empty() {
             out.put_u8(b'*');
         } else if target.needs_leading_slash() {
             out.put_u8(b'/');
@@ -152,6 +183,9 @@ impl RequestHead<'_, '_> {
         }
         if self.upgrade {
             out.put_slice(b"Connection: upgrade\r\n");
+        }
+        if let Some(authorization) = parent_authorization {
+            out.put_slice(authorization);
         }
         put_via(out, self.minor_version, via_pseudonym);
         out.put_slice(b"\r\n");

@@ -90,9 +90,9 @@ fn one_request(conn: &mut Connection, now: Instant) -> Vec<&'static str> {
                 seen.push("resolve");
                 conn.handle_resolved(now, &[ORIGIN_IP]);
             }
-            Output::Connect { .. } => {
+            Output::Connect { attempt, .. } => {
                 seen.push("dial");
-                conn.handle_dial(now, Ok(Dialed { reused: true }));
+                conn.handle_dial(now, attempt, Ok(Dialed { reused: true }));
             }
             Output::ToUpstream(bytes) => {
                 seen.push("to-upstream");

@@ -685,8 +685,12 @@ fn the_core_times_out_a_hanging_dial() {
         ],
     );
     // A dial result after the timeout is ignored.
+    let late = match s.trace.iter().find(|o| matches!(o, Output::Connect { .. })) {
+        Some(Output::Connect { attempt, .. }) => *attempt,
+        _ => panic!("no dial"),
+    };
     s.conn
-        .handle_dial(s.now, Ok(ringway_core::Dialed { reused: false }));
+        .handle_dial(s.now, late, Ok(ringway_core::Dialed { reused: false }));
     assert!(s.conn.poll_output().is_none());
 }
 
@@ -1394,14 +1398,18 @@ fn a_lookup_outliving_the_deadline_is_a_504_dns_timeout() {
     let mut s = Script::new();
     s.manual_dns().client(GET);
     assert_eq!(s.take_events(), [Event::Resolve("example.com:80".into())]);
-    s.wait(Duration::from_secs(10));
+    // The lookup has its own deadline (`dns_timeout`, 5 s), apart from the connect timeout.
+    assert_eq!(s.conn.poll_timeout(), Some(s.now + Duration::from_secs(5)));
+    s.wait(Duration::from_millis(4999));
+    assert_eq!(s.take_events(), []);
+    s.wait(Duration::from_millis(1));
     let message = "The upstream host name could not be resolved in time.";
     let tx = canned("504 Gateway Timeout", message).len();
     s.expect_canned_then_close(
         "504 Gateway Timeout",
         message,
         &[
-            log(&get_line(504, tx, "10000.000ms reason=dns_timeout")),
+            log(&get_line(504, tx, "5000.000ms reason=dns_timeout")),
             Event::Close,
         ],
     );

@@ -26,6 +26,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("chunked", fuzzing::chunked),
     ("split_invariance", fuzzing::split_invariance),
     ("connection", fuzzing::connection),
+    ("parent_chain", fuzzing::parent_chain),
     ("tunnel_accounting", fuzzing::tunnel_accounting),
     ("egress", fuzzing::egress),
 ];

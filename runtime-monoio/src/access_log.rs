@@ -147,6 +147,10 @@ struct JsonLine<'a> {
     /// The `ip:port` dialed, or null.
     upstream: Option<std::net::SocketAddr>,
     reason: Option<&'a str>,
+    /// Which hop carried the request (`"parent"` or `"direct"`); present only when a parent
+    /// proxy is configured, as `via=` is on the text line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    via: Option<&'static str>,
 }
 
 /// Appends `record` to `out` as one line in `format`, stamped with `ts`.
@@ -168,6 +172,7 @@ pub fn format_line(out: &mut Vec<u8>, record: &AccessRecord, format: Format, ts:
                 duration_ms: record.duration.as_micros() as f64 / 1000.0,
                 upstream: record.upstream,
                 reason: record.reason,
+                via: record.via.map(|hop| hop.word()),
             };
             // Writing to a Vec cannot fail, and every field serializes.
             let _ = serde_json::to_writer(&mut *out, &line);
@@ -805,6 +810,7 @@ mod tests {
             reason: None,
             user: None,
             upstream: None,
+            via: None,
         }
     }
 
@@ -845,6 +851,21 @@ mod tests {
                 && text.ends_with("\"upstream\":null,\"reason\":null}\n"),
             "{text}"
         );
+        // With a parent proxy configured, the hop is named, on both formats.
+        let mut r = record(b"http://h/");
+        r.via = Some(ringway_core::Hop::Parent);
+        let mut out = Vec::new();
+        format_line(&mut out, &r, Format::Json, "t");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("\"reason\":null,\"via\":\"parent\"}\n"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        format_line(&mut out, &r, Format::Text, "t");
+        assert!(String::from_utf8(out)
+            .unwrap()
+            .ends_with(" 0.532ms via=parent\n"));
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use argh::FromArgs;
-use ringway_core::{Cidr, Config, Policy, PortRule, MAX_HEADER_SLOTS};
+use ringway_core::{Cidr, Config, ParentProxy, Policy, PortRule, MAX_HEADER_SLOTS};
 
 pub use crate::access_log::Format as AccessLogFormat;
 use crate::config_file;
@@ -72,6 +72,23 @@ struct Args {
     #[argh(option)]
     deny_domain: Vec<String>,
 
+    /// send requests on through this parent proxy: http://[user:password@]host:port
+    /// (credentials percent-encoded; sent as Proxy-Authorization: Basic); the egress policy
+    /// still applies first [default: none, straight to the origin]
+    #[argh(option)]
+    upstream_proxy: Option<String>,
+
+    /// destinations that go direct instead of through --upstream-proxy (host patterns as
+    /// for --allow-domain, CIDRs for IP literals, @FILE); repeatable; no implicit
+    /// exceptions, not even localhost [default: none]
+    #[argh(option)]
+    no_upstream_proxy: Vec<String>,
+
+    /// the name in our Via entries, and the one whose presence in a request means a loop;
+    /// chained Ringways need different names (a token) [default: ringway]
+    #[argh(option)]
+    via_name: Option<String>,
+
     /// where access-log lines go: `stdout`, `off`, or a file path to append to
     /// [default: stdout]
     #[argh(option, default = "AccessLogTarget::Stdout")]
@@ -87,9 +104,15 @@ struct Args {
     #[argh(option)]
     metrics_listen: Option<SocketAddr>,
 
-    /// how long a dial to an upstream may take before the client gets 504 [default: 10s]
+    /// how long the connection attempts to an upstream may take, all together (addresses
+    /// are raced, Happy Eyeballs), before the client gets 504 [default: 10s]
     #[argh(option, from_str_fn(parse_duration))]
     connect_timeout: Option<Duration>,
+
+    /// how long a DNS lookup may take before the client gets 504 (error=dns_timeout); a
+    /// failed lookup is 502 (error=dns_error) and remembered for 1s [default: 5s]
+    #[argh(option, from_str_fn(parse_duration))]
+    dns_timeout: Option<Duration>,
 
     /// how long a client may take to send a complete request head [default: 30s]
     #[argh(option, from_str_fn(parse_duration))]
@@ -223,9 +246,43 @@ pub struct Settings {
     pub config: Config,
     /// The command line these settings came from (without the program name): a reload
     /// builds the settings again from it, re-reading every file it names.
-    pub args: Vec<String>,
+    pub args: CommandLine,
     /// The `--config` file, if any.
     pub config_file: Option<PathBuf>,
+}
+
+/// The command line as given, kept for reloads. Its `Debug` (what `--check-config` prints)
+/// hides the password of any `scheme://user:password@host` argument (`--upstream-proxy`):
+/// key material never reaches a log or a terminal through us.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct CommandLine(pub Vec<String>);
+
+impl std::ops::Deref for CommandLine {
+    type Target = Vec<String>;
+    fn deref(&self) -> &Vec<String> {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for CommandLine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|a| redact_userinfo(a)))
+            .finish()
+    }
+}
+
+/// `a` with the password of a `scheme://user:password@host` URL replaced by `***`.
+fn redact_userinfo(a: &str) -> std::borrow::Cow<'_, str> {
+    let Some(start) = a.find("://").map(|i| i + 3) else {
+        return a.into();
+    };
+    let authority_end = a[start..].find('/').map_or(a.len(), |i| start + i);
+    let Some(at) = a[start..authority_end].rfind('@').map(|i| start + i) else {
+        return a.into();
+    };
+    let user_end = a[start..at].find(':').map_or(at, |i| start + i);
+    format!("{}:***{}", &a[..user_end], &a[at..]).into()
 }
 
 /// What `main` should do after looking at the command line.
@@ -276,7 +333,7 @@ pub fn parse(args: &[&str]) -> Parsed {
         Ok(s) => s,
         Err(e) => return Parsed::Error(blame_file(e, config_file.as_deref(), &from_file)),
     };
-    settings.args = args.iter().map(|a| a.to_string()).collect();
+    settings.args = CommandLine(args.iter().map(|a| a.to_string()).collect());
     settings.config_file = config_file;
     if check {
         return Parsed::Exit(format!("ringway: configuration OK\n{settings:#?}\n"));
@@ -387,6 +444,7 @@ fn validate(args: Args) -> Result<Settings, String> {
             args.connect_timeout,
             &mut config.connect_timeout,
         ),
+        ("--dns-timeout", args.dns_timeout, &mut config.dns_timeout),
         (
             "--header-timeout",
             args.header_timeout,
@@ -442,6 +500,25 @@ fn validate(args: Args) -> Result<Settings, String> {
         &args.deny_domain,
         egress.deny_domains_mut(),
     )?;
+    match &args.upstream_proxy {
+        Some(url) => {
+            let mut parent =
+                ParentProxy::from_url(url).map_err(|e| format!("--upstream-proxy: {e}"))?;
+            crate::egress::add_patterns(
+                "--no-upstream-proxy",
+                &args.no_upstream_proxy,
+                parent.bypass_mut(),
+            )?;
+            config.parent = Some(parent);
+        }
+        None if !args.no_upstream_proxy.is_empty() => {
+            return Err("--no-upstream-proxy: needs --upstream-proxy".into())
+        }
+        None => {}
+    }
+    if let Some(name) = &args.via_name {
+        config.via_pseudonym = via_name(name)?;
+    }
     // Metrics are fed from the access records, so they need them even with no log.
     config.access_records =
         args.access_log != AccessLogTarget::Off || args.metrics_listen.is_some();
@@ -458,9 +535,32 @@ fn validate(args: Args) -> Result<Settings, String> {
         pool_idle: args.pool_idle_timeout.unwrap_or(DEFAULT_POOL_IDLE),
         shutdown_grace: args.shutdown_grace.unwrap_or(DEFAULT_SHUTDOWN_GRACE),
         config,
-        args: Vec::new(),
+        args: CommandLine::default(),
         config_file: None,
     })
+}
+
+/// `name` as a `Via` pseudonym (an RFC 9110 token), interned: the core keeps it as a
+/// `&'static str`, and a reload that names it again must not leak it again.
+fn via_name(name: &str) -> Result<&'static str, String> {
+    use std::sync::Mutex;
+    static NAMES: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+    let token = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    if !token {
+        return Err(format!(
+            "--via-name {name}: must be a token (letters, digits, -._~ ...)"
+        ));
+    }
+    let mut names = NAMES.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(known) = names.iter().find(|n| **n == name) {
+        return Ok(known);
+    }
+    let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
+    names.push(leaked);
+    Ok(leaked)
 }
 
 /// Reads `user:password` lines into the policy. An empty file is refused: it would look like
@@ -529,6 +629,36 @@ mod tests {
     }
 
     #[test]
+    fn parent_proxy_flags() {
+        let s = run(&[
+            "--upstream-proxy",
+            "http://alice:s3cret%40x@proxy.corp:3128",
+            "--no-upstream-proxy",
+            "*.corp",
+            "--no-upstream-proxy",
+            "10.0.0.0/8",
+            "--via-name",
+            "edge-1",
+        ]);
+        let parent = s.config.parent.as_ref().unwrap();
+        assert_eq!(parent.authority().to_string(), "proxy.corp:3128");
+        assert!(parent.has_credentials());
+        assert_eq!(parent.bypass().len(), 2);
+        assert_eq!(s.config.via_pseudonym, "edge-1");
+        // What --check-config prints never shows the password, plain or encoded.
+        let shown = format!("{s:#?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(!shown.contains("YWxpY2U6czNjcmV0QHg="), "{shown}");
+        assert!(
+            shown.contains("http://alice:***@proxy.corp:3128"),
+            "{shown}"
+        );
+        assert!(error(&["--no-upstream-proxy", "*.corp"]).contains("needs --upstream-proxy"));
+        assert!(error(&["--upstream-proxy", "socks5://p:1080"]).starts_with("--upstream-proxy: "));
+        assert!(error(&["--via-name", "a b"]).starts_with("--via-name "));
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
@@ -578,6 +708,8 @@ mod tests {
             "json",
             "--connect-timeout",
             "2s",
+            "--dns-timeout",
+            "3s",
             "--header-timeout",
             "500ms",
             "--idle-timeout",
@@ -600,6 +732,7 @@ mod tests {
             AccessLogTarget::File("/tmp/ringway.log".into())
         );
         assert_eq!(s.config.connect_timeout, Duration::from_secs(2));
+        assert_eq!(s.config.dns_timeout, Duration::from_secs(3));
         assert_eq!(s.config.header_timeout, Duration::from_millis(500));
         assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.config.tunnel_idle_timeout, Duration::from_secs(3600));
@@ -712,7 +845,7 @@ mod tests {
         assert_eq!(s.config.idle_timeout, Duration::from_secs(60));
         assert_eq!(s.access_log_format, AccessLogFormat::Json);
         assert_eq!(s.config_file.as_deref(), Some(path.as_path()));
-        assert_eq!(s.args, ["--config", p]);
+        assert_eq!(*s.args, ["--config", p]);
         // The command line replaces single values and whole lists.
         let s = run(&[
             "--threads",

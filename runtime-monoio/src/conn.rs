@@ -30,7 +30,7 @@ use std::task::{Context, Poll};
 
 use monoio::net::TcpStream;
 use ringway_core::tunnel::Direction;
-use ringway_core::{Connection, DialError, Dialed, Load, Output};
+use ringway_core::{AttemptId, Connection, DialError, Dialed, Load, Output};
 
 use crate::clock;
 use crate::dial::connect;
@@ -75,7 +75,7 @@ pub fn serve(
         upstream: None,
         upstream_addr: None,
         resolving: None,
-        dialing: None,
+        dialing: Vec::new(),
         timer: None,
         relay: None,
         tunnel_gauge: None,
@@ -125,8 +125,9 @@ struct Conn {
     upstream_addr: Option<SocketAddr>,
     /// The lookup in flight (`Output::Resolve`).
     resolving: Option<ResolveFuture>,
-    /// The connection attempt in flight (`Output::Connect`).
-    dialing: Option<DialFuture>,
+    /// The connection attempts in flight (`Output::Connect`), oldest first: several while the
+    /// core races the addresses of a name (Happy Eyeballs); empty (no allocation) otherwise.
+    dialing: Vec<(AttemptId, SocketAddr, DialFuture)>,
     /// The deadline registered with this thread's timers.
     timer: Option<TimerKey>,
     /// Tunnel mode: how bytes are relayed.
@@ -330,11 +331,14 @@ impl Conn {
                 ready = true;
             }
         }
-        if let Some(d) = &mut self.dialing {
-            if let Poll::Ready(result) = d.as_mut().poll(cx) {
-                self.dialing = None;
-                self.on_dialed(result);
+        for i in 0..self.dialing.len() {
+            if let Poll::Ready(result) = self.dialing[i].2.as_mut().poll(cx) {
+                let (attempt, addr, _) = self.dialing.remove(i);
+                self.on_dialed(attempt, addr, result);
+                // One result at a time: the core's answer (cancelling the others, say) is
+                // carried out before any other attempt is looked at again.
                 ready = true;
+                break;
             }
         }
         self.arm_timer(cx);
@@ -401,14 +405,19 @@ impl Conn {
                 }));
             }
             Output::Connect {
+                attempt,
                 addr,
                 allow_pooled,
                 retryable,
-            } => self.connect(addr, allow_pooled, retryable),
+            } => self.connect(attempt, addr, allow_pooled, retryable),
+            Output::CancelConnect(attempt) => {
+                // Dropping the future abandons the attempt and closes its socket.
+                self.dialing.retain(|(id, ..)| *id != attempt);
+            }
             Output::ReleaseUpstream => self.release_upstream(cx),
             Output::CloseUpstream => {
                 self.upstream = None;
-                self.dialing = None;
+                self.dialing.clear();
                 self.resolving = None;
             }
             Output::ShutdownClientWrite => self.client.push(WriteOp::Shutdown),
@@ -441,7 +450,7 @@ impl Conn {
             Output::Close => {
                 self.closing = true;
                 self.upstream = None;
-                self.dialing = None;
+                self.dialing.clear();
                 self.resolving = None;
             }
         }
@@ -472,31 +481,46 @@ impl Conn {
         });
     }
 
-    fn connect(&mut self, addr: SocketAddr, allow_pooled: bool, retryable: bool) {
+    fn connect(
+        &mut self,
+        attempt: AttemptId,
+        addr: SocketAddr,
+        allow_pooled: bool,
+        retryable: bool,
+    ) {
         self.upstream = None;
-        self.upstream_addr = Some(addr);
         if allow_pooled {
             let pooled = self.env.pool.borrow_mut().take(addr, retryable);
             if let Some(stream) = pooled {
                 self.upstream = Some(Box::new(Socket::new(stream, false)));
+                self.upstream_addr = Some(addr);
                 self.core
-                    .handle_dial(clock::now(), Ok(Dialed { reused: true }));
+                    .handle_dial(clock::now(), attempt, Ok(Dialed { reused: true }));
                 return;
             }
         }
-        // The core's deadline bounds the whole dial; this bounds one attempt the same way.
+        // The core's deadline bounds the whole race; this bounds one attempt the same way.
         let timeout = self.env.config.current().1.connect_timeout;
-        self.dialing = Some(Box::pin(connect(addr, timeout)));
+        self.dialing
+            .push((attempt, addr, Box::pin(connect(addr, timeout))));
     }
 
-    fn on_dialed(&mut self, result: Result<TcpStream, DialError>) {
+    fn on_dialed(
+        &mut self,
+        attempt: AttemptId,
+        addr: SocketAddr,
+        result: Result<TcpStream, DialError>,
+    ) {
         let now = clock::now();
         match result {
             Ok(stream) => {
+                // The winner (the core cancels the other attempts in its answer).
                 self.upstream = Some(Box::new(Socket::new(stream, false)));
-                self.core.handle_dial(now, Ok(Dialed { reused: false }));
+                self.upstream_addr = Some(addr);
+                self.core
+                    .handle_dial(now, attempt, Ok(Dialed { reused: false }));
             }
-            Err(e) => self.core.handle_dial(now, Err(e)),
+            Err(e) => self.core.handle_dial(now, attempt, Err(e)),
         }
     }
 

@@ -46,6 +46,10 @@ fn help_exits_zero(d: Driver) {
         "--pool-idle-timeout",
         "--shutdown-grace",
         "--max-header-fields",
+        "--dns-timeout",
+        "--upstream-proxy",
+        "--no-upstream-proxy",
+        "--via-name",
     ] {
         assert!(
             text.contains(flag),
@@ -71,6 +75,11 @@ fn bad_flag_values_exit_2(d: Driver) {
         ("--max-connections", "-5"),
         ("--max-header-fields", "0"),
         ("--max-header-fields", "5000"),
+        ("--dns-timeout", "0s"),
+        ("--upstream-proxy", "https://proxy:3128"),
+        ("--upstream-proxy", "http://proxy"),
+        ("--no-upstream-proxy", "*.example.com"),
+        ("--via-name", "two words"),
     ];
     let mut problems = Vec::new();
     for (flag, value) in cases {

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ringway_core::tunnel::Direction;
-use ringway_core::{Config, Connection, DialError, Dialed, Instant, Output, PortRule};
+use ringway_core::{AttemptId, Config, Connection, DialError, Dialed, Instant, Output, PortRule};
 
 /// Everything but the data writes, which are collected per direction.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,6 +18,8 @@ pub enum Event {
     Dial(String, bool),
     /// A lookup asked for (only with `manual_dns`).
     Resolve(String),
+    /// A connection attempt cancelled (it lost the race), named like its `Dial`.
+    Cancel(String),
     Release,
     CloseUpstream,
     ShutdownClientWrite,
@@ -35,7 +37,8 @@ pub struct Script {
     pub events: Vec<Event>,
     /// Every output, in order, with data writes kept as separate items.
     pub trace: Vec<Output>,
-    dial_outstanding: bool,
+    /// The connection attempts in flight, oldest first, with their event names.
+    attempts: Vec<(AttemptId, std::net::SocketAddr, String)>,
     upstream_connected: bool,
     closed: bool,
     /// Lookups are answered at once with [`AUTO_ADDRESS`] (and dials named after the host)
@@ -73,7 +76,7 @@ impl Script {
             to_upstream: Vec::new(),
             events: Vec::new(),
             trace: Vec::new(),
-            dial_outstanding: false,
+            attempts: Vec::new(),
             upstream_connected: false,
             closed: false,
             auto_dns: true,
@@ -105,7 +108,7 @@ impl Script {
                     self.to_upstream.extend_from_slice(&b)
                 }
                 Output::Resolve(authority) => {
-                    assert!(!self.dial_outstanding, "a lookup while a dial is out");
+                    assert!(self.attempts.is_empty(), "a lookup while a dial is out");
                     if self.auto_dns {
                         self.resolved_name = Some(authority.to_string());
                         let ip = AUTO_ADDRESS.parse().unwrap();
@@ -115,17 +118,35 @@ impl Script {
                     }
                 }
                 Output::Connect {
-                    addr, allow_pooled, ..
+                    attempt,
+                    addr,
+                    allow_pooled,
+                    ..
                 } => {
-                    assert!(!self.dial_outstanding, "two dials at once");
-                    self.dial_outstanding = true;
+                    assert!(!self.upstream_connected, "a dial while an upstream is held");
+                    assert!(
+                        self.attempts
+                            .iter()
+                            .all(|(id, a, _)| *id != attempt && *a != addr),
+                        "a second attempt at {addr} or a reused id"
+                    );
                     let name = match &self.resolved_name {
                         Some(name) if self.auto_dns && addr.ip().to_string() == AUTO_ADDRESS => {
                             name.clone()
                         }
                         _ => addr.to_string(),
                     };
+                    self.attempts.push((attempt, addr, name.clone()));
                     self.events.push(Event::Dial(name, allow_pooled))
+                }
+                Output::CancelConnect(attempt) => {
+                    let pos = self
+                        .attempts
+                        .iter()
+                        .position(|(id, ..)| *id == attempt)
+                        .expect("cancel of an attempt that is not outstanding");
+                    let (_, _, name) = self.attempts.remove(pos);
+                    self.events.push(Event::Cancel(name))
                 }
                 Output::ReleaseUpstream => {
                     self.upstream_connected = false;
@@ -146,6 +167,7 @@ impl Script {
                 Output::Log(r) => self.events.push(Event::Log(r.to_string())),
                 Output::Close => {
                     self.closed = true;
+                    self.attempts.clear();
                     self.events.push(Event::Close)
                 }
             }
@@ -199,32 +221,74 @@ impl Script {
         self
     }
 
-    /// Forgets the recorded `Dial` event the result answers (tests assert dials explicitly
-    /// with `take_events` before answering when they care).
-    fn answer_dial(&mut self) {
-        assert!(self.dial_outstanding, "no dial was asked for");
-        self.dial_outstanding = false;
+    /// Takes the latest outstanding attempt (or the one to `addr`) and forgets its recorded
+    /// `Dial` event (tests assert dials explicitly with `take_events` before answering when
+    /// they care).
+    fn answer_dial(&mut self, addr: Option<&str>) -> AttemptId {
+        let pos = match addr {
+            None => self.attempts.len().checked_sub(1),
+            Some(a) => {
+                let a: std::net::SocketAddr = a.parse().unwrap();
+                self.attempts.iter().position(|(_, x, _)| *x == a)
+            }
+        };
+        let (id, _, name) = self
+            .attempts
+            .remove(pos.expect("no such dial was asked for"));
         if let Some(pos) = self
             .events
             .iter()
-            .rposition(|e| matches!(e, Event::Dial(..)))
+            .rposition(|e| matches!(e, Event::Dial(n, _) if *n == name))
         {
             self.events.remove(pos);
         }
+        id
     }
 
     pub fn dial_ok(&mut self, reused: bool) -> &mut Self {
-        self.answer_dial();
+        let id = self.answer_dial(None);
         self.upstream_connected = true;
-        self.conn.handle_dial(self.now, Ok(Dialed { reused }));
+        self.conn.handle_dial(self.now, id, Ok(Dialed { reused }));
         self.drain();
         self
     }
 
     pub fn dial_err(&mut self, e: DialError) -> &mut Self {
-        self.answer_dial();
-        self.conn.handle_dial(self.now, Err(e));
+        let id = self.answer_dial(None);
+        self.conn.handle_dial(self.now, id, Err(e));
         self.drain();
+        self
+    }
+
+    /// The attempt to `addr` (a socket address, e.g. `"[::1]:80"`) connected, fresh.
+    pub fn dial_ok_at(&mut self, addr: &str) -> &mut Self {
+        let id = self.answer_dial(Some(addr));
+        self.upstream_connected = true;
+        self.conn
+            .handle_dial(self.now, id, Ok(Dialed { reused: false }));
+        self.drain();
+        self
+    }
+
+    /// The attempt to `addr` failed with `e`.
+    pub fn dial_err_at(&mut self, addr: &str, e: DialError) -> &mut Self {
+        let id = self.answer_dial(Some(addr));
+        self.conn.handle_dial(self.now, id, Err(e));
+        self.drain();
+        self
+    }
+
+    /// The addresses of the attempts in flight, oldest first.
+    pub fn attempts_in_flight(&self) -> Vec<String> {
+        self.attempts
+            .iter()
+            .map(|(_, a, _)| a.to_string())
+            .collect()
+    }
+
+    /// Moves the clock to `at` (from the script's start) without delivering anything.
+    pub fn set_clock(&mut self, since_start: Duration) -> &mut Self {
+        self.now = Instant::from_elapsed(Duration::from_secs(1000) + since_start);
         self
     }
 
