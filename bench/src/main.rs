@@ -18,11 +18,16 @@
 //!   client connections, each does one absolute-form GET (2xx, full body read)
 //!   and then stays idle, open.
 //!
+//! - `soak --proxy ADDR --origin ADDR --files DIR [--requests 1000000] [--connections 64]`:
+//!   the mixed, fully checked load of `bench/soak` (see the `soak` module).
+//!
 //! The `hold-*` commands print `ready N` (or `listening ADDR`) on stdout and
 //! then hold until stdin reaches EOF or `--timeout` passes.
 //!
 //! Errors: anything unexpected (socket error, non-2xx, corrupted byte, short
 //! stream, timeout) is printed on stderr and the process exits non-zero.
+
+mod soak;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -602,7 +607,8 @@ const USAGE: &str = "usage:
   tunnel-load throughput --proxy ADDR|direct [--tunnels 8] [--bytes 1073741824] [--busy-cpu N] [--timeout 600]
   tunnel-load hold-sink [--listen 127.0.0.1:0] [--timeout 600]
   tunnel-load hold-tunnels --proxy ADDR --target ADDR --count N [--timeout 600]
-  tunnel-load hold-http --proxy ADDR --url http://HOST:PORT/PATH --count N [--timeout 600]";
+  tunnel-load hold-http --proxy ADDR --url http://HOST:PORT/PATH --count N [--timeout 600]
+  tunnel-load soak --proxy ADDR --origin ADDR --files DIR [--requests 1000000] [--connections 64] [--timeout 600]";
 
 fn parse_flags(args: &[String]) -> Result<HashMap<String, String>, String> {
     let mut flags = HashMap::new();
@@ -680,6 +686,31 @@ fn run(args: &[String]) -> Result<(), String> {
                 .unwrap_or("");
             loopback(authority, "url")?;
             hold_http(proxy, &url, flag(&flags, "count", None)?, timeout)
+        }
+        "soak" => {
+            let dir = flag::<String>(&flags, "files", None)?;
+            let read = |name: &str| {
+                std::fs::read(format!("{dir}/{name}")).map_err(|e| format!("{dir}/{name}: {e}"))
+            };
+            let config = soak::SoakConfig {
+                proxy: loopback(&flag::<String>(&flags, "proxy", None)?, "proxy")?,
+                origin: loopback(&flag::<String>(&flags, "origin", None)?, "origin")?,
+                body_1k: read("1k")?,
+                body_1m: read("1m")?,
+                requests: flag(&flags, "requests", Some(1_000_000u64))?,
+                connections: flag(&flags, "connections", Some(64usize))?,
+                timeout,
+            };
+            match soak::soak(config) {
+                Ok(summary) => {
+                    println!("{summary}");
+                    Ok(())
+                }
+                Err(summary) => {
+                    println!("{summary}");
+                    Err("some operations failed (see the summary)".into())
+                }
+            }
         }
         _ => Err(USAGE.to_string()),
     }
