@@ -28,6 +28,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("connection", fuzzing::connection),
     ("tunnel_accounting", fuzzing::tunnel_accounting),
     ("egress", fuzzing::egress),
+    ("client_hello", fuzzing::client_hello),
 ];
 
 /// The folders replayed, relative to `fuzz/`.

@@ -1,0 +1,104 @@
+//! Whether a CONNECT tunnel is intercepted (TLS terminated by the proxy, its HTTP run through
+//! the core) or relayed untouched, as one pure decision over the operator's `--intercept`
+//! patterns, the CONNECT authority and the client's ClientHello.
+//!
+//! Interception is opt-in per host: the patterns use the egress grammar
+//! ([`HostPatterns`]: `*`, names, `*.suffix`, CIDR blocks for IP literals). A tunnel whose
+//! authority matches still falls back to a plain tunnel when interception cannot work:
+//! the first bytes are not a TLS ClientHello (another protocol on port 443), the hello uses
+//! Encrypted Client Hello (the real server name is hidden, and a certificate for the public
+//! name would be a lie the client rejects), or the client offers ALPN without `http/1.1`
+//! (the proxy speaks HTTP/1.1 inside).
+//!
+//! ## Key components
+//! - [`matches`]: does the authority's host match the patterns (decided at the CONNECT,
+//!   before any ClientHello is read)?
+//! - [`decide`]: the whole decision, given the ClientHello read so far.
+//! - [`Passthrough`]: why a tunnel is relayed untouched, one word for the access log.
+//!
+//! ## Error handling
+//! None: every input has a decision; an unreadable host (an invalid IP spelling) never
+//! matches.
+
+use crate::client_hello::ClientHello;
+use crate::egress::{canonical, parse_host, HostKind, HostPatterns};
+
+/// Why a tunnel is relayed untouched rather than intercepted.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Passthrough {
+    /// The authority matches no `--intercept` pattern (the usual case; nothing is logged).
+    NotMatched,
+    /// The first bytes are not a well-formed TLS ClientHello.
+    NotTls,
+    /// The ClientHello carries Encrypted Client Hello.
+    Ech,
+    /// The client offers ALPN protocols, none of them `http/1.1`.
+    NoHttp11,
+}
+
+impl Passthrough {
+    /// The access log's `reason=` word.
+    pub const fn log_word(self) -> &'static str {
+        match self {
+            Passthrough::NotMatched => "not_intercepted",
+            Passthrough::NotTls => "not_tls",
+            Passthrough::Ech => "tls_ech",
+            Passthrough::NoHttp11 => "tls_no_http11",
+        }
+    }
+}
+
+/// What to do with a CONNECT tunnel now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Decision<'a> {
+    /// Relay the bytes untouched (those already read included).
+    Tunnel(Passthrough),
+    /// The authority matches, the ClientHello is incomplete: read more and decide again.
+    WaitForHello,
+    /// Terminate TLS with a leaf for `leaf_host`: the SNI when the client sent one, else the
+    /// CONNECT host (an IP literal there means an IP SAN). The upstream leg uses the CONNECT
+    /// host, which the egress policy judged.
+    Intercept {
+        /// The name (or IP literal) the minted certificate is for.
+        leaf_host: &'a str,
+    },
+}
+
+/// Whether the CONNECT host `host` (as `Authority::host()` gives it) matches `patterns`: a
+/// name by the name rules, an IP literal (any spelling [`parse_host`] accepts, IPv4-mapped
+/// canonicalised) by the address blocks. `*` matches both.
+pub fn matches(patterns: &HostPatterns, host: &str) -> bool {
+    match parse_host(host) {
+        HostKind::Name => patterns.matches_name(host),
+        HostKind::Ip(ip) => patterns.matches_ip(canonical(ip)),
+        HostKind::InvalidIp => false,
+    }
+}
+
+/// The decision for a tunnel to `host`, given the ClientHello read so far ([`ClientHello::NeedMore`]
+/// before anything was read). Checks the patterns first, so a tunnel that is not to be
+/// intercepted never waits for the client's first bytes.
+pub fn decide<'a>(patterns: &HostPatterns, host: &'a str, hello: &'a ClientHello) -> Decision<'a> {
+    if !matches(patterns, host) {
+        return Decision::Tunnel(Passthrough::NotMatched);
+    }
+    let hello = match hello {
+        ClientHello::NotTls => return Decision::Tunnel(Passthrough::NotTls),
+        ClientHello::NeedMore => return Decision::WaitForHello,
+        ClientHello::Hello(h) => h,
+    };
+    if hello.ech {
+        return Decision::Tunnel(Passthrough::Ech);
+    }
+    if !hello.alpn.allows_http11() {
+        return Decision::Tunnel(Passthrough::NoHttp11);
+    }
+    let leaf_host = match &hello.sni {
+        Some(name) => name.as_str(),
+        None => host
+            .strip_prefix('[')
+            .and_then(|h| h.strip_suffix(']'))
+            .unwrap_or(host),
+    };
+    Decision::Intercept { leaf_host }
+}
