@@ -1846,6 +1846,7 @@ pub fn client_hello(data: &[u8]) {
         v.extend(data.len() - 16..=data.len());
         v
     };
+    cuts.sort_unstable();
     cuts.dedup();
     let mut decided: Option<ClientHello> = None;
     for &cut in &cuts {

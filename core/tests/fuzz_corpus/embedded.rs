@@ -4,6 +4,7 @@
 /// `(target, path under fuzz/, bytes)`.
 pub const CORPUS: &[(&str, &str, &[u8])] = &[
     ("chunked", "regressions/chunked/bytes-before-bad-trailer-line", include_bytes!("../../../fuzz/regressions/chunked/bytes-before-bad-trailer-line")),
+    ("client_hello", "regressions/client_hello/harness-unsorted-cuts", include_bytes!("../../../fuzz/regressions/client_hello/harness-unsorted-cuts")),
     ("connection", "regressions/connection/client-eof-while-dialing-connect", include_bytes!("../../../fuzz/regressions/connection/client-eof-while-dialing-connect")),
     ("egress", "regressions/egress/mapped-deny-range-prefix", include_bytes!("../../../fuzz/regressions/egress/mapped-deny-range-prefix")),
     ("request_head", "regressions/request_head/bare-cr-past-head-limit", include_bytes!("../../../fuzz/regressions/request_head/bare-cr-past-head-limit")),
