@@ -31,6 +31,10 @@ mod reload;
 mod shutdown;
 mod socket;
 mod timers;
+// Interception and the HTTPS listener are wired into the connections in a later step; until
+// then only the tests use most of it.
+#[allow(dead_code)]
+mod tls;
 mod wallclock;
 mod worker;
 
@@ -48,6 +52,18 @@ fn main() -> ExitCode {
     clock::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if args.first() == Some(&"ca-init") {
+        return match tls::ca::init_command(&args[1..]) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let settings = match cli::parse(&args) {
         Parsed::Run(s) => s,
         Parsed::Exit(text) => {
