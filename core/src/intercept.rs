@@ -15,13 +15,19 @@
 //!   before any ClientHello is read)?
 //! - [`decide`]: the whole decision, given the ClientHello read so far.
 //! - [`Passthrough`]: why a tunnel is relayed untouched, one word for the access log.
+//! - [`check_pinned`]: inside an intercepted tunnel, does a request's `Host` name the
+//!   authority the tunnel was opened for? (Else 421: the client must not use a connection
+//!   to one origin for another, and the proxy must not let a `Host` header steer it.)
 //!
 //! ## Error handling
-//! None: every input has a decision; an unreadable host (an invalid IP spelling) never
-//! matches.
+//! The decision has none: every input has one; an unreadable host (an invalid IP spelling)
+//! never matches. [`check_pinned`] answers with a [`Problem`]: `InvalidHost` (400) for a
+//! value that is no `host[:port]`, `MisdirectedRequest` (421) for another authority.
 
 use crate::client_hello::ClientHello;
 use crate::egress::{canonical, parse_host, HostKind, HostPatterns};
+use crate::problem::Problem;
+use crate::target::Authority;
 
 /// Why a tunnel is relayed untouched rather than intercepted.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -101,4 +107,85 @@ pub fn decide<'a>(patterns: &HostPatterns, host: &'a str, hello: &'a ClientHello
             .unwrap_or(host),
     };
     Decision::Intercept { leaf_host }
+}
+
+/// The port an intercepted (https) request means when its `Host` names none.
+pub const HTTPS_PORT: u16 = 443;
+
+/// Whether the `Host` field value `host` of a request inside an intercepted tunnel names the
+/// tunnel's CONNECT authority `pinned`: the same name (case-insensitive, one trailing dot
+/// ignored) or the same address (any spelling [`parse_host`] accepts, IPv4-mapped
+/// canonicalised), and the same port (443 when none is given). Surrounding spaces and tabs
+/// are ignored (field values may carry them).
+pub fn check_pinned(pinned: &Authority, host: &[u8]) -> Result<(), Problem> {
+    let host = trim_ows(host);
+    let (name, port) = split_host_port(host).ok_or(Problem::InvalidHost)?;
+    let port = match port {
+        None => HTTPS_PORT,
+        Some(p) => p,
+    };
+    let name = core::str::from_utf8(name).map_err(|_| Problem::InvalidHost)?;
+    let same_host = match (parse_host(name), parse_host(pinned.host())) {
+        (HostKind::InvalidIp, _) => return Err(Problem::InvalidHost),
+        (HostKind::Ip(a), HostKind::Ip(b)) => canonical(a) == canonical(b),
+        (HostKind::Name, HostKind::Name) => {
+            if !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            {
+                return Err(Problem::InvalidHost);
+            }
+            let strip = |h: &'_ str| -> usize { h.strip_suffix('.').unwrap_or(h).len() };
+            let (a, b) = (&name[..strip(name)], &pinned.host()[..strip(pinned.host())]);
+            a.eq_ignore_ascii_case(b)
+        }
+        _ => false,
+    };
+    if same_host && port == pinned.port() {
+        Ok(())
+    } else {
+        Err(Problem::MisdirectedRequest)
+    }
+}
+
+fn trim_ows(mut v: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = v {
+        v = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = v {
+        v = rest;
+    }
+    v
+}
+
+/// `host`, `host:port`, `[v6]`, `[v6]:port` → (host without brackets, port). An empty port
+/// (`host:`) is the default, as RFC 3986 §3.2.3 allows.
+fn split_host_port(v: &[u8]) -> Option<(&[u8], Option<u16>)> {
+    let (host, port) = if let Some(rest) = v.strip_prefix(b"[") {
+        let close = rest.iter().position(|&b| b == b']')?;
+        let after = &rest[close + 1..];
+        let port = match after {
+            [] => None,
+            [b':', p @ ..] => Some(p),
+            _ => return None,
+        };
+        (&rest[..close], port)
+    } else {
+        match v.iter().position(|&b| b == b':') {
+            None => (v, None),
+            Some(i) => (&v[..i], Some(&v[i + 1..])),
+        }
+    };
+    if host.is_empty() {
+        return None;
+    }
+    let port = match port {
+        None | Some([]) => None,
+        Some(p) if p.len() <= 5 && p.iter().all(u8::is_ascii_digit) => {
+            let n = p.iter().fold(0u32, |a, &d| a * 10 + u32::from(d - b'0'));
+            Some(u16::try_from(n).ok().filter(|&n| n > 0)?)
+        }
+        Some(_) => return None,
+    };
+    Some((host, port))
 }

@@ -4,7 +4,9 @@
 
 use ringway_core::client_hello::{parse, Alpn, ClientHello, Hello, MAX_CLIENT_HELLO};
 use ringway_core::egress::HostPatterns;
-use ringway_core::intercept::{decide, matches, Decision, Passthrough};
+use ringway_core::intercept::{check_pinned, decide, matches, Decision, Passthrough};
+use ringway_core::target::Authority;
+use ringway_core::Problem;
 
 macro_rules! capture {
     ($name:literal) => {
@@ -422,4 +424,71 @@ fn intercept_decisions() {
             leaf_host: "x.test"
         }
     );
+}
+
+#[test]
+fn requests_inside_are_pinned_to_the_connect_authority() {
+    let named = Authority::new("origin.test", 443);
+    let odd_port = Authority::new("origin.test", 8443);
+    let v4 = Authority::new("127.0.0.1", 443);
+    let v6 = Authority::new("::1", 443);
+    let ok: &[(&Authority, &str)] = &[
+        (&named, "origin.test"),
+        (&named, "ORIGIN.Test"),
+        (&named, "origin.test."),
+        (&named, "origin.test:443"),
+        (&named, "origin.test:"),
+        (&named, " origin.test\t"),
+        (&odd_port, "origin.test:8443"),
+        (&v4, "127.0.0.1"),
+        (&v4, "127.1:443"),
+        (&v4, "[::ffff:127.0.0.1]"),
+        (&v6, "[::1]"),
+        (&v6, "[0::1]:443"),
+    ];
+    for (pinned, host) in ok {
+        assert_eq!(
+            check_pinned(pinned, host.as_bytes()),
+            Ok(()),
+            "{host} for {pinned}"
+        );
+    }
+    let misdirected: &[(&Authority, &str)] = &[
+        (&named, "other.test"),
+        (&named, "origin.test:8443"),
+        (&named, "www.origin.test"),
+        (&named, "origin.tes"),
+        (&named, "127.0.0.1"),
+        (&odd_port, "origin.test"),
+        (&v4, "127.0.0.2"),
+        (&v4, "localhost"),
+        (&v6, "[::2]"),
+    ];
+    for (pinned, host) in misdirected {
+        assert_eq!(
+            check_pinned(pinned, host.as_bytes()),
+            Err(Problem::MisdirectedRequest),
+            "{host} for {pinned}"
+        );
+    }
+    for bad in [
+        "",
+        " ",
+        "user@origin.test",
+        "origin.test:x",
+        "origin.test:0",
+        "origin.test:65536",
+        "origin.test:443:443",
+        "[::1",
+        "[::1]x",
+        "1.2.3.4.5",
+        "origin test",
+        "[]",
+    ] {
+        assert_eq!(
+            check_pinned(&named, bad.as_bytes()),
+            Err(Problem::InvalidHost),
+            "{bad:?}"
+        );
+    }
 }
