@@ -223,6 +223,9 @@ pub struct Connection {
     next_candidate: usize,
     /// Set by [`Connection::refuse`]: the answer to the first request.
     refusal: Option<Problem>,
+    /// Intercepted-tunnel mode ([`Connection::new_intercepted`]): the CONNECT authority
+    /// every request is pinned to.
+    pinned: Option<Authority>,
 }
 
 impl Connection {
@@ -267,7 +270,33 @@ impl Connection {
             candidates: Vec::new(),
             next_candidate: 0,
             refusal: None,
+            pinned: None,
         }
+    }
+
+    /// A connection for the plaintext inside an intercepted CONNECT tunnel to `pinned`: the
+    /// runtime terminated the client's TLS (and speaks TLS to the origin), and feeds and
+    /// takes plaintext exactly as for [`Connection::new`]. Requests are origin-form and must
+    /// name `pinned` (else 421, see [`crate::intercept::route`]); everything else (keep-alive,
+    /// bodies, every smuggling defence, the egress policy on each dial, `Via`) is the same.
+    /// The access log shows `https://host:port/path` targets.
+    ///
+    /// The runtime MUST NOT give this connection a plain pooled upstream connection: with
+    /// `allow_pooled` it may reuse only a TLS connection it made for the same authority.
+    pub fn new_intercepted(
+        config: Arc<Config>,
+        client: SocketAddr,
+        pinned: Authority,
+        now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(config, client, now);
+        c.pinned = Some(pinned);
+        c
+    }
+
+    /// The CONNECT authority of an intercepted tunnel ([`Connection::new_intercepted`]).
+    pub fn pinned(&self) -> Option<&Authority> {
+        self.pinned.as_ref()
     }
 
     /// The client's address, as given to [`Connection::new`]: for the runtime's own logs and
@@ -753,7 +782,14 @@ impl Connection {
             }
         };
         let method = head.slice_ref(req.method.as_bytes());
-        let target = head.slice_ref(req.target);
+        let target = match &self.pinned {
+            // Logged as the URL the client asked for (built only in this mode).
+            Some(pinned) if req.target.first() == Some(&b'/') => Bytes::from(alloc::format!(
+                "https://{pinned}{}",
+                core::str::from_utf8(req.target).unwrap_or("/")
+            )),
+            _ => head.slice_ref(req.target),
+        };
         self.begin_exchange(now, method, target);
         self.add_rx(head.len());
         if let Some(problem) = self.refusal {
@@ -762,7 +798,10 @@ impl Connection {
             }
             return self.fail(now, problem);
         }
-        let decision = route::decide(&req, self.client.ip(), &config.policy);
+        let decision = match &self.pinned {
+            Some(pinned) => crate::intercept::route(&req, pinned),
+            None => route::decide(&req, self.client.ip(), &config.policy),
+        };
         let Some(e) = &mut self.exchange else { return };
         if config.access_records && !config.policy.basic_credentials.is_empty() {
             if let Authentication::User(user) = config.policy.authenticate(req.proxy_authorization)

@@ -19,6 +19,9 @@
 //!   authority the tunnel was opened for? (Else 421: the client must not use a connection
 //!   to one origin for another, and the proxy must not let a `Host` header steer it.)
 //!
+//! - [`route`]: the routing decision for a request inside an intercepted tunnel, the
+//!   counterpart of [`crate::route::decide`] (which serves the proxy's own listener).
+//!
 //! ## Error handling
 //! The decision has none: every input has one; an unreadable host (an invalid IP spelling)
 //! never matches. [`check_pinned`] answers with a [`Problem`]: `InvalidHost` (400) for a
@@ -26,8 +29,11 @@
 
 use crate::client_hello::ClientHello;
 use crate::egress::{canonical, parse_host, HostKind, HostPatterns};
+use crate::final_recipient::LocalAnswer;
 use crate::problem::Problem;
-use crate::target::Authority;
+use crate::request::RequestHead;
+use crate::route::Decision as Route;
+use crate::target::{AbsoluteTarget, Authority};
 
 /// Why a tunnel is relayed untouched rather than intercepted.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
@@ -188,4 +194,75 @@ fn split_host_port(v: &[u8]) -> Option<(&[u8], Option<u16>)> {
         Some(_) => return None,
     };
     Some((host, port))
+}
+
+/// Routes a request read from the plaintext of an intercepted tunnel pinned to `pinned` (the
+/// CONNECT authority, already admitted, authenticated and judged by the egress policy when
+/// the tunnel was opened; the policy judges the dial again as for any request).
+///
+/// Origin-form (`GET /path`) is what clients send inside; absolute-form
+/// (`GET https://host/path`) is accepted when it names `pinned` (RFC 9112 §3.2.2). Either
+/// way the `Host` must name `pinned` ([`check_pinned`]), else 421. A nested CONNECT and
+/// `OPTIONS *` are refused (400): there is no proxy inside the tunnel to ask. A `Via` naming
+/// us is a loop, as outside.
+pub fn route<'b>(req: &RequestHead<'_, 'b>, pinned: &Authority) -> Route<'b> {
+    if req.looped {
+        return Route::Reject(Problem::ForwardingLoop);
+    }
+    if req.is_connect() {
+        return Route::Reject(Problem::MisdirectedRequest);
+    }
+    let path_and_query = match req.target.first() {
+        Some(b'/') => req.target,
+        Some(_) => match strip_https(req.target) {
+            Some((authority, rest)) => {
+                if let Err(p) = check_pinned(pinned, authority) {
+                    return Route::Reject(p);
+                }
+                rest
+            }
+            None => return Route::Reject(Problem::BadTarget),
+        },
+        None => return Route::Reject(Problem::BadTarget),
+    };
+    if !req.host_valid {
+        return Route::Reject(Problem::InvalidHost);
+    }
+    match req.host() {
+        Some(host) => {
+            if let Err(p) = check_pinned(pinned, host) {
+                return Route::Reject(p);
+            }
+        }
+        None if req.minor_version >= 1 => return Route::Reject(Problem::MissingHost),
+        None => {}
+    }
+    if req.max_forwards_reached() {
+        return Route::Answer(if req.method == "TRACE" {
+            LocalAnswer::Trace
+        } else {
+            LocalAnswer::Options
+        });
+    }
+    Route::Forward(AbsoluteTarget {
+        authority: pinned.clone(),
+        path_and_query,
+    })
+}
+
+/// `https://authority/rest` → (authority, rest); `None` for any other scheme or a fragment.
+fn strip_https(target: &[u8]) -> Option<(&[u8], &[u8])> {
+    const SCHEME: &[u8] = b"https://";
+    if target.len() < SCHEME.len() || !target[..SCHEME.len()].eq_ignore_ascii_case(SCHEME) {
+        return None;
+    }
+    let rest = &target[SCHEME.len()..];
+    if rest.contains(&b'#') || rest.contains(&b'@') {
+        return None;
+    }
+    let end = rest
+        .iter()
+        .position(|&b| b == b'/' || b == b'?')
+        .unwrap_or(rest.len());
+    Some(rest.split_at(end))
 }

@@ -1,0 +1,176 @@
+//! Conversations with a connection in intercepted-tunnel mode (`Connection::new_intercepted`):
+//! the plaintext inside a CONNECT tunnel whose TLS the runtime terminated. Requests are
+//! origin-form, pinned to the CONNECT authority (another one gets 421), and every defence of
+//! the plain proxy applies unchanged: smuggling vectors, Via loops, the egress policy.
+
+mod support;
+
+use support::{canned, dial, line, log, Event, Script};
+
+const GET: &[u8] =
+    b"GET /a?b=1 HTTP/1.1\r\nHost: origin.test\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\n\r\n";
+const GET_UP: &str = "GET /a?b=1 HTTP/1.1\r\nHost: origin.test:443\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\nVia: 1.1 ringway\r\n\r\n";
+const OK5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+const OK5_DOWN: &str = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 ringway\r\n\r\nhello";
+
+#[test]
+fn origin_form_request_goes_to_the_pinned_authority_and_logs_its_https_url() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.client(GET);
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(false);
+    assert_eq!(s.take_upstream(), GET_UP);
+    s.relays(OK5, OK5_DOWN);
+    s.expect_released(line(
+        "GET https://origin.test:443/a?b=1",
+        200,
+        GET.len(),
+        OK5_DOWN.len(),
+        "0.000ms",
+    ));
+    // Keep-alive: the next request on the same tunnel.
+    assert!(s.conn.wants_client_read());
+    s.client(GET);
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(true);
+    assert_eq!(s.take_upstream(), GET_UP);
+}
+
+#[test]
+fn absolute_https_form_naming_the_pinned_authority_is_accepted() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.client(b"GET https://ORIGIN.test/x HTTP/1.1\r\nHost: origin.test\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(false);
+    assert_eq!(
+        s.take_upstream(),
+        "GET /x HTTP/1.1\r\nHost: origin.test:443\r\nVia: 1.1 ringway\r\n\r\n"
+    );
+}
+
+const MISDIRECTED: &str =
+    "This connection was opened for another host: connect to that host separately.";
+
+#[test]
+fn another_authority_gets_421_and_nothing_is_dialed() {
+    for request in [
+        "GET / HTTP/1.1\r\nHost: other.test\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: origin.test:8443\r\n\r\n",
+        "GET https://other.test/ HTTP/1.1\r\nHost: origin.test\r\n\r\n",
+        "GET https://origin.test/ HTTP/1.1\r\nHost: other.test\r\n\r\n",
+        "CONNECT other.test:443 HTTP/1.1\r\nHost: other.test:443\r\n\r\n",
+    ] {
+        let mut s = Script::intercepted("origin.test:443");
+        s.client(request.as_bytes());
+        let target = request.split(' ').nth(1).unwrap();
+        let logged = if target.starts_with('/') {
+            format!("https://origin.test:443{target}")
+        } else {
+            target.to_string()
+        };
+        let method = request.split(' ').next().unwrap();
+        let answer = canned("421 Misdirected Request", MISDIRECTED);
+        s.expect_canned_then_close(
+            "421 Misdirected Request",
+            MISDIRECTED,
+            &[
+                log(&line(
+                    &format!("{method} {logged}"),
+                    421,
+                    request.len(),
+                    answer.len(),
+                    "0.000ms reason=misdirected_request",
+                )),
+                Event::Close,
+            ],
+        );
+    }
+}
+
+#[test]
+fn smuggling_and_malformed_requests_inside_get_the_plain_proxys_answers() {
+    for (request, status, message, word) in [
+        (
+            "POST / HTTP/1.1\r\nHost: origin.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400 Bad Request",
+            "Content-Length and Transfer-Encoding must not both be present.",
+            "cl_and_te",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: origin.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "400 Bad Request",
+            "Content-Length must appear at most once.",
+            "duplicate_content_length",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: origin.test\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n",
+            "400 Bad Request",
+            "Transfer-Encoding must be exactly chunked.",
+            "bad_transfer_encoding",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: origin.test\r\nHost: other.test\r\n\r\n",
+            "400 Bad Request",
+            "Host must appear exactly once.",
+            "duplicate_host",
+        ),
+        (
+            "GET / HTTP/1.1\r\n\r\n",
+            "400 Bad Request",
+            "HTTP/1.1 requests need a Host header.",
+            "missing_host",
+        ),
+        (
+            "GET / HTTP/1.1\nHost: origin.test\r\n\r\n",
+            "400 Bad Request",
+            "Lines of the request head must end in CRLF.",
+            "bare_line_ending",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: origin.test\r\nVia: 1.1 ringway\r\n\r\n",
+            "508 Loop Detected",
+            "The request already passed through this proxy.",
+            "forwarding_loop",
+        ),
+        (
+            "GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\n\r\n",
+            "400 Bad Request",
+            "The request URI is not a valid http:// URI.",
+            "bad_target",
+        ),
+    ] {
+        let mut s = Script::intercepted("origin.test:443");
+        s.client(request.as_bytes());
+        assert_eq!(s.take_client(), canned(status, message), "{request:?}");
+        let events = s.take_events();
+        assert_eq!(events.len(), 2, "{request:?}: {events:?}");
+        assert!(
+            matches!(&events[0], Event::Log(l) if l.ends_with(&format!("reason={word}"))),
+            "{request:?}: {events:?}"
+        );
+        assert_eq!(events[1], Event::Close);
+        assert_eq!(s.take_upstream(), "", "nothing reaches the origin");
+    }
+}
+
+#[test]
+fn the_egress_policy_judges_the_pinned_dial_too() {
+    // A pinned loopback literal: refused by the default guard, as outside.
+    let mut s = Script::intercepted("127.0.0.1:443");
+    s.client(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let out = s.take_client();
+    assert!(out.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{out}");
+    assert!(out.contains("destination 127.0.0.1 is loopback"), "{out}");
+    assert_eq!(s.take_upstream(), "");
+}
+
+#[test]
+fn split_at_every_byte_the_exchange_is_the_same() {
+    let mut whole = Script::intercepted("origin.test:443");
+    whole.client(GET).dial_ok(false).upstream(OK5);
+    let mut bytewise = Script::intercepted("origin.test:443");
+    bytewise.client_bytewise(GET).dial_ok(false).upstream(OK5);
+    assert_eq!(whole.take_upstream(), bytewise.take_upstream());
+    assert_eq!(whole.take_client(), bytewise.take_client());
+    assert_eq!(whole.take_events(), bytewise.take_events());
+}
