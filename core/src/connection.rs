@@ -1350,6 +1350,7 @@ impl Connection {
             reason,
             user: e.user,
             upstream: e.upstream_addr,
+            intercepted: self.pinned.is_some(),
         })));
     }
 

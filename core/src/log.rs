@@ -41,6 +41,9 @@ pub struct AccessRecord {
     /// [`Output::Connect`](crate::Output::Connect), also when that attempt failed); `None`
     /// when nothing was dialed (a refusal, a failed lookup, a local answer).
     pub upstream: Option<SocketAddr>,
+    /// The exchange ran inside an intercepted TLS tunnel (`Connection::new_intercepted`):
+    /// the text line says `intercepted=1`, the JSON line `"intercepted": true`.
+    pub intercepted: bool,
 }
 
 /// Writes bytes as log-safe ASCII: printable ASCII as is, everything else as `\xNN`.
@@ -85,7 +88,7 @@ impl AccessRecord {
 
 impl fmt::Display for AccessRecord {
     /// The text line without its timestamp (the runtime, which has the clock, writes that
-    /// first): `CLIENT METHOD TARGET STATUS RX TX DURATION[ reason=WORD]`, e.g.
+    /// first): `CLIENT METHOD TARGET STATUS RX TX DURATION[ intercepted=1][ reason=WORD]`, e.g.
     /// `127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.duration.as_micros();
@@ -101,6 +104,9 @@ impl fmt::Display for AccessRecord {
             micros / 1000,
             micros % 1000
         )?;
+        if self.intercepted {
+            f.write_str(" intercepted=1")?;
+        }
         if let Some(reason) = self.reason {
             write!(f, " reason={reason}")?;
         }
@@ -126,6 +132,7 @@ mod tests {
             reason: None,
             user: None,
             upstream: None,
+            intercepted: false,
         };
         assert_eq!(
             r.to_string(),
@@ -141,6 +148,14 @@ mod tests {
         assert_eq!(
             evil.to_string(),
             "127.0.0.1:50312 - http://h/\\xe9\\x0a 200 78 1234 12100.000ms reason=bad_target"
+        );
+        let inside = AccessRecord {
+            intercepted: true,
+            ..evil
+        };
+        assert_eq!(
+            inside.to_string(),
+            "127.0.0.1:50312 - http://h/\\xe9\\x0a 200 78 1234 12100.000ms intercepted=1 reason=bad_target"
         );
     }
 }

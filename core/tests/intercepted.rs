@@ -26,7 +26,7 @@ fn origin_form_request_goes_to_the_pinned_authority_and_logs_its_https_url() {
         200,
         GET.len(),
         OK5_DOWN.len(),
-        "0.000ms",
+        "0.000ms intercepted=1",
     ));
     // Keep-alive: the next request on the same tunnel.
     assert!(s.conn.wants_client_read());
@@ -79,7 +79,7 @@ fn another_authority_gets_421_and_nothing_is_dialed() {
                     421,
                     request.len(),
                     answer.len(),
-                    "0.000ms reason=misdirected_request",
+                    "0.000ms intercepted=1 reason=misdirected_request",
                 )),
                 Event::Close,
             ],
@@ -145,7 +145,7 @@ fn smuggling_and_malformed_requests_inside_get_the_plain_proxys_answers() {
         let events = s.take_events();
         assert_eq!(events.len(), 2, "{request:?}: {events:?}");
         assert!(
-            matches!(&events[0], Event::Log(l) if l.ends_with(&format!("reason={word}"))),
+            matches!(&events[0], Event::Log(l) if l.ends_with(&format!("intercepted=1 reason={word}"))),
             "{request:?}: {events:?}"
         );
         assert_eq!(events[1], Event::Close);

@@ -147,6 +147,10 @@ struct JsonLine<'a> {
     /// The `ip:port` dialed, or null.
     upstream: Option<std::net::SocketAddr>,
     reason: Option<&'a str>,
+    /// Present (true) only on exchanges inside an intercepted TLS tunnel, so other lines keep
+    /// their shape.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    intercepted: bool,
 }
 
 /// Appends `record` to `out` as one line in `format`, stamped with `ts`.
@@ -168,6 +172,7 @@ pub fn format_line(out: &mut Vec<u8>, record: &AccessRecord, format: Format, ts:
                 duration_ms: record.duration.as_micros() as f64 / 1000.0,
                 upstream: record.upstream,
                 reason: record.reason,
+                intercepted: record.intercepted,
             };
             // Writing to a Vec cannot fail, and every field serializes.
             let _ = serde_json::to_writer(&mut *out, &line);
@@ -805,6 +810,7 @@ mod tests {
             reason: None,
             user: None,
             upstream: None,
+            intercepted: false,
         }
     }
 
@@ -844,6 +850,21 @@ mod tests {
             text.contains(r#""user":null,"method":"GET","target":"","#)
                 && text.ends_with("\"upstream\":null,\"reason\":null}\n"),
             "{text}"
+        );
+        let mut inside = record(b"https://origin.test:443/");
+        inside.intercepted = true;
+        let mut out = Vec::new();
+        format_line(&mut out, &inside, Format::Json, "t");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("\"reason\":null,\"intercepted\":true}\n"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        format_line(&mut out, &inside, Format::Text, "t");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "t 127.0.0.1:50312 GET https://origin.test:443/ 200 78 1234 0.532ms intercepted=1\n"
         );
     }
 

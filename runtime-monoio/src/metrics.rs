@@ -558,6 +558,7 @@ mod tests {
             reason,
             user: None,
             upstream: None,
+            intercepted: false,
         }
     }
 
