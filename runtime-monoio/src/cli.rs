@@ -20,6 +20,7 @@ use crate::config_file;
 ///
 /// With no flags it listens on 127.0.0.1:3128, admits loopback clients only and allows
 /// CONNECT to port 443 only. Durations take a unit: 500ms, 10s, 5m, 1h.
+/// `ringway ca-init --dir DIR [--force]` makes an interception CA and exits.
 #[derive(FromArgs, Debug)]
 struct Args {
     /// address to listen on, e.g. 127.0.0.1:3128 or [::1]:8080; repeatable; port 0 picks a
