@@ -102,6 +102,11 @@ pub enum DialError {
     Refused,
     /// The runtime's own timer for the attempt expired first.
     Timeout,
+    /// Intercepted tunnels: the origin's TLS certificate was refused (untrusted, expired,
+    /// for another name).
+    TlsCertificate,
+    /// Intercepted tunnels: the TLS handshake with the origin failed otherwise.
+    TlsProtocol,
 }
 
 impl DialError {
@@ -109,6 +114,8 @@ impl DialError {
         match self {
             DialError::Refused => Problem::DialFailed,
             DialError::Timeout => Problem::DialTimeout,
+            DialError::TlsCertificate => Problem::UpstreamTlsCertificate,
+            DialError::TlsProtocol => Problem::UpstreamTlsProtocol,
         }
     }
 }
@@ -292,6 +299,15 @@ impl Connection {
         let mut c = Connection::new(config, client, now);
         c.pinned = Some(pinned);
         c
+    }
+
+    /// The authority of the CONNECT whose tunnel is open (after [`Output::StartTunnel`]), so
+    /// the runtime can decide whether to intercept it (`intercept::decide`).
+    pub fn tunnel_authority(&self) -> Option<&Authority> {
+        match (&self.phase, &self.exchange) {
+            (Phase::Tunnel(_), Some(e)) if e.tunnel => e.authority.as_ref(),
+            _ => None,
+        }
     }
 
     /// The CONNECT authority of an intercepted tunnel ([`Connection::new_intercepted`]).

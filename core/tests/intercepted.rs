@@ -165,6 +165,41 @@ fn the_egress_policy_judges_the_pinned_dial_too() {
 }
 
 #[test]
+fn an_origin_certificate_refused_at_the_dial_is_a_502_with_its_proxy_status() {
+    use ringway_core::DialError;
+    for (error, message, word) in [
+        (
+            DialError::TlsCertificate,
+            "The upstream server's TLS certificate is not trusted (unknown issuer, expired, or for another name).",
+            "tls_certificate_error",
+        ),
+        (
+            DialError::TlsProtocol,
+            "The TLS handshake with the upstream server failed.",
+            "tls_protocol_error",
+        ),
+    ] {
+        let mut s = Script::intercepted("origin.test:443");
+        s.client(GET);
+        assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+        s.dial_err(error);
+        let answer = s.take_client();
+        assert_eq!(
+            answer,
+            format!(
+                "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error={word}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+                message.len() + 1
+            )
+        );
+        let events = s.take_events();
+        assert!(
+            matches!(&events[0], Event::Log(l) if l.contains(" 502 ") && l.ends_with(&format!("intercepted=1 reason={word}"))),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
 fn split_at_every_byte_the_exchange_is_the_same() {
     let mut whole = Script::intercepted("origin.test:443");
     whole.client(GET).dial_ok(false).upstream(OK5);

@@ -33,7 +33,6 @@ mod socket;
 mod timers;
 // Interception and the HTTPS listener are wired into the connections in a later step; until
 // then only the tests use most of it.
-#[allow(dead_code)]
 mod tls;
 mod wallclock;
 mod worker;
@@ -75,6 +74,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The interception CA and trust anchors are read now: a key that does not match its
+    // certificate, or an unreadable file, is a bad flag value (exit 2).
+    if let Some(flags) = &settings.intercept {
+        match tls::start(flags) {
+            Ok(setup) => {
+                let _ = tls::intercepted::SETUP.set(setup);
+            }
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     // An access-log path that cannot be opened is a bad flag value: exit 2 like the others.
     let log = match access_log::Destination::open(&settings.access_log) {
         Ok(log) => log,

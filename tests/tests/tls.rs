@@ -1,9 +1,15 @@
-//! TLS interception (issue 12) end to end: `ringway ca-init` (files, modes, the refusal to
-//! overwrite, what it prints) and, with openssl as the client's and origin's TLS, the flags.
+//! TLS interception (issue 12) end to end with real clients: `ringway ca-init` (files, modes,
+//! the refusal to overwrite, what it prints), then curl through an intercepting proxy to a
+//! local TLS origin (Python's ssl) whose CA the test makes and passes with `--upstream-ca`:
+//! keep-alive inside, the origin sees our `Via`, the client sees a leaf from our CA, an
+//! untrusted origin is a 502 with `Proxy-Status: ringway; error=tls_certificate_error`, a
+//! host that matches no pattern is tunnelled untouched, and bad flags exit 2.
 
 use ringway_e2e::*;
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 const RUN: Duration = Duration::from_secs(20);
@@ -66,4 +72,337 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
     // No directory: exit 2.
     let none = run_ringway(&["ca-init"], RUN);
     assert_eq!(none.status.code(), Some(2));
+}
+
+fn sh(cmd: &mut Command) {
+    let out = cmd.output().expect("run helper");
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA (made by `ringway ca-init`) in `dir`, and a P-256 leaf for `localhost` signed by it
+/// (openssl): `dir/ca.pem`, `dir/leaf.pem`, `dir/leaf-key.pem`.
+fn origin_pki(dir: &Path) {
+    let d = dir.to_str().unwrap();
+    let out = run_ringway(&["ca-init", "--dir", d], RUN);
+    assert_eq!(out.status.code(), Some(0));
+    sh(Command::new("openssl").current_dir(dir).args([
+        "req",
+        "-new",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+        "-keyout",
+        "leaf-key.pem",
+        "-subj",
+        "/CN=localhost",
+        "-out",
+        "leaf.csr",
+    ]));
+    std::fs::write(
+        dir.join("ext"),
+        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    sh(Command::new("openssl").current_dir(dir).args([
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca-key.pem",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-out",
+        "leaf.pem",
+        "-extfile",
+        "ext",
+    ]));
+}
+
+/// A TLS origin on loopback (Python's http.server + ssl): answers every GET with the path
+/// and the request headers it received.
+struct Origin {
+    child: Child,
+    port: u16,
+}
+
+const ORIGIN_PY: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        body = ("path=%s\n%s" % (self.path, "".join("%s: %s\n" % kv for kv in self.headers.items()))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+impl Origin {
+    fn start(dir: &Path) -> Origin {
+        let mut child = Command::new("python3")
+            .args(["-c", ORIGIN_PY])
+            .arg(dir.join("leaf.pem"))
+            .arg(dir.join("leaf-key.pem"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("origin port");
+        Origin { child, port }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `curl -sS -i` through `proxy`, trusting only `cacert`, for each URL; (exit code, output).
+fn curl(proxy: &Proxy, cacert: &Path, urls: &[String]) -> (Option<i32>, String) {
+    let mut cmd = Command::new("curl");
+    cmd.args([
+        "-sS",
+        "-i",
+        "--max-time",
+        "10",
+        "--proxy",
+        &proxy.url(),
+        "--cacert",
+    ])
+    .arg(cacert)
+    .args(urls);
+    let out = cmd.output().expect("curl");
+    (
+        out.status.code(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+struct Rig {
+    dir: PathBuf,
+    origin: Origin,
+}
+
+fn rig(name: &str) -> Rig {
+    let dir = scratch(name);
+    std::fs::create_dir_all(dir.join("origin")).unwrap();
+    std::fs::create_dir_all(dir.join("proxy")).unwrap();
+    origin_pki(&dir.join("origin"));
+    let out = run_ringway(
+        &["ca-init", "--dir", dir.join("proxy").to_str().unwrap()],
+        RUN,
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let origin = Origin::start(&dir.join("origin"));
+    Rig { dir, origin }
+}
+
+impl Rig {
+    fn path(&self, p: &str) -> String {
+        self.dir.join(p).to_str().unwrap().to_string()
+    }
+
+    fn proxy(&self, d: Driver, extra: &[&str]) -> Proxy {
+        let (cert, key) = (self.path("proxy/ca.pem"), self.path("proxy/ca-key.pem"));
+        let mut args = vec![
+            "--connect-ports",
+            "any",
+            "--ca-cert",
+            &cert,
+            "--ca-key",
+            &key,
+        ];
+        args.extend_from_slice(extra);
+        Proxy::start(d, &args)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.origin.port)
+    }
+}
+
+both_drivers!(
+    curl_through_interception_keep_alive_via_and_log,
+    untrusted_origin_is_a_502_with_its_proxy_status,
+    a_host_matching_no_pattern_is_tunnelled_untouched,
+);
+
+fn curl_through_interception_keep_alive_via_and_log(d: Driver) {
+    let r = rig(&format!("intercept-{}", d.flag()));
+    let origin_ca = r.path("origin/ca.pem");
+    let mut proxy = r.proxy(
+        d,
+        &["--intercept", "localhost", "--upstream-ca", &origin_ca],
+    );
+    // curl trusts only the proxy's CA: the handshake succeeding proves it saw our leaf.
+    let urls: Vec<String> = (0..20).map(|i| r.url(&format!("/r{i}"))).collect();
+    let (code, out) = curl(&proxy, Path::new(&r.path("proxy/ca.pem")), &urls);
+    assert_eq!(code, Some(0), "{out}");
+    for i in 0..20 {
+        assert!(out.contains(&format!("path=/r{i}\n")), "{out}");
+    }
+    assert_eq!(out.matches("Via: 1.1 ringway\n").count(), 20, "{out}");
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 20, "{out}");
+    // One access line per request inside, then the tunnel's line (written when curl hung up).
+    proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
+    let lines: Vec<String> = proxy
+        .lines_so_far(Duration::from_millis(200))
+        .into_iter()
+        .filter(|l| l.contains(" GET ") || l.contains(" CONNECT "))
+        .collect();
+    assert_eq!(lines.len(), 21, "{lines:#?}");
+    for (i, line) in lines[..20].iter().enumerate() {
+        let want = format!(" GET https://localhost:{}/r{i} 200 ", r.origin.port);
+        assert!(line.contains(&want), "{line} lacks {want:?}");
+        assert!(line.ends_with(" intercepted=1"), "{line}");
+    }
+    let connect = &lines[20];
+    assert!(
+        connect.contains(&format!(" CONNECT localhost:{} 200 ", r.origin.port)),
+        "{connect}"
+    );
+    assert!(!connect.contains("intercepted"), "{connect}");
+}
+
+fn untrusted_origin_is_a_502_with_its_proxy_status(d: Driver) {
+    let r = rig(&format!("untrusted-{}", d.flag()));
+    // No --upstream-ca: the origin's CA is unknown to the proxy (the system roots do not
+    // have it), so the certificate is refused and the client gets the proxy's answer.
+    let mut proxy = r.proxy(d, &["--intercept", "*"]);
+    let (code, out) = curl(&proxy, Path::new(&r.path("proxy/ca.pem")), &[r.url("/x")]);
+    assert_eq!(code, Some(0), "{out}");
+    let answer = out.split_once("\r\n\r\n").map_or("", |(_, a)| a);
+    assert_eq!(
+        answer.replace("\r\n", "\n"),
+        "HTTP/1.1 502 Bad Gateway\nProxy-Status: ringway; error=tls_certificate_error\nContent-Type: text/plain\nContent-Length: 101\nConnection: close\n\nThe upstream server's TLS certificate is not trusted (unknown issuer, expired, or for another name).\n",
+        "{out}"
+    );
+    let line = proxy.wait_line(RUN, |l| l.contains(" GET "));
+    assert!(
+        line.ends_with(" intercepted=1 reason=tls_certificate_error"),
+        "{line}"
+    );
+}
+
+fn a_host_matching_no_pattern_is_tunnelled_untouched(d: Driver) {
+    let r = rig(&format!("untouched-{}", d.flag()));
+    let mut proxy = r.proxy(d, &["--intercept", "other.test"]);
+    // The client now sees the origin's own certificate.
+    let (code, out) = curl(
+        &proxy,
+        Path::new(&r.path("origin/ca.pem")),
+        &[r.url("/plain")],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("path=/plain\n"), "{out}");
+    assert!(!out.contains("Via: 1.1 ringway"), "{out}");
+    let line = proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
+    assert!(!line.contains("intercepted"), "{line}");
+    // And the proxy's CA is not accepted for it (nothing was minted).
+    let (code, _) = curl(
+        &proxy,
+        Path::new(&r.path("proxy/ca.pem")),
+        &[r.url("/plain")],
+    );
+    assert_eq!(
+        code,
+        Some(60),
+        "curl: peer certificate cannot be authenticated"
+    );
+}
+
+#[test]
+fn interception_flag_errors_exit_2() {
+    let r = rig("flags");
+    let (cert, key) = (r.path("proxy/ca.pem"), r.path("proxy/ca-key.pem"));
+    let other_key = r.path("origin/ca-key.pem");
+    for (args, needle) in [
+        (vec!["--intercept", "x.test"], "--ca-cert"),
+        (
+            vec!["--ca-cert", cert.as_str(), "--ca-key", key.as_str()],
+            "need --intercept",
+        ),
+        (
+            vec![
+                "--intercept",
+                "x.test",
+                "--ca-cert",
+                cert.as_str(),
+                "--ca-key",
+                other_key.as_str(),
+            ],
+            "--ca-key does not match --ca-cert",
+        ),
+        (
+            vec![
+                "--intercept",
+                "x.test",
+                "--ca-cert",
+                cert.as_str(),
+                "--ca-key",
+                key.as_str(),
+                "--cert-cache",
+                "0",
+            ],
+            "--cert-cache",
+        ),
+        (
+            vec![
+                "--intercept",
+                "x.test",
+                "--ca-cert",
+                cert.as_str(),
+                "--ca-key",
+                key.as_str(),
+                "--upstream-ca",
+                "/nonexistent",
+            ],
+            "--upstream-ca /nonexistent",
+        ),
+        (
+            vec![
+                "--intercept",
+                "*.",
+                "--ca-cert",
+                cert.as_str(),
+                "--ca-key",
+                key.as_str(),
+            ],
+            "--intercept",
+        ),
+    ] {
+        let out = run_ringway(&args, RUN);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+        assert!(!err.contains("PRIVATE KEY"), "{err}");
+    }
 }

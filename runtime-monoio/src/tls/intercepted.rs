@@ -1,0 +1,457 @@
+//! An intercepted CONNECT tunnel: the transport that puts the two TLS sessions between the
+//! tunnel's sockets and a core [`Connection`] in intercepted-tunnel mode.
+//!
+//! The outer connection answered the CONNECT and dialed the origin as for any tunnel. When
+//! its authority matches `--intercept`, the connection hands its tunnel to an
+//! [`Intercepted`] instead of the byte relay:
+//! 1. **Hello**: client bytes are collected until `client_hello::parse` decides; the core's
+//!    `intercept::decide` says intercept or pass through (not TLS, ECH, no http/1.1: the
+//!    bytes read go upstream and the plain relay takes over).
+//! 2. **Inside**: client ciphertext → the client-facing session (our leaf) → plaintext →
+//!    the inner `Connection::new_intercepted`; its outputs go back through the sessions. Its
+//!    dial of the pinned authority is answered with the origin-facing session over the
+//!    tunnel's upstream socket, reported once the origin's handshake (and certificate) is
+//!    done, or as `DialError::TlsCertificate` / `TlsProtocol` (502 inside the client's TLS).
+//!    Ciphertext is queued on the sockets as tunnel payload, so the outer connection's
+//!    tunnel accounting and idle timeout keep working.
+//! 3. **Done**: the inner connection closed; the caller ends the outer tunnel.
+//!
+//! Limits of this first wiring (each answered, never hung): one origin connection per
+//! tunnel (a request after the origin closed gets 502); the inner connection's own
+//! deadlines are not armed (the outer tunnel idle timeout bounds a silent tunnel); an
+//! upgrade (WebSocket) inside ends the tunnel; plaintext buffers inside rustls are not
+//! bounded by backpressure.
+//!
+//! Failure: a client that aborts the handshake (a pinned app refusing our leaf) ends the
+//! tunnel and is counted on stderr as `client_tls_abort`; an origin TLS failure is the
+//! inner connection's answer.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use ringway_core::client_hello;
+use ringway_core::egress::HostPatterns;
+use ringway_core::intercept::{self, Decision};
+use ringway_core::target::Authority;
+use ringway_core::{Config, Connection, DialError, Dialed, Output};
+
+use super::adapter::{Interceptor, Plain, TlsFailure, TlsSession};
+use crate::clock;
+use crate::socket::{ReadEvent, Socket, WriteOp};
+use crate::worker::Env;
+
+/// What interception needs, built once at start-up from the flags.
+pub struct Setup {
+    /// `--intercept` patterns.
+    pub patterns: HostPatterns,
+    /// The CA, leaf cache and TLS configurations.
+    pub interceptor: Interceptor,
+}
+
+/// The interception setup, set once by `main` before the workers start and read-only after.
+/// A process-wide value rather than a field of each worker's `Env`, so that the wiring stays
+/// out of the worker plumbing; `None` (never set) means interception is off.
+pub static SETUP: OnceLock<Setup> = OnceLock::new();
+
+/// Whether the tunnel to `authority` should be offered to interception (the ClientHello
+/// decides the rest).
+pub fn wanted(authority: &Authority) -> bool {
+    SETUP
+        .get()
+        .is_some_and(|s| intercept::matches(&s.patterns, authority.host()))
+}
+
+/// What one step did.
+#[derive(Debug)]
+pub enum Step {
+    /// Nothing could happen now: wait for the sockets.
+    Idle,
+    /// Something happened: step again.
+    Progress,
+    /// Not intercepted after all: send `bytes` upstream, relay the rest untouched; `then` is
+    /// an EOF or error read from the client while waiting for its hello.
+    Passthrough {
+        /// Client bytes read so far (the ClientHello, or whatever it was).
+        bytes: Bytes,
+        /// A read end seen while collecting them.
+        then: Option<ReadEvent>,
+    },
+    /// The inner connection closed: end the tunnel.
+    Done,
+}
+
+struct Inside {
+    front: TlsSession,
+    back: Option<TlsSession>,
+    inner: Connection,
+    /// The inner connection holds the origin connection (between Connect and Release).
+    back_in_use: bool,
+    /// It was handed out before (a later Connect reports `reused`).
+    back_used: bool,
+    /// The inner connection waits for the origin handshake to report its dial.
+    dial_pending: bool,
+    /// The last ciphertext (close_notify) of an origin session already dropped.
+    back_tail: Vec<u8>,
+    /// The origin's handshake failed before the inner connection asked for it: its dial
+    /// gets this error.
+    back_failed: Option<DialError>,
+    done: bool,
+}
+
+enum State {
+    Hello(Vec<u8>),
+    Inside(Box<Inside>),
+}
+
+/// One intercepted tunnel (see the module docs).
+pub struct Intercepted {
+    pinned: Authority,
+    upstream_addr: Option<SocketAddr>,
+    client_addr: SocketAddr,
+    config: Arc<Config>,
+    state: State,
+}
+
+impl Intercepted {
+    /// A tunnel to `pinned`, whose CONNECT carried `early` bytes after its head (a client may
+    /// send its ClientHello at once).
+    pub fn new(
+        pinned: Authority,
+        upstream_addr: Option<SocketAddr>,
+        client_addr: SocketAddr,
+        config: Arc<Config>,
+        early: &[u8],
+    ) -> Intercepted {
+        Intercepted {
+            pinned,
+            upstream_addr,
+            client_addr,
+            config,
+            state: State::Hello(early.to_vec()),
+        }
+    }
+
+    /// Whether the client socket should be waited on.
+    pub fn wants_client(&self, client: &Socket) -> bool {
+        !client.read_ended()
+    }
+
+    /// Whether the upstream socket should be waited on.
+    pub fn wants_upstream(&self, upstream: &Socket) -> bool {
+        matches!(self.state, State::Inside(_)) && !upstream.read_ended()
+    }
+
+    /// Does what can be done now with the two sockets.
+    pub fn step(&mut self, client: &mut Socket, upstream: &mut Socket, env: &Env) -> Step {
+        let setup = match SETUP.get() {
+            Some(s) => s,
+            None => return Step::Done,
+        };
+        match &mut self.state {
+            State::Hello(buf) => {
+                let mut then = None;
+                let mut read = false;
+                match client.try_read() {
+                    Some(ReadEvent::Data(b)) => {
+                        buf.extend_from_slice(&b);
+                        read = true;
+                    }
+                    Some(end) => then = Some(end),
+                    None => {}
+                }
+                let hello = client_hello::parse(buf);
+                let decision = intercept::decide(&setup.patterns, self.pinned.host(), &hello);
+                let leaf_host = match decision {
+                    Decision::WaitForHello if then.is_none() => {
+                        return if read { Step::Progress } else { Step::Idle };
+                    }
+                    Decision::Intercept { leaf_host } if then.is_none() => leaf_host.to_string(),
+                    _ => {
+                        return Step::Passthrough {
+                            bytes: Bytes::from(std::mem::take(buf)),
+                            then,
+                        }
+                    }
+                };
+                let hello_bytes = std::mem::take(buf);
+                let front = match setup.interceptor.accept(&leaf_host, SystemTime::now()) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        eprintln!("ringway: intercepting {}: {e}", self.pinned);
+                        return Step::Done;
+                    }
+                };
+                let back = setup.interceptor.connect(self.pinned.host()).ok();
+                let inner = Connection::new_intercepted(
+                    Arc::clone(&self.config),
+                    self.client_addr,
+                    self.pinned.clone(),
+                    clock::now(),
+                );
+                let mut inside = Box::new(Inside {
+                    front,
+                    back,
+                    inner,
+                    back_in_use: false,
+                    back_used: false,
+                    dial_pending: false,
+                    back_tail: Vec::new(),
+                    back_failed: None,
+                    done: false,
+                });
+                let fed = inside.feed_front(&hello_bytes);
+                self.state = State::Inside(inside);
+                if fed.is_err() {
+                    return Step::Done;
+                }
+                Step::Progress
+            }
+            State::Inside(inside) => {
+                let progress = inside.step(client, upstream, env, self.upstream_addr);
+                if inside.done {
+                    let _ = inside.flush(client, upstream);
+                    return Step::Done;
+                }
+                if progress {
+                    Step::Progress
+                } else {
+                    Step::Idle
+                }
+            }
+        }
+    }
+}
+
+impl Inside {
+    /// Feeds client ciphertext; plaintext goes to the inner connection.
+    fn feed_front(&mut self, mut data: &[u8]) -> Result<(), TlsFailure> {
+        let now = clock::now();
+        let mut plain = Vec::new();
+        while !data.is_empty() {
+            let n = match self.front.feed(data) {
+                Ok(n) => n,
+                Err(e) => {
+                    if self.front.is_handshaking() {
+                        eprintln!("ringway: client TLS aborted (reason=client_tls_abort): {e}");
+                    }
+                    self.done = true;
+                    return Err(e);
+                }
+            };
+            data = &data[n..];
+            if let Plain::Data(_) = self.front.read_plaintext(&mut plain) {
+                self.inner
+                    .handle_client_data(now, Bytes::from(std::mem::take(&mut plain)));
+            }
+            if n == 0 {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Feeds origin ciphertext; reports the dial once the handshake is done.
+    fn feed_back(&mut self, mut data: &[u8]) {
+        let now = clock::now();
+        let Some(back) = &mut self.back else { return };
+        let mut plain = Vec::new();
+        while !data.is_empty() {
+            let n = match back.feed(data) {
+                Ok(n) => n,
+                Err(e) => {
+                    let err = match e {
+                        TlsFailure::Certificate(_) => DialError::TlsCertificate,
+                        _ => DialError::TlsProtocol,
+                    };
+                    if self.dial_pending {
+                        self.dial_pending = false;
+                        self.inner.handle_dial(now, Err(err));
+                    } else if back.is_handshaking() {
+                        // Nobody asked yet: the next dial gets the error.
+                        self.back_failed = Some(err);
+                    } else {
+                        self.inner.handle_upstream_error(now);
+                    }
+                    self.back = None;
+                    return;
+                }
+            };
+            data = &data[n..];
+            if n == 0 {
+                break;
+            }
+        }
+        if self.dial_pending && !back.is_handshaking() {
+            self.dial_pending = false;
+            self.inner.handle_dial(
+                now,
+                Ok(Dialed {
+                    reused: self.back_used,
+                }),
+            );
+        }
+        match back.read_plaintext(&mut plain) {
+            Plain::Data(_) => self.inner.handle_upstream_data(now, Bytes::from(plain)),
+            Plain::Closed => self.inner.handle_upstream_eof(now),
+            Plain::Empty => {}
+        }
+    }
+
+    /// Queues the sessions' ciphertext on the sockets, as tunnel payload; returns whether
+    /// there was any.
+    fn flush(&mut self, client: &mut Socket, upstream: &mut Socket) -> bool {
+        let mut out = Vec::new();
+        self.front.take_ciphertext(&mut out);
+        let mut queued = !out.is_empty();
+        if !out.is_empty() {
+            client.push(WriteOp::Data {
+                bytes: Bytes::from(out),
+                relayed: true,
+            });
+        }
+        let mut out = std::mem::take(&mut self.back_tail);
+        if let Some(back) = &mut self.back {
+            back.take_ciphertext(&mut out);
+        }
+        if !out.is_empty() {
+            queued = true;
+            upstream.push(WriteOp::Data {
+                bytes: Bytes::from(out),
+                relayed: true,
+            });
+        }
+        queued
+    }
+
+    fn step(
+        &mut self,
+        client: &mut Socket,
+        upstream: &mut Socket,
+        env: &Env,
+        upstream_addr: Option<SocketAddr>,
+    ) -> bool {
+        let now = clock::now();
+        let mut progress = false;
+        if client.write_idle() {
+            match client.try_read() {
+                Some(ReadEvent::Data(b)) => {
+                    progress = true;
+                    let _ = self.feed_front(&b);
+                }
+                Some(ReadEvent::Eof) => {
+                    progress = true;
+                    let _ = self.front.feed_eof();
+                    self.inner.handle_client_eof(now);
+                }
+                Some(ReadEvent::Error) => {
+                    progress = true;
+                    self.inner.handle_client_error(now);
+                }
+                None => {}
+            }
+        }
+        if self.back.is_some() && upstream.write_idle() {
+            match upstream.try_read() {
+                Some(ReadEvent::Data(b)) => {
+                    progress = true;
+                    self.feed_back(&b);
+                }
+                Some(ReadEvent::Eof) => {
+                    progress = true;
+                    if let Some(back) = &mut self.back {
+                        let _ = back.feed_eof();
+                    }
+                    if self.dial_pending {
+                        self.dial_pending = false;
+                        self.inner.handle_dial(now, Err(DialError::TlsProtocol));
+                    } else {
+                        self.inner.handle_upstream_eof(now);
+                    }
+                }
+                Some(ReadEvent::Error) => {
+                    progress = true;
+                    self.inner.handle_upstream_error(now);
+                }
+                None => {}
+            }
+        }
+        while let Some(out) = self.inner.poll_output() {
+            progress = true;
+            self.carry_out(out, env, upstream_addr);
+        }
+        self.flush(client, upstream) || progress
+    }
+
+    fn carry_out(&mut self, out: Output, env: &Env, upstream_addr: Option<SocketAddr>) {
+        let now = clock::now();
+        match out {
+            Output::ToClient(b) => {
+                self.front.write_plaintext(&b);
+            }
+            Output::ToUpstream(b) => {
+                if let Some(back) = &mut self.back {
+                    back.write_plaintext(&b);
+                }
+            }
+            // The pinned authority was resolved and judged for the CONNECT: answer with the
+            // address that dial reached (the core judges it again).
+            Output::Resolve(_) => {
+                let ips: Vec<std::net::IpAddr> =
+                    upstream_addr.map(|a| a.ip()).into_iter().collect();
+                self.inner.handle_resolved(now, &ips);
+            }
+            Output::Connect { addr, .. } => {
+                let usable =
+                    self.back.is_some() && !self.back_in_use && Some(addr) == upstream_addr;
+                if !usable {
+                    let err = self.back_failed.unwrap_or(DialError::Refused);
+                    self.inner.handle_dial(now, Err(err));
+                    return;
+                }
+                self.back_in_use = true;
+                if self.back.as_ref().is_some_and(|b| b.is_handshaking()) {
+                    self.dial_pending = true;
+                } else {
+                    self.inner.handle_dial(
+                        now,
+                        Ok(Dialed {
+                            reused: self.back_used,
+                        }),
+                    );
+                }
+            }
+            Output::ReleaseUpstream => {
+                self.back_in_use = false;
+                self.back_used = true;
+            }
+            Output::CloseUpstream => {
+                if let Some(mut back) = self.back.take() {
+                    back.close();
+                    back.take_ciphertext(&mut self.back_tail);
+                }
+                self.back_in_use = false;
+                self.back_used = true;
+            }
+            Output::ShutdownClientWrite => self.front.close(),
+            Output::ShutdownUpstreamWrite => {
+                if let Some(back) = &mut self.back {
+                    back.close();
+                }
+            }
+            Output::StartTunnel { .. } => {
+                // An upgrade inside: not relayed in this first wiring; end the tunnel.
+                self.done = true;
+            }
+            Output::Log(record) => {
+                crate::metrics::observe(&record);
+                env.log.write(&record);
+            }
+            Output::Close => {
+                self.front.close();
+                self.done = true;
+            }
+        }
+    }
+}
