@@ -233,6 +233,8 @@ pub struct Connection {
     /// Intercepted-tunnel mode ([`Connection::new_intercepted`]): the CONNECT authority
     /// every request is pinned to.
     pinned: Option<Authority>,
+    /// The runtime's word for the open tunnel's log line ([`Connection::note_tunnel`]).
+    tunnel_note: Option<&'static str>,
 }
 
 impl Connection {
@@ -278,6 +280,7 @@ impl Connection {
             next_candidate: 0,
             refusal: None,
             pinned: None,
+            tunnel_note: None,
         }
     }
 
@@ -307,6 +310,16 @@ impl Connection {
         match (&self.phase, &self.exchange) {
             (Phase::Tunnel(_), Some(e)) if e.tunnel => e.authority.as_ref(),
             _ => None,
+        }
+    }
+
+    /// A word for the access-log line of the open tunnel (`reason=`): what the runtime did
+    /// with it that the core could not see (interception: `not_tls`, `tls_ech`,
+    /// `client_tls_abort`). It replaces the tunnel's own end reason (how a passed-through
+    /// tunnel ended is its endpoints' business). Ignored outside a tunnel.
+    pub fn note_tunnel(&mut self, word: &'static str) {
+        if self.tunnel_authority().is_some() {
+            self.tunnel_note = Some(word);
         }
     }
 
@@ -1363,7 +1376,7 @@ impl Connection {
             rx,
             tx,
             duration: now.saturating_since(e.started),
-            reason,
+            reason: self.tunnel_note.take().or(reason),
             user: e.user,
             upstream: e.upstream_addr,
             intercepted: self.pinned.is_some(),

@@ -209,3 +209,45 @@ fn split_at_every_byte_the_exchange_is_the_same() {
     assert_eq!(whole.take_client(), bytewise.take_client());
     assert_eq!(whole.take_events(), bytewise.take_events());
 }
+
+#[test]
+fn the_runtime_notes_what_it_did_with_a_tunnel_on_its_log_line() {
+    let mut s = Script::new();
+    // Outside a tunnel a note is ignored.
+    s.conn.note_tunnel("not_tls");
+    s.client(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n")
+        .dial_ok(false);
+    assert_eq!(s.take_events(), [Event::StartTunnel(vec![], vec![])]);
+    assert_eq!(
+        s.conn.tunnel_authority().map(|a| a.to_string()),
+        Some("h:443".to_string())
+    );
+    s.conn.note_tunnel("client_tls_abort");
+    s.client_eof().upstream_eof();
+    assert_eq!(
+        s.take_events(),
+        [
+            Event::ShutdownUpstreamWrite,
+            log("127.0.0.1:50000 CONNECT h:443 200 0 0 0.000ms reason=client_tls_abort"),
+            Event::Close
+        ]
+    );
+}
+
+#[test]
+fn a_tunnel_note_replaces_the_tunnels_own_end_reason() {
+    let mut s = Script::new();
+    s.client(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n")
+        .dial_ok(false);
+    s.take_events();
+    s.conn.note_tunnel("not_tls");
+    s.conn.handle_upstream_error(s.now);
+    s.drain();
+    let events = s.take_events();
+    assert!(
+        events.contains(&log(
+            "127.0.0.1:50000 CONNECT h:443 200 0 0 0.000ms reason=not_tls"
+        )),
+        "{events:?}"
+    );
+}

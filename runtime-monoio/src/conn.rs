@@ -272,8 +272,11 @@ impl Conn {
         match i.step(&mut self.client, upstream, &self.env) {
             Step::Idle => false,
             Step::Progress => true,
-            Step::Passthrough { bytes, then } => {
+            Step::Passthrough { bytes, then, why } => {
                 self.intercept = None;
+                if let Some(word) = why {
+                    self.core.note_tunnel(word);
+                }
                 upstream.push(WriteOp::Data {
                     bytes,
                     relayed: true,
@@ -290,9 +293,12 @@ impl Conn {
                 }
                 true
             }
-            Step::Done => {
+            Step::Done(note) => {
                 // The inner connection closed: end the outer tunnel both ways.
                 self.intercept = None;
+                if let Some(word) = note {
+                    self.core.note_tunnel(word);
+                }
                 let now = clock::now();
                 self.core.handle_client_eof(now);
                 self.core.handle_upstream_eof(now);

@@ -182,6 +182,10 @@ impl Drop for Origin {
 
 /// `curl -sS -i` through `proxy`, trusting only `cacert`, for each URL; (exit code, output).
 fn curl(proxy: &Proxy, cacert: &Path, urls: &[String]) -> (Option<i32>, String) {
+    curl_via(&proxy.url(), cacert, urls)
+}
+
+fn curl_via(proxy_url: &str, cacert: &Path, urls: &[String]) -> (Option<i32>, String) {
     let mut cmd = Command::new("curl");
     cmd.args([
         "-sS",
@@ -189,7 +193,7 @@ fn curl(proxy: &Proxy, cacert: &Path, urls: &[String]) -> (Option<i32>, String) 
         "--max-time",
         "10",
         "--proxy",
-        &proxy.url(),
+        proxy_url,
         "--cacert",
     ])
     .arg(cacert)
@@ -252,6 +256,7 @@ both_drivers!(
     curl_through_interception_keep_alive_via_and_log,
     untrusted_origin_is_a_502_with_its_proxy_status,
     a_host_matching_no_pattern_is_tunnelled_untouched,
+    passthrough_and_client_abort_are_logged_with_their_reason,
 );
 
 fn curl_through_interception_keep_alive_via_and_log(d: Driver) {
@@ -405,4 +410,78 @@ fn interception_flag_errors_exit_2() {
         assert!(err.contains(needle), "{args:?}: {err}");
         assert!(!err.contains("PRIVATE KEY"), "{err}");
     }
+}
+
+/// The system roots come from `SSL_CERT_FILE` when it is set (rustls-native-certs, as for
+/// OpenSSL): pointed at the origin's CA, it verifies the origin with no `--upstream-ca`.
+/// (Never tested by reaching a public host.)
+#[test]
+fn ssl_cert_file_is_the_system_trust_store() {
+    let r = rig("ssl-cert-file");
+    let (cert, key) = (r.path("proxy/ca.pem"), r.path("proxy/ca-key.pem"));
+    let mut child = Command::new(ringway_bin())
+        .args([
+            "--listen",
+            "127.0.0.1:0",
+            "--threads",
+            "1",
+            "--allow-range",
+            "127.0.0.0/8",
+            "--connect-ports",
+            "any",
+            "--intercept",
+            "localhost",
+            "--ca-cert",
+            &cert,
+            "--ca-key",
+            &key,
+        ])
+        .env("SSL_CERT_FILE", r.path("origin/ca.pem"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ringway");
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let driver = if banner.contains("(epoll") {
+        Driver::Epoll
+    } else {
+        Driver::Uring
+    };
+    let addr = parse_banner(banner.trim_end(), driver).expect("banner")[0];
+    let (code, out) = curl_via(
+        &format!("http://{addr}"),
+        Path::new(&r.path("proxy/ca.pem")),
+        &[r.url("/trusted")],
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("path=/trusted\n"), "{out}");
+    assert!(out.contains("Via: 1.1 ringway"), "{out}");
+}
+
+fn passthrough_and_client_abort_are_logged_with_their_reason(d: Driver) {
+    let r = rig(&format!("reasons-{}", d.flag()));
+    let origin_ca = r.path("origin/ca.pem");
+    let mut proxy = r.proxy(d, &["--intercept", "*", "--upstream-ca", &origin_ca]);
+    // Not TLS: the bytes go to the origin untouched (it is a TLS server and hangs up).
+    let mut c = proxy.connect();
+    let target = format!("localhost:{}", r.origin.port);
+    c.write(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes());
+    let head = c.try_read_head().unwrap().unwrap();
+    assert!(head.starts_with(b"HTTP/1.1 200 "), "{head:?}");
+    c.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n");
+    c.shutdown_write();
+    let line = proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
+    assert!(line.ends_with(" reason=not_tls"), "{line}");
+    drop(c);
+    // A client that does not trust our CA (a pinned app) aborts its handshake.
+    let (code, _) = curl(&proxy, Path::new(&origin_ca), &[r.url("/pinned")]);
+    assert_eq!(code, Some(60), "curl refuses the minted certificate");
+    let line = proxy.wait_line(RUN, |l| l.contains(" CONNECT ") && !l.ends_with("not_tls"));
+    assert!(line.ends_with(" reason=client_tls_abort"), "{line}");
 }

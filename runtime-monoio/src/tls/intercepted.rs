@@ -23,8 +23,9 @@
 //! bounded by backpressure.
 //!
 //! Failure: a client that aborts the handshake (a pinned app refusing our leaf) ends the
-//! tunnel and is counted on stderr as `client_tls_abort`; an origin TLS failure is the
-//! inner connection's answer.
+//! tunnel, whose log line says `reason=client_tls_abort`; a tunnel passed through says why
+//! (`reason=not_tls`, `tls_ech`, `tls_no_http11`); an origin TLS failure is the inner
+//! connection's answer.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -41,6 +42,10 @@ use super::adapter::{Interceptor, Plain, TlsFailure, TlsSession};
 use crate::clock;
 use crate::socket::{ReadEvent, Socket, WriteOp};
 use crate::worker::Env;
+
+/// The tunnel's log word for a client that aborted its handshake (a pinned app, or a client
+/// that does not trust the CA).
+pub const CLIENT_TLS_ABORT: &str = "client_tls_abort";
 
 /// What interception needs, built once at start-up from the flags.
 pub struct Setup {
@@ -77,9 +82,12 @@ pub enum Step {
         bytes: Bytes,
         /// A read end seen while collecting them.
         then: Option<ReadEvent>,
+        /// Why, for the tunnel's log line (`None`: the hello was cut short by the client).
+        why: Option<&'static str>,
     },
-    /// The inner connection closed: end the tunnel.
-    Done,
+    /// The inner connection closed: end the tunnel; the word (if any) goes on the tunnel's
+    /// log line (`client_tls_abort`).
+    Done(Option<&'static str>),
 }
 
 struct Inside {
@@ -97,6 +105,8 @@ struct Inside {
     /// The origin's handshake failed before the inner connection asked for it: its dial
     /// gets this error.
     back_failed: Option<DialError>,
+    /// The client gave up during its handshake (refused our leaf).
+    aborted: bool,
     done: bool,
 }
 
@@ -147,7 +157,7 @@ impl Intercepted {
     pub fn step(&mut self, client: &mut Socket, upstream: &mut Socket, env: &Env) -> Step {
         let setup = match SETUP.get() {
             Some(s) => s,
-            None => return Step::Done,
+            None => return Step::Done(None),
         };
         match &mut self.state {
             State::Hello(buf) => {
@@ -168,10 +178,18 @@ impl Intercepted {
                         return if read { Step::Progress } else { Step::Idle };
                     }
                     Decision::Intercept { leaf_host } if then.is_none() => leaf_host.to_string(),
+                    Decision::Tunnel(why) => {
+                        return Step::Passthrough {
+                            bytes: Bytes::from(std::mem::take(buf)),
+                            then,
+                            why: Some(why.log_word()),
+                        }
+                    }
                     _ => {
                         return Step::Passthrough {
                             bytes: Bytes::from(std::mem::take(buf)),
                             then,
+                            why: None,
                         }
                     }
                 };
@@ -180,7 +198,7 @@ impl Intercepted {
                     Ok(f) => f,
                     Err(e) => {
                         eprintln!("ringway: intercepting {}: {e}", self.pinned);
-                        return Step::Done;
+                        return Step::Done(None);
                     }
                 };
                 let back = setup.interceptor.connect(self.pinned.host()).ok();
@@ -199,12 +217,13 @@ impl Intercepted {
                     dial_pending: false,
                     back_tail: Vec::new(),
                     back_failed: None,
+                    aborted: false,
                     done: false,
                 });
                 let fed = inside.feed_front(&hello_bytes);
                 self.state = State::Inside(inside);
                 if fed.is_err() {
-                    return Step::Done;
+                    return Step::Done(Some(CLIENT_TLS_ABORT));
                 }
                 Step::Progress
             }
@@ -212,7 +231,7 @@ impl Intercepted {
                 let progress = inside.step(client, upstream, env, self.upstream_addr);
                 if inside.done {
                     let _ = inside.flush(client, upstream);
-                    return Step::Done;
+                    return Step::Done(inside.aborted.then_some(CLIENT_TLS_ABORT));
                 }
                 if progress {
                     Step::Progress
@@ -233,9 +252,8 @@ impl Inside {
             let n = match self.front.feed(data) {
                 Ok(n) => n,
                 Err(e) => {
-                    if self.front.is_handshaking() {
-                        eprintln!("ringway: client TLS aborted (reason=client_tls_abort): {e}");
-                    }
+                    let _ = e;
+                    self.aborted = self.front.is_handshaking();
                     self.done = true;
                     return Err(e);
                 }
