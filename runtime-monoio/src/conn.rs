@@ -413,8 +413,10 @@ impl Conn {
         let upstream_free = u.write_idle() && !u.write_blocked();
         if let Some(i) = &self.intercept {
             return (
-                client_free && i.wants_client(&self.client) && !self.client.read_hint(),
-                upstream_free && i.wants_upstream(u) && !u.read_hint(),
+                // Client bytes go upstream and the other way round: each side is read only
+                // while the other's queue is empty.
+                upstream_free && i.wants_client(&self.client) && !self.client.read_hint(),
+                client_free && i.wants_upstream(u) && !u.read_hint(),
             );
         }
         let (want_client, want_upstream) = match (self.core.tunnel(), &self.relay) {

@@ -140,6 +140,16 @@ import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path.startswith("/big/"):
+            n = int(self.path[5:])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = b"x" * 65536
+            while n > 0:
+                self.wfile.write(chunk[:min(n, 65536)])
+                n -= 65536
+            return
         body = ("path=%s\n%s" % (self.path, "".join("%s: %s\n" % kv for kv in self.headers.items()))).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -257,6 +267,8 @@ both_drivers!(
     untrusted_origin_is_a_502_with_its_proxy_status,
     a_host_matching_no_pattern_is_tunnelled_untouched,
     passthrough_and_client_abort_are_logged_with_their_reason,
+    insecure_upstream_warns_and_marks_every_line,
+    a_large_download_passes_in_bounded_memory,
 );
 
 fn curl_through_interception_keep_alive_via_and_log(d: Driver) {
@@ -484,4 +496,59 @@ fn passthrough_and_client_abort_are_logged_with_their_reason(d: Driver) {
     assert_eq!(code, Some(60), "curl refuses the minted certificate");
     let line = proxy.wait_line(RUN, |l| l.contains(" CONNECT ") && !l.ends_with("not_tls"));
     assert!(line.ends_with(" reason=client_tls_abort"), "{line}");
+}
+
+fn insecure_upstream_warns_and_marks_every_line(d: Driver) {
+    let r = rig(&format!("insecure-{}", d.flag()));
+    let mut proxy = r.proxy(d, &["--intercept", "localhost", "--insecure-upstream"]);
+    proxy.wait_stderr("WARNING: --insecure-upstream", RUN);
+    // No --upstream-ca and the origin's CA is nowhere: accepted anyway.
+    let (code, out) = curl(&proxy, Path::new(&r.path("proxy/ca.pem")), &[r.url("/i")]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("path=/i\n"), "{out}");
+    let line = proxy.wait_line(RUN, |l| l.contains(" GET "));
+    assert!(
+        line.ends_with(" intercepted=1 reason=insecure_upstream"),
+        "{line}"
+    );
+}
+
+/// 100 MiB from the origin through one intercepted tunnel: every byte arrives, and the
+/// proxy's memory stays bounded (backpressure: a side is read only while the other side's
+/// queue is empty).
+fn a_large_download_passes_in_bounded_memory(d: Driver) {
+    const SIZE: u64 = 100 << 20;
+    let r = rig(&format!("big-{}", d.flag()));
+    let origin_ca = r.path("origin/ca.pem");
+    let proxy = r.proxy(
+        d,
+        &["--intercept", "localhost", "--upstream-ca", &origin_ca],
+    );
+    let before = proxy.rss_kib();
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--max-time",
+            "120",
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{size_download} %{http_code}",
+        ])
+        .args(["--proxy", &proxy.url(), "--cacert", &r.path("proxy/ca.pem")])
+        .arg(r.url(&format!("/big/{SIZE}")))
+        .output()
+        .expect("curl");
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        report,
+        format!("{SIZE} 200"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grown = proxy.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "RSS grew by {grown} KiB for a 100 MiB download"
+    );
 }

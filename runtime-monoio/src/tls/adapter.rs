@@ -122,6 +122,15 @@ impl fmt::Debug for TlsSession {
 }
 
 impl TlsSession {
+    /// Wraps a rustls connection. Its send buffer is unbounded: a bounded one would refuse
+    /// part of a write ([`write_plaintext`](Self::write_plaintext) says how much it took), and
+    /// the callers bound what is in flight instead (a side is read only while the other's
+    /// queue is empty, so a session holds at most one read's worth).
+    fn new(mut conn: Connection) -> TlsSession {
+        conn.set_buffer_limit(None);
+        TlsSession { conn }
+    }
+
     /// Takes ciphertext from the peer; returns how many bytes of `input` it consumed (the
     /// caller keeps the rest and feeds it after draining plaintext: rustls bounds its
     /// buffers). Processes the records at once, so plaintext and replies are ready after.
@@ -498,9 +507,7 @@ impl Interceptor {
         let mut config = self.server.clone();
         config.cert_resolver = Arc::new(OneLeaf(leaf.certified.clone()));
         let conn = ServerConnection::new(Arc::new(config))?;
-        Ok(TlsSession {
-            conn: Connection::Server(conn),
-        })
+        Ok(TlsSession::new(Connection::Server(conn)))
     }
 
     /// The origin-facing session to `host` (the CONNECT host: a name, or an IP literal with
@@ -513,9 +520,7 @@ impl Interceptor {
         let name = ServerName::try_from(bare.to_string())
             .map_err(|_| TlsFailure::Protocol(format!("{host:?} is not a server name")))?;
         let conn = ClientConnection::new(self.upstream.clone(), name)?;
-        Ok(TlsSession {
-            conn: Connection::Client(conn),
-        })
+        Ok(TlsSession::new(Connection::Client(conn)))
     }
 }
 
@@ -599,9 +604,9 @@ impl ListenerTls {
 
     /// A session for one accepted client.
     pub fn accept(&self) -> Result<TlsSession, TlsFailure> {
-        Ok(TlsSession {
-            conn: Connection::Server(ServerConnection::new(self.config.clone())?),
-        })
+        Ok(TlsSession::new(Connection::Server(ServerConnection::new(
+            self.config.clone(),
+        )?)))
     }
 }
 
@@ -619,9 +624,9 @@ pub fn test_client(roots: &[&[u8]], host: &str, alpn: &[&[u8]]) -> TlsSession {
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|a| a.to_vec()).collect();
     let name = ServerName::try_from(host.to_string()).unwrap();
-    TlsSession {
-        conn: Connection::Client(ClientConnection::new(Arc::new(config), name).unwrap()),
-    }
+    TlsSession::new(Connection::Client(
+        ClientConnection::new(Arc::new(config), name).unwrap(),
+    ))
 }
 
 /// The peer's end-entity certificate, DER (for the tests' checks of the minted leaf).

@@ -19,8 +19,7 @@
 //! Limits of this first wiring (each answered, never hung): one origin connection per
 //! tunnel (a request after the origin closed gets 502); the inner connection's own
 //! deadlines are not armed (the outer tunnel idle timeout bounds a silent tunnel); an
-//! upgrade (WebSocket) inside ends the tunnel; plaintext buffers inside rustls are not
-//! bounded by backpressure.
+//! upgrade (WebSocket) inside ends the tunnel.
 //!
 //! Failure: a client that aborts the handshake (a pinned app refusing our leaf) ends the
 //! tunnel, whose log line says `reason=client_tls_abort`; a tunnel passed through says why
@@ -53,6 +52,9 @@ pub struct Setup {
     pub patterns: HostPatterns,
     /// The CA, leaf cache and TLS configurations.
     pub interceptor: Interceptor,
+    /// `--insecure-upstream`: every line of an intercepted request says
+    /// `reason=insecure_upstream` (unless it has a reason of its own).
+    pub insecure: bool,
 }
 
 /// The interception setup, set once by `main` before the workers start and read-only after.
@@ -274,8 +276,9 @@ impl Inside {
     fn feed_back(&mut self, mut data: &[u8]) {
         let now = clock::now();
         let Some(back) = &mut self.back else { return };
-        let mut plain = Vec::new();
-        while !data.is_empty() {
+        // rustls takes ciphertext only while its plaintext buffer has room: feed, drain the
+        // plaintext to the inner connection, and feed the rest.
+        loop {
             let n = match back.feed(data) {
                 Ok(n) => n,
                 Err(e) => {
@@ -297,23 +300,32 @@ impl Inside {
                 }
             };
             data = &data[n..];
-            if n == 0 {
-                break;
+            if self.dial_pending && !back.is_handshaking() {
+                self.dial_pending = false;
+                self.inner.handle_dial(
+                    now,
+                    Ok(Dialed {
+                        reused: self.back_used,
+                    }),
+                );
             }
-        }
-        if self.dial_pending && !back.is_handshaking() {
-            self.dial_pending = false;
-            self.inner.handle_dial(
-                now,
-                Ok(Dialed {
-                    reused: self.back_used,
-                }),
-            );
-        }
-        match back.read_plaintext(&mut plain) {
-            Plain::Data(_) => self.inner.handle_upstream_data(now, Bytes::from(plain)),
-            Plain::Closed => self.inner.handle_upstream_eof(now),
-            Plain::Empty => {}
+            let mut plain = Vec::new();
+            let drained = match back.read_plaintext(&mut plain) {
+                Plain::Data(_) => {
+                    self.inner.handle_upstream_data(now, Bytes::from(plain));
+                    true
+                }
+                Plain::Closed => {
+                    self.inner.handle_upstream_eof(now);
+                    false
+                }
+                Plain::Empty => false,
+            };
+            if data.is_empty() || (n == 0 && !drained) {
+                // Either all taken, or rustls takes nothing more with its buffers empty
+                // (cannot happen with whole records; the rest would be a protocol error).
+                return;
+            }
         }
     }
 
@@ -352,7 +364,9 @@ impl Inside {
     ) -> bool {
         let now = clock::now();
         let mut progress = false;
-        if client.write_idle() {
+        // Backpressure as in the relay: a side is read only while the socket its bytes go to
+        // has nothing queued, so at most one read's worth sits in the sessions per direction.
+        if upstream.write_idle() {
             match client.try_read() {
                 Some(ReadEvent::Data(b)) => {
                     progress = true;
@@ -370,7 +384,7 @@ impl Inside {
                 None => {}
             }
         }
-        if self.back.is_some() && upstream.write_idle() {
+        if self.back.is_some() && client.write_idle() {
             match upstream.try_read() {
                 Some(ReadEvent::Data(b)) => {
                     progress = true;
@@ -405,12 +419,15 @@ impl Inside {
     fn carry_out(&mut self, out: Output, env: &Env, upstream_addr: Option<SocketAddr>) {
         let now = clock::now();
         match out {
+            // The sessions' send buffers are unbounded (see `TlsSession::new`): all is taken.
             Output::ToClient(b) => {
-                self.front.write_plaintext(&b);
+                let taken = self.front.write_plaintext(&b);
+                debug_assert_eq!(taken, b.len());
             }
             Output::ToUpstream(b) => {
                 if let Some(back) = &mut self.back {
-                    back.write_plaintext(&b);
+                    let taken = back.write_plaintext(&b);
+                    debug_assert_eq!(taken, b.len());
                 }
             }
             // The pinned authority was resolved and judged for the CONNECT: answer with the
@@ -462,7 +479,10 @@ impl Inside {
                 // An upgrade inside: not relayed in this first wiring; end the tunnel.
                 self.done = true;
             }
-            Output::Log(record) => {
+            Output::Log(mut record) => {
+                if SETUP.get().is_some_and(|s| s.insecure) && record.reason.is_none() {
+                    record.reason = Some("insecure_upstream");
+                }
                 crate::metrics::observe(&record);
                 env.log.write(&record);
             }

@@ -61,5 +61,6 @@ pub fn start(flags: &crate::cli::InterceptFlags) -> Result<intercepted::Setup, S
     Ok(intercepted::Setup {
         patterns: flags.patterns.clone(),
         interceptor,
+        insecure: flags.insecure_upstream,
     })
 }
