@@ -155,6 +155,19 @@ class H(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
+    def do_PUT(self):
+        n = int(self.headers["Content-Length"])
+        got = 0
+        while got < n:
+            chunk = self.rfile.read(min(65536, n - got))
+            if not chunk:
+                break
+            got += len(chunk)
+        body = ("received=%d\n" % got).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
     def log_message(self, *a): pass
 s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -268,7 +281,7 @@ both_drivers!(
     a_host_matching_no_pattern_is_tunnelled_untouched,
     passthrough_and_client_abort_are_logged_with_their_reason,
     insecure_upstream_warns_and_marks_every_line,
-    a_large_download_passes_in_bounded_memory,
+    a_large_download_and_upload_pass_in_bounded_memory,
 );
 
 fn curl_through_interception_keep_alive_via_and_log(d: Driver) {
@@ -513,10 +526,10 @@ fn insecure_upstream_warns_and_marks_every_line(d: Driver) {
     );
 }
 
-/// 100 MiB from the origin through one intercepted tunnel: every byte arrives, and the
-/// proxy's memory stays bounded (backpressure: a side is read only while the other side's
+/// 100 MiB from the origin, then 100 MiB to it, through intercepted tunnels: every byte
+/// arrives, and the proxy's memory stays bounded (backpressure: a side is read only while the other side's
 /// queue is empty).
-fn a_large_download_passes_in_bounded_memory(d: Driver) {
+fn a_large_download_and_upload_pass_in_bounded_memory(d: Driver) {
     const SIZE: u64 = 100 << 20;
     let r = rig(&format!("big-{}", d.flag()));
     let origin_ca = r.path("origin/ca.pem");
@@ -550,5 +563,27 @@ fn a_large_download_passes_in_bounded_memory(d: Driver) {
     assert!(
         grown < 16 * 1024,
         "RSS grew by {grown} KiB for a 100 MiB download"
+    );
+
+    // And 100 MiB up (a file of zeros, PUT).
+    let file = r.dir.join("upload.bin");
+    std::fs::File::create(&file).unwrap().set_len(SIZE).unwrap();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "120", "-T"])
+        .arg(&file)
+        .args(["--proxy", &proxy.url(), "--cacert", &r.path("proxy/ca.pem")])
+        .arg(r.url("/upload"))
+        .output()
+        .expect("curl");
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        format!("received={SIZE}\n"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let grown = proxy.rss_kib().saturating_sub(before);
+    assert!(
+        grown < 16 * 1024,
+        "RSS grew by {grown} KiB after a 100 MiB upload"
     );
 }
