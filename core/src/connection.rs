@@ -115,6 +115,11 @@ pub enum DialError {
     Refused,
     /// The runtime's own timer for the attempt expired first.
     Timeout,
+    /// Intercepted tunnels: the origin's TLS certificate was refused (untrusted, expired,
+    /// for another name).
+    TlsCertificate,
+    /// Intercepted tunnels: the TLS handshake with the origin failed otherwise.
+    TlsProtocol,
 }
 
 impl DialError {
@@ -122,6 +127,8 @@ impl DialError {
         match self {
             DialError::Refused => Problem::DialFailed,
             DialError::Timeout => Problem::DialTimeout,
+            DialError::TlsCertificate => Problem::UpstreamTlsCertificate,
+            DialError::TlsProtocol => Problem::UpstreamTlsProtocol,
         }
     }
 }
@@ -245,6 +252,11 @@ pub struct Connection {
     dial_exempt: bool,
     /// Set by [`Connection::refuse`]: the answer to the first request.
     refusal: Option<Problem>,
+    /// Intercepted-tunnel mode ([`Connection::new_intercepted`]): the CONNECT authority
+    /// every request is pinned to.
+    pinned: Option<Authority>,
+    /// The runtime's word for the open tunnel's log line ([`Connection::note_tunnel`]).
+    tunnel_note: Option<&'static str>,
 }
 
 impl Connection {
@@ -290,7 +302,53 @@ impl Connection {
             dial_port: 0,
             dial_exempt: false,
             refusal: None,
+            pinned: None,
+            tunnel_note: None,
         }
+    }
+
+    /// A connection for the plaintext inside an intercepted CONNECT tunnel to `pinned`: the
+    /// runtime terminated the client's TLS (and speaks TLS to the origin), and feeds and
+    /// takes plaintext exactly as for [`Connection::new`]. Requests are origin-form and must
+    /// name `pinned` (else 421, see [`crate::intercept::route`]); everything else (keep-alive,
+    /// bodies, every smuggling defence, the egress policy on each dial, `Via`) is the same.
+    /// The access log shows `https://host:port/path` targets.
+    ///
+    /// The runtime MUST NOT give this connection a plain pooled upstream connection: with
+    /// `allow_pooled` it may reuse only a TLS connection it made for the same authority.
+    pub fn new_intercepted(
+        config: Arc<Config>,
+        client: SocketAddr,
+        pinned: Authority,
+        now: Instant,
+    ) -> Connection {
+        let mut c = Connection::new(config, client, now);
+        c.pinned = Some(pinned);
+        c
+    }
+
+    /// The authority of the CONNECT whose tunnel is open (after [`Output::StartTunnel`]), so
+    /// the runtime can decide whether to intercept it (`intercept::decide`).
+    pub fn tunnel_authority(&self) -> Option<&Authority> {
+        match (&self.phase, &self.exchange) {
+            (Phase::Tunnel(_), Some(e)) if e.tunnel => e.authority.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// A word for the access-log line of the open tunnel (`reason=`): what the runtime did
+    /// with it that the core could not see (interception: `not_tls`, `tls_ech`,
+    /// `client_tls_abort`). It replaces the tunnel's own end reason (how a passed-through
+    /// tunnel ended is its endpoints' business). Ignored outside a tunnel.
+    pub fn note_tunnel(&mut self, word: &'static str) {
+        if self.tunnel_authority().is_some() {
+            self.tunnel_note = Some(word);
+        }
+    }
+
+    /// The CONNECT authority of an intercepted tunnel ([`Connection::new_intercepted`]).
+    pub fn pinned(&self) -> Option<&Authority> {
+        self.pinned.as_ref()
     }
 
     /// The client's address, as given to [`Connection::new`]: for the runtime's own logs and
@@ -814,7 +872,14 @@ impl Connection {
             }
         };
         let method = head.slice_ref(req.method.as_bytes());
-        let target = head.slice_ref(req.target);
+        let target = match &self.pinned {
+            // Logged as the URL the client asked for (built only in this mode).
+            Some(pinned) if req.target.first() == Some(&b'/') => Bytes::from(alloc::format!(
+                "https://{pinned}{}",
+                core::str::from_utf8(req.target).unwrap_or("/")
+            )),
+            _ => head.slice_ref(req.target),
+        };
         self.begin_exchange(now, method, target);
         self.add_rx(head.len());
         if let Some(problem) = self.refusal {
@@ -823,7 +888,10 @@ impl Connection {
             }
             return self.fail(now, problem);
         }
-        let decision = route::decide(&req, self.client.ip(), &config.policy);
+        let decision = match &self.pinned {
+            Some(pinned) => crate::intercept::route(&req, pinned),
+            None => route::decide(&req, self.client.ip(), &config.policy),
+        };
         let Some(e) = &mut self.exchange else { return };
         if config.access_records && !config.policy.basic_credentials.is_empty() {
             if let Authentication::User(user) = config.policy.authenticate(req.proxy_authorization)
@@ -1014,7 +1082,8 @@ impl Connection {
         match (error, parent) {
             (DialError::Refused, true) => Problem::ParentDialFailed,
             (DialError::Timeout, true) => Problem::ParentDialTimeout,
-            (error, false) => error.problem(),
+            // A TLS failure is the origin's, through the parent's tunnel.
+            (error, _) => error.problem(),
         }
     }
 
@@ -1447,10 +1516,11 @@ impl Connection {
             rx,
             tx,
             duration: now.saturating_since(e.started),
-            reason,
+            reason: self.tunnel_note.take().or(reason),
             user: e.user,
             upstream: e.upstream_addr,
             via: e.hop,
+            intercepted: self.pinned.is_some(),
         })));
     }
 

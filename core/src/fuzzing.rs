@@ -14,6 +14,8 @@
 //!   events, with a model of the runtime checking every output.
 //! - [`tunnel_accounting`]: [`TunnelMeter`] and a tunnelling [`Connection`] against a model.
 //! - [`egress`]: the egress policy and host patterns against naive references.
+//! - [`client_hello`]: the ClientHello parser: decisions only from bytes present, refragmented
+//!   records read the same, and what it returns is well-formed.
 //!
 //! ## Error handling
 //! A property that does not hold is an `assert!` failure: a panic is what libFuzzer reports
@@ -31,6 +33,7 @@ use core::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use core::time::Duration;
 
 use crate::body::{self, BodyKind, Decoded};
+use crate::client_hello;
 use crate::config::{Config, MAX_HEADER_SLOTS};
 use crate::connection::{Connection, DialError, Dialed, Output, CONNECT_ESTABLISHED};
 use crate::dial_schedule::AttemptId;
@@ -1903,6 +1906,70 @@ fn naive_own_listener(
     hits.fold(None, |acc, &(_, proxy)| Some(acc.unwrap_or(false) || proxy))
 }
 
+/// `client_hello`: the input is the bytes a client sent into a tunnel. Checks that
+/// [`client_hello::parse`] decides only from bytes present (along the prefixes of the input the
+/// answer is `NeedMore` until it is decided, then never changes), that a ClientHello's handshake
+/// message re-split over records of other sizes reads the same, and that a [`Hello`] holds only
+/// what its types promise (a lowercase host name; ALPN flags consistent with the count).
+///
+/// [`Hello`]: client_hello::Hello
+pub fn client_hello(data: &[u8]) {
+    use client_hello::{parse, ClientHello};
+    let whole = parse(data);
+    // Every prefix for small inputs; for larger ones, 64 spread points and the last 16.
+    let mut cuts: Vec<usize> = if data.len() <= 600 {
+        (0..=data.len()).collect()
+    } else {
+        let mut v: Vec<usize> = (0..64).map(|i| i * data.len() / 64).collect();
+        v.extend(data.len() - 16..=data.len());
+        v
+    };
+    cuts.sort_unstable();
+    cuts.dedup();
+    let mut decided: Option<ClientHello> = None;
+    for &cut in &cuts {
+        let r = parse(&data[..cut]);
+        match (&decided, r) {
+            (None, ClientHello::NeedMore) => {}
+            (None, r) => decided = Some(r),
+            (Some(d), r) => assert_eq!(*d, r, "answer changed at {cut} of {}", data.len()),
+        }
+    }
+    assert_eq!(decided.unwrap_or(ClientHello::NeedMore), whole);
+
+    let ClientHello::Hello(hello) = &whole else {
+        return;
+    };
+    if let Some(name) = &hello.sni {
+        let s = name.as_str();
+        assert!(!s.is_empty() && s.len() <= 253 && !s.ends_with('.'));
+        assert!(s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b)));
+    }
+    let a = hello.alpn;
+    assert_eq!(a.offered, a.count > 0);
+    assert!(usize::from(a.http11) + usize::from(a.h2) <= usize::from(a.count));
+
+    // Re-split the handshake message (when it sits in the first record) over other sizes.
+    let rec_len = usize::from(u16::from_be_bytes([data[3], data[4]]));
+    let msg_len =
+        4 + ((usize::from(data[6]) << 16) | (usize::from(data[7]) << 8) | usize::from(data[8]));
+    if rec_len < msg_len {
+        return;
+    }
+    let msg = &data[5..5 + msg_len];
+    for size in [1, 3, 100, 16_384] {
+        let mut records = Vec::with_capacity(msg.len() * 6);
+        for part in msg.chunks(size) {
+            records.extend_from_slice(&[22, 3, 3]);
+            records.extend_from_slice(&(part.len() as u16).to_be_bytes());
+            records.extend_from_slice(part);
+        }
+        assert_eq!(parse(&records), whole, "split over {size}-byte records");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1922,6 +1989,7 @@ mod tests {
             connection(data);
             tunnel_accounting(data);
             egress(data);
+            client_hello(data);
         }
     }
 }

@@ -17,6 +17,8 @@
 //! - [`body`]: Content-Length and chunked framing, tracked without buffering bodies.
 //! - [`tunnel::TunnelMeter`]: byte counts and half-close for CONNECT tunnels.
 //! - [`AccessRecord`]: the access-log line for each request and tunnel.
+//! - [`client_hello`] / [`intercept`]: reading a tunnel's TLS ClientHello and deciding
+//!   whether to intercept it (TLS itself lives in the runtime).
 //!
 //! ## Error handling
 //! A misbehaving peer never yields an `Err` to the runtime: it becomes a [`Problem`] with an
@@ -61,11 +63,13 @@ extern crate alloc;
 
 mod admission;
 pub mod body;
+pub mod client_hello;
 mod config;
 mod connection;
 pub mod dial_schedule;
 pub mod egress;
 pub mod final_recipient;
+pub mod intercept;
 // The cargo-fuzz target bodies: only for fuzz/ and the corpus replay (feature `fuzzing`),
 // hidden even then because they are not a stable API.
 #[cfg(feature = "fuzzing")]

@@ -47,6 +47,9 @@ pub struct AccessRecord {
     /// `via=direct` at the end of the text line); `None` without a parent, or when nothing
     /// was sent anywhere.
     pub via: Option<Hop>,
+    /// The exchange ran inside an intercepted TLS tunnel (`Connection::new_intercepted`):
+    /// the text line says `intercepted=1`, the JSON line `"intercepted": true`.
+    pub intercepted: bool,
 }
 
 /// Writes bytes as log-safe ASCII: printable ASCII as is, everything else as `\xNN`.
@@ -95,7 +98,7 @@ impl AccessRecord {
 
 impl fmt::Display for AccessRecord {
     /// The text line without its timestamp (the runtime, which has the clock, writes that
-    /// first): `CLIENT METHOD TARGET STATUS RX TX DURATION[ reason=WORD]`, e.g.
+    /// first): `CLIENT METHOD TARGET STATUS RX TX DURATION[ intercepted=1][ reason=WORD][ via=HOP]`, e.g.
     /// `127.0.0.1:50312 GET http://127.0.0.1:8080/a 200 78 1234 0.532ms`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let micros = self.duration.as_micros();
@@ -111,6 +114,9 @@ impl fmt::Display for AccessRecord {
             micros / 1000,
             micros % 1000
         )?;
+        if self.intercepted {
+            f.write_str(" intercepted=1")?;
+        }
         if let Some(reason) = self.reason {
             write!(f, " reason={reason}")?;
         }
@@ -140,6 +146,7 @@ mod tests {
             user: None,
             upstream: None,
             via: None,
+            intercepted: false,
         };
         assert_eq!(
             r.to_string(),
@@ -158,10 +165,18 @@ mod tests {
         );
         let chained = AccessRecord {
             via: Some(Hop::Parent),
-            ..evil
+            ..evil.clone()
         };
         assert!(chained
             .to_string()
             .ends_with(" reason=bad_target via=parent"));
+        let inside = AccessRecord {
+            intercepted: true,
+            ..evil
+        };
+        assert_eq!(
+            inside.to_string(),
+            "127.0.0.1:50312 - http://h/\\xe9\\x0a 200 78 1234 12100.000ms intercepted=1 reason=bad_target"
+        );
     }
 }

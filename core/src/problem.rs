@@ -82,6 +82,16 @@ pub enum Problem {
     ClientLimit,
     /// The proxy already holds `--max-connections` client connections.
     ConnectionLimit,
+    /// Inside an intercepted tunnel: the request names another authority than the CONNECT
+    /// the tunnel was opened for (`Host` or an absolute-form target). RFC 9110 §15.5.20:
+    /// this connection cannot answer for that origin; the client should open another.
+    MisdirectedRequest,
+    /// Inside an intercepted tunnel: the origin's certificate is untrusted, expired or for
+    /// another name, so the proxy will not send the request there.
+    UpstreamTlsCertificate,
+    /// Inside an intercepted tunnel: the TLS handshake with the origin failed otherwise
+    /// (no common version or cipher, an alert, a malformed record).
+    UpstreamTlsProtocol,
     /// The egress policy refuses the destination, for this reason. The answer names the
     /// destination and the flag that would allow it (see [`Problem::denial`]).
     Denied(Reason),
@@ -125,6 +135,9 @@ impl Problem {
         Problem::ParentDialTimeout,
         Problem::ClientLimit,
         Problem::ConnectionLimit,
+        Problem::MisdirectedRequest,
+        Problem::UpstreamTlsCertificate,
+        Problem::UpstreamTlsProtocol,
         Problem::Denied(Reason::DestLoopback),
         Problem::Denied(Reason::DestUnspecified),
         Problem::Denied(Reason::DestLinkLocal),
@@ -167,11 +180,13 @@ impl Problem {
             Denied(_) => 403,
             ProxyAuthRequired => 407,
             HeaderTimeout => 408,
+            MisdirectedRequest => 421,
             ClientLimit => 429,
             ConnectionLimit => 503,
             HeadTooLarge | TooManyHeaders => 431,
             ForwardingLoop => 508,
             DnsFailed | DialFailed | BadResponse | UpstreamClosed | ParentDialFailed => 502,
+            UpstreamTlsCertificate | UpstreamTlsProtocol => 502,
             DialTimeout | UpstreamTimeout | DnsTimeout | ParentDialTimeout => 504,
             UnsupportedVersion => 505,
         }
@@ -222,6 +237,13 @@ impl Problem {
             ParentDialTimeout => "The parent proxy did not answer the connection in time.",
             ClientLimit => "Too many connections from your address; retry later.",
             ConnectionLimit => "The proxy is at its connection limit; retry later.",
+            MisdirectedRequest => {
+                "This connection was opened for another host: connect to that host separately."
+            }
+            UpstreamTlsCertificate => {
+                "The upstream server's TLS certificate is not trusted (unknown issuer, expired, or for another name)."
+            }
+            UpstreamTlsProtocol => "The TLS handshake with the upstream server failed.",
             Denied(_) => "The destination is not allowed.",
         }
     }
@@ -265,6 +287,9 @@ impl Problem {
             ParentDialTimeout => "parent_dial_timeout",
             ClientLimit => "client_limit",
             ConnectionLimit => "connection_limit",
+            MisdirectedRequest => "misdirected_request",
+            UpstreamTlsCertificate => "tls_certificate_error",
+            UpstreamTlsProtocol => "tls_protocol_error",
             Denied(reason) => reason.log_word(),
         }
     }
@@ -298,6 +323,10 @@ impl Problem {
             | BadChunk
             | HeaderTimeout => "http_request_error",
             ClientDenied | ProxyAuthRequired | ConnectPortDenied => "http_request_denied",
+            // RFC 9209 has no type for a misdirected request; the proxy refuses to send it.
+            MisdirectedRequest => "http_request_denied",
+            UpstreamTlsCertificate => "tls_certificate_error",
+            UpstreamTlsProtocol => "tls_protocol_error",
             ForwardingLoop => "proxy_loop_detected",
             DnsFailed => "dns_error",
             DnsTimeout => "dns_timeout",
@@ -391,6 +420,7 @@ pub const fn reason_phrase(status: u16) -> &'static str {
         403 => "Forbidden",
         407 => "Proxy Authentication Required",
         408 => "Request Timeout",
+        421 => "Misdirected Request",
         429 => "Too Many Requests",
         431 => "Request Header Fields Too Large",
         502 => "Bad Gateway",
@@ -450,6 +480,21 @@ mod tests {
             Problem::ALL.len(),
             "each problem once, each with its own word"
         );
+    }
+
+    #[test]
+    fn interception_answers_are_exact() {
+        let r = Problem::UpstreamTlsCertificate.response(false);
+        assert_eq!(
+            &r[..],
+            &b"HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=tls_certificate_error\r\nContent-Type: text/plain\r\nContent-Length: 101\r\nConnection: close\r\n\r\nThe upstream server's TLS certificate is not trusted (unknown issuer, expired, or for another name).\n"[..]
+        );
+        assert!(Problem::UpstreamTlsProtocol.response(false).starts_with(
+            b"HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=tls_protocol_error\r\n"
+        ));
+        assert!(Problem::MisdirectedRequest
+            .response(false)
+            .starts_with(b"HTTP/1.1 421 Misdirected Request\r\nProxy-Status: ringway; error=http_request_denied\r\n"));
     }
 
     #[test]

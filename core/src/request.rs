@@ -94,6 +94,14 @@ impl RequestHead<'_, '_> {
             .is_some_and(|digits| digits.iter().all(|&d| d == b'0'))
     }
 
+    /// The value of the (single: duplicates are refused by the parser) `Host` field, if any.
+    pub(crate) fn host(&self) -> Option<&[u8]> {
+        self.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("host"))
+            .map(|h| h.value)
+    }
+
     /// The whole head as received, for a TRACE reflection.
     pub(crate) fn raw(&self) -> &[u8] {
         self.head

@@ -29,6 +29,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("parent_chain", fuzzing::parent_chain),
     ("tunnel_accounting", fuzzing::tunnel_accounting),
     ("egress", fuzzing::egress),
+    ("client_hello", fuzzing::client_hello),
 ];
 
 /// The folders replayed, relative to `fuzz/`.

@@ -151,6 +151,10 @@ struct JsonLine<'a> {
     /// proxy is configured, as `via=` is on the text line.
     #[serde(skip_serializing_if = "Option::is_none")]
     via: Option<&'static str>,
+    /// Present (true) only on exchanges inside an intercepted TLS tunnel, so other lines keep
+    /// their shape.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    intercepted: bool,
 }
 
 /// Appends `record` to `out` as one line in `format`, stamped with `ts`.
@@ -173,6 +177,7 @@ pub fn format_line(out: &mut Vec<u8>, record: &AccessRecord, format: Format, ts:
                 upstream: record.upstream,
                 reason: record.reason,
                 via: record.via.map(|hop| hop.word()),
+                intercepted: record.intercepted,
             };
             // Writing to a Vec cannot fail, and every field serializes.
             let _ = serde_json::to_writer(&mut *out, &line);
@@ -811,6 +816,7 @@ mod tests {
             user: None,
             upstream: None,
             via: None,
+            intercepted: false,
         }
     }
 
@@ -866,6 +872,21 @@ mod tests {
         assert!(String::from_utf8(out)
             .unwrap()
             .ends_with(" 0.532ms via=parent\n"));
+        let mut inside = record(b"https://origin.test:443/");
+        inside.intercepted = true;
+        let mut out = Vec::new();
+        format_line(&mut out, &inside, Format::Json, "t");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.ends_with("\"reason\":null,\"intercepted\":true}\n"),
+            "{text}"
+        );
+        let mut out = Vec::new();
+        format_line(&mut out, &inside, Format::Text, "t");
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "t 127.0.0.1:50312 GET https://origin.test:443/ 200 78 1234 0.532ms intercepted=1\n"
+        );
     }
 
     #[test]

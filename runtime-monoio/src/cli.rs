@@ -20,6 +20,7 @@ use crate::config_file;
 ///
 /// With no flags it listens on 127.0.0.1:3128, admits loopback clients only and allows
 /// CONNECT to port 443 only. Durations take a unit: 500ms, 10s, 5m, 1h.
+/// `ringway ca-init --dir DIR [--force]` makes an interception CA and exits.
 #[derive(FromArgs, Debug)]
 struct Args {
     /// address to listen on, e.g. 127.0.0.1:3128 or [::1]:8080; repeatable; port 0 picks a
@@ -88,6 +89,38 @@ struct Args {
     /// chained Ringways need different names (a token) [default: ringway]
     #[argh(option)]
     via_name: Option<String>,
+
+    /// intercept HTTPS (CONNECT) to hosts matching these patterns (grammar of
+    /// --allow-domain): TLS is terminated with a certificate minted from --ca-cert and the
+    /// requests inside are proxied and logged like plain HTTP; repeatable [default: none]
+    #[argh(option)]
+    intercept: Vec<String>,
+
+    /// the interception CA certificate (PEM), e.g. from `ringway ca-init`; with --ca-key
+    #[argh(option)]
+    ca_cert: Option<PathBuf>,
+
+    /// the interception CA's private key (PEM); it must match --ca-cert
+    #[argh(option)]
+    ca_key: Option<PathBuf>,
+
+    /// extra trust anchors (PEM) for intercepted origins, on top of the system roots
+    /// (SSL_CERT_FILE or the distribution's bundle); repeatable [default: none]
+    #[argh(option)]
+    upstream_ca: Vec<PathBuf>,
+
+    /// do not verify intercepted origins' certificates at all (dangerous: for test rigs)
+    #[argh(switch)]
+    insecure_upstream: bool,
+
+    /// most minted leaf certificates kept, one per intercepted host [default: 10000]
+    #[argh(option)]
+    cert_cache: Option<usize>,
+
+    /// append the TLS secrets of intercepted connections to this file in NSS key log format
+    /// (for Wireshark); SSLKEYLOGFILE does the same [default: none]
+    #[argh(option)]
+    tls_key_log: Option<PathBuf>,
 
     /// where access-log lines go: `stdout`, `off`, or a file path to append to
     /// [default: stdout]
@@ -249,6 +282,30 @@ pub struct Settings {
     pub args: CommandLine,
     /// The `--config` file, if any.
     pub config_file: Option<PathBuf>,
+    /// TLS interception (`--intercept` and its flags), if on.
+    pub intercept: Option<InterceptFlags>,
+}
+
+/// Default `--cert-cache`.
+pub const DEFAULT_CERT_CACHE: usize = 10_000;
+
+/// The interception flags, checked for consistency; the files are read at start-up.
+#[derive(Clone, Debug)]
+pub struct InterceptFlags {
+    /// `--intercept` patterns.
+    pub patterns: ringway_core::egress::HostPatterns,
+    /// `--ca-cert`.
+    pub ca_cert: PathBuf,
+    /// `--ca-key`.
+    pub ca_key: PathBuf,
+    /// `--upstream-ca`.
+    pub upstream_ca: Vec<PathBuf>,
+    /// `--insecure-upstream`.
+    pub insecure_upstream: bool,
+    /// `--cert-cache`.
+    pub cert_cache: usize,
+    /// `--tls-key-log`.
+    pub tls_key_log: Option<PathBuf>,
 }
 
 /// The command line as given, kept for reloads. Its `Debug` (what `--check-config` prints)
@@ -414,6 +471,7 @@ fn first_line(s: &str) -> String {
 }
 
 fn validate(args: Args) -> Result<Settings, String> {
+    let intercept = intercept_flags(&args)?;
     let threads = match args.threads {
         Some(0) => return Err("--threads: must be at least 1".into()),
         Some(n) if n > 1024 => return Err("--threads: at most 1024".into()),
@@ -537,6 +595,7 @@ fn validate(args: Args) -> Result<Settings, String> {
         config,
         args: CommandLine::default(),
         config_file: None,
+        intercept,
     })
 }
 
@@ -561,6 +620,49 @@ fn via_name(name: &str) -> Result<&'static str, String> {
     let leaked: &'static str = Box::leak(name.to_string().into_boxed_str());
     names.push(leaked);
     Ok(leaked)
+}
+
+/// The interception flags: `--intercept` needs the CA (`--ca-cert` and `--ca-key`, both or
+/// neither), and the CA and TLS flags mean nothing without `--intercept`.
+fn intercept_flags(args: &Args) -> Result<Option<InterceptFlags>, String> {
+    let tls_flags_given = args.ca_cert.is_some()
+        || args.ca_key.is_some()
+        || !args.upstream_ca.is_empty()
+        || args.insecure_upstream
+        || args.cert_cache.is_some()
+        || args.tls_key_log.is_some();
+    if args.intercept.is_empty() {
+        if tls_flags_given {
+            return Err(
+                "--ca-cert, --ca-key, --upstream-ca, --insecure-upstream, --cert-cache and --tls-key-log need --intercept".into(),
+            );
+        }
+        return Ok(None);
+    }
+    let mut patterns = ringway_core::egress::HostPatterns::new();
+    crate::egress::add_patterns("--intercept", &args.intercept, &mut patterns)?;
+    let (ca_cert, ca_key) = match (&args.ca_cert, &args.ca_key) {
+        (Some(c), Some(k)) => (c.clone(), k.clone()),
+        _ => {
+            return Err(
+                "--intercept: needs the CA: --ca-cert FILE --ca-key FILE (make one with `ringway ca-init --dir DIR`)".into(),
+            )
+        }
+    };
+    let cert_cache = match args.cert_cache {
+        Some(0) => return Err("--cert-cache: must be at least 1".into()),
+        Some(n) => n,
+        None => DEFAULT_CERT_CACHE,
+    };
+    Ok(Some(InterceptFlags {
+        patterns,
+        ca_cert,
+        ca_key,
+        upstream_ca: args.upstream_ca.clone(),
+        insecure_upstream: args.insecure_upstream,
+        cert_cache,
+        tls_key_log: args.tls_key_log.clone(),
+    }))
 }
 
 /// Reads `user:password` lines into the policy. An empty file is refused: it would look like

@@ -37,6 +37,7 @@ use crate::dial::connect;
 use crate::relay::{Moved, Relay};
 use crate::socket::{ReadEvent, Socket, WriteOp, CLOSE_LIMIT};
 use crate::timers::TimerKey;
+use crate::tls::intercepted::{self, Intercepted, Step};
 use crate::worker::{Admitted, Env, Isolated};
 
 type DialFuture = Pin<Box<dyn Future<Output = Result<TcpStream, DialError>>>>;
@@ -78,6 +79,7 @@ pub fn serve(
         dialing: Vec::new(),
         timer: None,
         relay: None,
+        intercept: None,
         tunnel_gauge: None,
         closing: false,
         draining: false,
@@ -132,6 +134,8 @@ struct Conn {
     timer: Option<TimerKey>,
     /// Tunnel mode: how bytes are relayed.
     relay: Option<Box<Relay>>,
+    /// An intercepted tunnel (`--intercept`): TLS terminated, HTTP through an inner core.
+    intercept: Option<Box<Intercepted>>,
     /// The tunnel's place in `ringway_tunnels_active`.
     tunnel_gauge: Option<crate::metrics::Active>,
     closing: bool,
@@ -261,8 +265,54 @@ impl Conn {
         false
     }
 
+    /// One step of an intercepted tunnel; hands over to the relay if it passes through.
+    fn intercept_step(&mut self) -> bool {
+        let (Some(i), Some(upstream)) = (&mut self.intercept, &mut self.upstream) else {
+            return false;
+        };
+        match i.step(&mut self.client, upstream, &self.env) {
+            Step::Idle => false,
+            Step::Progress => true,
+            Step::Passthrough { bytes, then, why } => {
+                self.intercept = None;
+                if let Some(word) = why {
+                    self.core.note_tunnel(word);
+                }
+                upstream.push(WriteOp::Data {
+                    bytes,
+                    relayed: true,
+                });
+                self.relay = Some(Box::new(Relay::new(
+                    self.env.relay_mode,
+                    &self.client,
+                    upstream,
+                )));
+                match then {
+                    Some(ReadEvent::Eof) => self.core.handle_client_eof(clock::now()),
+                    Some(ReadEvent::Error) => self.core.handle_client_error(clock::now()),
+                    _ => {}
+                }
+                true
+            }
+            Step::Done(note) => {
+                // The inner connection closed: end the outer tunnel both ways.
+                self.intercept = None;
+                if let Some(word) = note {
+                    self.core.note_tunnel(word);
+                }
+                let now = clock::now();
+                self.core.handle_client_eof(now);
+                self.core.handle_upstream_eof(now);
+                true
+            }
+        }
+    }
+
     /// One relay step in each open direction of a tunnel.
     fn relay_step(&mut self) -> bool {
+        if self.intercept.is_some() {
+            return self.intercept_step();
+        }
         let (Some(relay), Some(upstream), Some(meter)) =
             (&mut self.relay, &mut self.upstream, self.core.tunnel())
         else {
@@ -365,6 +415,14 @@ impl Conn {
             );
         };
         let upstream_free = u.write_idle() && !u.write_blocked();
+        if let Some(i) = &self.intercept {
+            return (
+                // Client bytes go upstream and the other way round: each side is read only
+                // while the other's queue is empty.
+                upstream_free && i.wants_client(&self.client) && !self.client.read_hint(),
+                client_free && i.wants_upstream(u) && !u.read_hint(),
+            );
+        }
         let (want_client, want_upstream) = match (self.core.tunnel(), &self.relay) {
             (Some(meter), Some(relay)) => (
                 !meter.has_ended(Direction::ClientToUpstream)
@@ -430,7 +488,22 @@ impl Conn {
                 to_upstream,
                 to_client,
             } => {
-                if let Some(u) = &mut self.upstream {
+                let intercept = self
+                    .core
+                    .tunnel_authority()
+                    .filter(|a| intercepted::wanted(a));
+                if let (Some(u), Some(authority)) = (&mut self.upstream, intercept) {
+                    // The early bytes are the start of the ClientHello: read, not relayed.
+                    self.intercept = Some(Box::new(Intercepted::new(
+                        authority.clone(),
+                        self.upstream_addr,
+                        self.core.client(),
+                        self.env.config.current().1,
+                        &to_upstream,
+                    )));
+                    let _ = u;
+                    self.tunnel_gauge = crate::metrics::tunnel_opened();
+                } else if let Some(u) = &mut self.upstream {
                     u.push(WriteOp::Data {
                         bytes: to_upstream,
                         relayed: false,

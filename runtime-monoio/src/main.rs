@@ -31,6 +31,9 @@ mod reload;
 mod shutdown;
 mod socket;
 mod timers;
+// Interception and the HTTPS listener are wired into the connections in a later step; until
+// then only the tests use most of it.
+mod tls;
 mod wallclock;
 mod worker;
 
@@ -48,6 +51,18 @@ fn main() -> ExitCode {
     clock::init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    if args.first() == Some(&"ca-init") {
+        return match tls::ca::init_command(&args[1..]) {
+            Ok(text) => {
+                print!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let settings = match cli::parse(&args) {
         Parsed::Run(s) => s,
         Parsed::Exit(text) => {
@@ -59,6 +74,19 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // The interception CA and trust anchors are read now: a key that does not match its
+    // certificate, or an unreadable file, is a bad flag value (exit 2).
+    if let Some(flags) = &settings.intercept {
+        match tls::start(flags) {
+            Ok(setup) => {
+                let _ = tls::intercepted::SETUP.set(setup);
+            }
+            Err(e) => {
+                eprintln!("ringway: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     // An access-log path that cannot be opened is a bad flag value: exit 2 like the others.
     let log = match access_log::Destination::open(&settings.access_log) {
         Ok(log) => log,

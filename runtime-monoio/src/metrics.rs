@@ -182,7 +182,7 @@ pub fn upstream_connect(took: Duration, result: Result<(), DialError>) {
         m.connect.observe(took);
         let slot = match result {
             Ok(()) => return,
-            Err(DialError::Refused) => 0,
+            Err(DialError::Refused | DialError::TlsCertificate | DialError::TlsProtocol) => 0,
             Err(DialError::Timeout) => 1,
         };
         m.connect_errors[slot].add(1);
@@ -559,6 +559,7 @@ mod tests {
             user: None,
             upstream: None,
             via: None,
+            intercepted: false,
         }
     }
 

@@ -1284,6 +1284,24 @@ pub const CANNED: &[(&str, &str, &str, &str)] = &[
         "The proxy is at its connection limit; retry later.",
         "connection_limit_reached",
     ),
+    (
+        "misdirected_request",
+        "421 Misdirected Request",
+        "This connection was opened for another host: connect to that host separately.",
+        "http_request_denied",
+    ),
+    (
+        "tls_certificate_error",
+        "502 Bad Gateway",
+        "The upstream server's TLS certificate is not trusted (unknown issuer, expired, or for another name).",
+        "tls_certificate_error",
+    ),
+    (
+        "tls_protocol_error",
+        "502 Bad Gateway",
+        "The TLS handshake with the upstream server failed.",
+        "tls_protocol_error",
+    ),
 ];
 
 /// The exact canned answer the proxy sends for a refusal it logs as `reason=REASON` (see

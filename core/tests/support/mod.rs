@@ -69,8 +69,29 @@ impl Script {
 
     pub fn from(config: Config, client: &str) -> Script {
         let now = Instant::from_elapsed(Duration::from_secs(1000));
+        let conn = Connection::new(Arc::new(config), client.parse().unwrap(), now);
+        Script::around(conn, now)
+    }
+
+    /// The plaintext side of an intercepted tunnel to `pinned` (`host:port`), default test
+    /// config, default client.
+    pub fn intercepted(pinned: &str) -> Script {
+        let now = Instant::from_elapsed(Duration::from_secs(1000));
+        let (host, port) = pinned.rsplit_once(':').unwrap();
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let authority = ringway_core::target::Authority::new(host, port.parse().unwrap());
+        let conn = Connection::new_intercepted(
+            Arc::new(config()),
+            "127.0.0.1:50000".parse().unwrap(),
+            authority,
+            now,
+        );
+        Script::around(conn, now)
+    }
+
+    fn around(conn: Connection, now: Instant) -> Script {
         let mut s = Script {
-            conn: Connection::new(Arc::new(config), client.parse().unwrap(), now),
+            conn,
             now,
             to_client: Vec::new(),
             to_upstream: Vec::new(),
@@ -458,6 +479,9 @@ pub fn proxy_status_error(message: &str) -> &'static str {
         "The upstream server did not respond in time." => "http_response_timeout",
         "Too many connections from your address; retry later."
         | "The proxy is at its connection limit; retry later." => "connection_limit_reached",
+        "This connection was opened for another host: connect to that host separately." => {
+            "http_request_denied"
+        }
         _ => "http_request_error",
     }
 }

@@ -1,0 +1,253 @@
+//! Conversations with a connection in intercepted-tunnel mode (`Connection::new_intercepted`):
+//! the plaintext inside a CONNECT tunnel whose TLS the runtime terminated. Requests are
+//! origin-form, pinned to the CONNECT authority (another one gets 421), and every defence of
+//! the plain proxy applies unchanged: smuggling vectors, Via loops, the egress policy.
+
+mod support;
+
+use support::{canned, dial, line, log, Event, Script};
+
+const GET: &[u8] =
+    b"GET /a?b=1 HTTP/1.1\r\nHost: origin.test\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\n\r\n";
+const GET_UP: &str = "GET /a?b=1 HTTP/1.1\r\nHost: origin.test:443\r\nUser-Agent: curl/8.5\r\nAccept: */*\r\nVia: 1.1 ringway\r\n\r\n";
+const OK5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+const OK5_DOWN: &str = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 ringway\r\n\r\nhello";
+
+#[test]
+fn origin_form_request_goes_to_the_pinned_authority_and_logs_its_https_url() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.client(GET);
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(false);
+    assert_eq!(s.take_upstream(), GET_UP);
+    s.relays(OK5, OK5_DOWN);
+    s.expect_released(line(
+        "GET https://origin.test:443/a?b=1",
+        200,
+        GET.len(),
+        OK5_DOWN.len(),
+        "0.000ms intercepted=1",
+    ));
+    // Keep-alive: the next request on the same tunnel.
+    assert!(s.conn.wants_client_read());
+    s.client(GET);
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(true);
+    assert_eq!(s.take_upstream(), GET_UP);
+}
+
+#[test]
+fn absolute_https_form_naming_the_pinned_authority_is_accepted() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.client(b"GET https://ORIGIN.test/x HTTP/1.1\r\nHost: origin.test\r\n\r\n");
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(false);
+    assert_eq!(
+        s.take_upstream(),
+        "GET /x HTTP/1.1\r\nHost: origin.test:443\r\nVia: 1.1 ringway\r\n\r\n"
+    );
+}
+
+const MISDIRECTED: &str =
+    "This connection was opened for another host: connect to that host separately.";
+
+#[test]
+fn another_authority_gets_421_and_nothing_is_dialed() {
+    for request in [
+        "GET / HTTP/1.1\r\nHost: other.test\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: origin.test:8443\r\n\r\n",
+        "GET https://other.test/ HTTP/1.1\r\nHost: origin.test\r\n\r\n",
+        "GET https://origin.test/ HTTP/1.1\r\nHost: other.test\r\n\r\n",
+        "CONNECT other.test:443 HTTP/1.1\r\nHost: other.test:443\r\n\r\n",
+    ] {
+        let mut s = Script::intercepted("origin.test:443");
+        s.client(request.as_bytes());
+        let target = request.split(' ').nth(1).unwrap();
+        let logged = if target.starts_with('/') {
+            format!("https://origin.test:443{target}")
+        } else {
+            target.to_string()
+        };
+        let method = request.split(' ').next().unwrap();
+        let answer = canned("421 Misdirected Request", MISDIRECTED);
+        s.expect_canned_then_close(
+            "421 Misdirected Request",
+            MISDIRECTED,
+            &[
+                log(&line(
+                    &format!("{method} {logged}"),
+                    421,
+                    request.len(),
+                    answer.len(),
+                    "0.000ms intercepted=1 reason=misdirected_request",
+                )),
+                Event::Close,
+            ],
+        );
+    }
+}
+
+#[test]
+fn smuggling_and_malformed_requests_inside_get_the_plain_proxys_answers() {
+    for (request, status, message, word) in [
+        (
+            "POST / HTTP/1.1\r\nHost: origin.test\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "400 Bad Request",
+            "Content-Length and Transfer-Encoding must not both be present.",
+            "cl_and_te",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: origin.test\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n",
+            "400 Bad Request",
+            "Content-Length must appear at most once.",
+            "duplicate_content_length",
+        ),
+        (
+            "POST / HTTP/1.1\r\nHost: origin.test\r\nTransfer-Encoding: gzip, chunked, identity\r\n\r\n",
+            "400 Bad Request",
+            "Transfer-Encoding must be exactly chunked.",
+            "bad_transfer_encoding",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: origin.test\r\nHost: other.test\r\n\r\n",
+            "400 Bad Request",
+            "Host must appear exactly once.",
+            "duplicate_host",
+        ),
+        (
+            "GET / HTTP/1.1\r\n\r\n",
+            "400 Bad Request",
+            "HTTP/1.1 requests need a Host header.",
+            "missing_host",
+        ),
+        (
+            "GET / HTTP/1.1\nHost: origin.test\r\n\r\n",
+            "400 Bad Request",
+            "Lines of the request head must end in CRLF.",
+            "bare_line_ending",
+        ),
+        (
+            "GET / HTTP/1.1\r\nHost: origin.test\r\nVia: 1.1 ringway\r\n\r\n",
+            "508 Loop Detected",
+            "The request already passed through this proxy.",
+            "forwarding_loop",
+        ),
+        (
+            "GET http://origin.test/ HTTP/1.1\r\nHost: origin.test\r\n\r\n",
+            "400 Bad Request",
+            "The request URI is not a valid http:// URI.",
+            "bad_target",
+        ),
+    ] {
+        let mut s = Script::intercepted("origin.test:443");
+        s.client(request.as_bytes());
+        assert_eq!(s.take_client(), canned(status, message), "{request:?}");
+        let events = s.take_events();
+        assert_eq!(events.len(), 2, "{request:?}: {events:?}");
+        assert!(
+            matches!(&events[0], Event::Log(l) if l.ends_with(&format!("intercepted=1 reason={word}"))),
+            "{request:?}: {events:?}"
+        );
+        assert_eq!(events[1], Event::Close);
+        assert_eq!(s.take_upstream(), "", "nothing reaches the origin");
+    }
+}
+
+#[test]
+fn the_egress_policy_judges_the_pinned_dial_too() {
+    // A pinned loopback literal: refused by the default guard, as outside.
+    let mut s = Script::intercepted("127.0.0.1:443");
+    s.client(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    let out = s.take_client();
+    assert!(out.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{out}");
+    assert!(out.contains("destination 127.0.0.1 is loopback"), "{out}");
+    assert_eq!(s.take_upstream(), "");
+}
+
+#[test]
+fn an_origin_certificate_refused_at_the_dial_is_a_502_with_its_proxy_status() {
+    use ringway_core::DialError;
+    for (error, message, word) in [
+        (
+            DialError::TlsCertificate,
+            "The upstream server's TLS certificate is not trusted (unknown issuer, expired, or for another name).",
+            "tls_certificate_error",
+        ),
+        (
+            DialError::TlsProtocol,
+            "The TLS handshake with the upstream server failed.",
+            "tls_protocol_error",
+        ),
+    ] {
+        let mut s = Script::intercepted("origin.test:443");
+        s.client(GET);
+        assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+        s.dial_err(error);
+        let answer = s.take_client();
+        assert_eq!(
+            answer,
+            format!(
+                "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error={word}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}\n",
+                message.len() + 1
+            )
+        );
+        let events = s.take_events();
+        assert!(
+            matches!(&events[0], Event::Log(l) if l.contains(" 502 ") && l.ends_with(&format!("intercepted=1 reason={word}"))),
+            "{events:?}"
+        );
+    }
+}
+
+#[test]
+fn split_at_every_byte_the_exchange_is_the_same() {
+    let mut whole = Script::intercepted("origin.test:443");
+    whole.client(GET).dial_ok(false).upstream(OK5);
+    let mut bytewise = Script::intercepted("origin.test:443");
+    bytewise.client_bytewise(GET).dial_ok(false).upstream(OK5);
+    assert_eq!(whole.take_upstream(), bytewise.take_upstream());
+    assert_eq!(whole.take_client(), bytewise.take_client());
+    assert_eq!(whole.take_events(), bytewise.take_events());
+}
+
+#[test]
+fn the_runtime_notes_what_it_did_with_a_tunnel_on_its_log_line() {
+    let mut s = Script::new();
+    // Outside a tunnel a note is ignored.
+    s.conn.note_tunnel("not_tls");
+    s.client(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n")
+        .dial_ok(false);
+    assert_eq!(s.take_events(), [Event::StartTunnel(vec![], vec![])]);
+    assert_eq!(
+        s.conn.tunnel_authority().map(|a| a.to_string()),
+        Some("h:443".to_string())
+    );
+    s.conn.note_tunnel("client_tls_abort");
+    s.client_eof().upstream_eof();
+    assert_eq!(
+        s.take_events(),
+        [
+            Event::ShutdownUpstreamWrite,
+            log("127.0.0.1:50000 CONNECT h:443 200 0 0 0.000ms reason=client_tls_abort"),
+            Event::Close
+        ]
+    );
+}
+
+#[test]
+fn a_tunnel_note_replaces_the_tunnels_own_end_reason() {
+    let mut s = Script::new();
+    s.client(b"CONNECT h:443 HTTP/1.1\r\nHost: h:443\r\n\r\n")
+        .dial_ok(false);
+    s.take_events();
+    s.conn.note_tunnel("not_tls");
+    s.conn.handle_upstream_error(s.now);
+    s.drain();
+    let events = s.take_events();
+    assert!(
+        events.contains(&log(
+            "127.0.0.1:50000 CONNECT h:443 200 0 0 0.000ms reason=not_tls"
+        )),
+        "{events:?}"
+    );
+}

@@ -1,0 +1,66 @@
+//! TLS for interception and for the HTTPS proxy listener: the CA, minted leaves, their
+//! cache, and TLS sessions without sockets. Issue 12.
+//!
+//! ## Key components
+//! - [`ca`]: `ringway ca-init`, loading `--ca-cert`/`--ca-key` (rcgen, x509-parser).
+//! - [`leaf`]: minting the certificate the client sees (rcgen).
+//! - [`cache`]: the bounded LRU of leaves, one mint per host however many ask at once.
+//! - [`adapter`]: everything that touches rustls (sessions driven from byte slices, configs,
+//!   upstream verification, the key log), so a rustls upgrade is one file.
+//!
+//! What to intercept is decided in the core (`ringway_core::client_hello`,
+//! `ringway_core::intercept`); this module only carries it out.
+//!
+//! ## Error handling
+//! Start-up problems are one-line `String`/[`ca::CaError`] messages for exit status 2; a peer's
+//! TLS failure is an [`adapter::TlsFailure`] value the connection turns into an answer. Key
+//! material never reaches a log line, a panic or a `Debug` output.
+
+pub mod adapter;
+pub mod ca;
+pub mod cache;
+pub mod intercepted;
+pub mod leaf;
+#[cfg(test)]
+mod tests;
+
+/// Reads the CA, the trust anchors and the key log named by the flags and builds the
+/// interception setup, warning loudly on stderr when origins go unverified. The error is one
+/// line for exit status 2.
+pub fn start(flags: &crate::cli::InterceptFlags) -> Result<intercepted::Setup, String> {
+    let read = |flag: &str, path: &std::path::Path| {
+        std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
+    };
+    let cert = read("--ca-cert", &flags.ca_cert)?;
+    let key = read("--ca-key", &flags.ca_key)?;
+    let ca = ca::Ca::from_pem(&cert, &key).map_err(|e| e.to_string())?;
+    let trust = adapter::UpstreamTrust {
+        extra_ca_files: flags.upstream_ca.clone(),
+        insecure: flags.insecure_upstream,
+        no_system_roots: false,
+    };
+    let key_log = adapter::FileKeyLog::from_settings(flags.tls_key_log.as_deref())?;
+    let logging_keys = key_log.is_some();
+    let interceptor = adapter::Interceptor::new(ca, flags.cert_cache, &trust, key_log)?;
+    if flags.insecure_upstream {
+        eprintln!(
+            "ringway: WARNING: --insecure-upstream: intercepted origins are NOT verified; anyone on the path to them can read and change the traffic"
+        );
+    } else if interceptor.system_roots() == 0 && flags.upstream_ca.is_empty() {
+        eprintln!("ringway: warning: no system trust anchors found (SSL_CERT_FILE?) and no --upstream-ca: every intercepted origin will fail verification");
+    }
+    if logging_keys {
+        eprintln!("ringway: writing TLS key log (secrets of intercepted connections)");
+    }
+    eprintln!(
+        "ringway: intercepting {} pattern{} with {}",
+        flags.patterns.len(),
+        if flags.patterns.len() == 1 { "" } else { "s" },
+        interceptor.ca().subject()
+    );
+    Ok(intercepted::Setup {
+        patterns: flags.patterns.clone(),
+        interceptor,
+        insecure: flags.insecure_upstream,
+    })
+}
