@@ -918,11 +918,14 @@ impl Connection {
         }
         // Which hop: the parent, unless an exception lists the target. The egress policy was
         // applied above; the parent resolves names itself.
+        // Inside an intercepted tunnel the transport is that tunnel (through the parent
+        // already, if it went there): never a second hop.
         let parent = config
             .parent
             .as_ref()
+            .filter(|_| self.pinned.is_none())
             .filter(|p| authority.is_some_and(|a| p.carries(a)));
-        if config.parent.is_some() && authority.is_some() {
+        if config.parent.is_some() && authority.is_some() && self.pinned.is_none() {
             e.hop = Some(if parent.is_some() {
                 Hop::Parent
             } else {
@@ -1045,7 +1048,15 @@ impl Connection {
     /// Starts the dial of `authority` (the target, or the parent proxy when `exempt`): an
     /// IP literal is tried as it is, a name is resolved first ([`Output::Resolve`]).
     fn dial(&mut self, now: Instant, authority: Authority, allow_pooled: bool, exempt: bool) {
-        let literal = authority.ip();
+        // Inside an intercepted tunnel the upstream is the tunnel's own (to the origin, or
+        // through the parent), judged when the CONNECT was: the runtime answers the lookup
+        // with its address, so a literal is looked up too, and nothing is judged again.
+        let exempt = exempt || self.pinned.is_some();
+        let literal = if self.pinned.is_some() {
+            None
+        } else {
+            authority.ip()
+        };
         let resolve = literal.is_none();
         self.schedule.clear();
         self.dial_port = authority.port();

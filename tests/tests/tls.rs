@@ -277,6 +277,7 @@ impl Rig {
 
 both_drivers!(
     curl_through_interception_keep_alive_via_and_log,
+    interception_through_a_parent_proxy,
     untrusted_origin_is_a_502_with_its_proxy_status,
     a_host_matching_no_pattern_is_tunnelled_untouched,
     passthrough_and_client_abort_are_logged_with_their_reason,
@@ -319,6 +320,54 @@ fn curl_through_interception_keep_alive_via_and_log(d: Driver) {
         "{connect}"
     );
     assert!(!connect.contains("intercepted"), "{connect}");
+}
+
+/// Intercepted HTTPS reaches its origin through the parent the same way (issue 11): the
+/// intercepting proxy sends `CONNECT` to the parent (another ringway), and its TLS session to
+/// the origin runs inside that tunnel; the requests inside go as origin-form, never a second
+/// hop.
+fn interception_through_a_parent_proxy(d: Driver) {
+    let r = rig(&format!("parent-{}", d.flag()));
+    let mut parent = Proxy::start(d, &["--connect-ports", "any", "--via-name", "parent"]);
+    let origin_ca = r.path("origin/ca.pem");
+    let upstream = format!("http://{}", parent.addr());
+    let mut proxy = r.proxy(
+        d,
+        &[
+            "--intercept",
+            "localhost",
+            "--upstream-ca",
+            &origin_ca,
+            "--upstream-proxy",
+            &upstream,
+        ],
+    );
+    let urls: Vec<String> = (0..2).map(|i| r.url(&format!("/p{i}"))).collect();
+    let (code, out) = curl(&proxy, Path::new(&r.path("proxy/ca.pem")), &urls);
+    assert_eq!(code, Some(0), "{out}");
+    for i in 0..2 {
+        assert!(out.contains(&format!("path=/p{i}\n")), "{out}");
+    }
+    assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 2, "{out}");
+    // The parent carried one tunnel to the origin.
+    let line = parent.wait_line(RUN, |l| l.contains(" CONNECT "));
+    assert!(
+        line.contains(&format!(" CONNECT localhost:{} 200 ", r.origin.port)),
+        "{line}"
+    );
+    // The intercepting proxy logged the requests inside, and the tunnel as via the parent.
+    let tunnel = proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
+    assert!(tunnel.ends_with(" via=parent"), "{tunnel}");
+    let inside: Vec<String> = proxy
+        .lines_so_far(Duration::from_millis(200))
+        .into_iter()
+        .filter(|l| l.contains(" GET "))
+        .collect();
+    assert_eq!(inside.len(), 2, "{inside:#?}");
+    assert!(
+        inside.iter().all(|l| l.ends_with(" intercepted=1")),
+        "{inside:#?}"
+    );
 }
 
 fn untrusted_origin_is_a_502_with_its_proxy_status(d: Driver) {

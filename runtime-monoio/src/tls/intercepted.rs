@@ -444,8 +444,11 @@ impl Inside {
             }
             Output::Connect { attempt, addr, .. } => {
                 self.attempt = attempt;
-                let usable =
-                    self.back.is_some() && !self.back_in_use && Some(addr) == upstream_addr;
+                // The one upstream is the tunnel's (to the origin, or to the parent carrying
+                // it: then the port the core names is the origin's, the address the parent's).
+                let usable = self.back.is_some()
+                    && !self.back_in_use
+                    && Some(addr.ip()) == upstream_addr.map(|a| a.ip());
                 if !usable {
                     let err = self.back_failed.unwrap_or(DialError::Refused);
                     self.inner.handle_dial(now, self.attempt, Err(err));
