@@ -138,6 +138,15 @@ impl Intercepted {
         config: Arc<Config>,
         early: &[u8],
     ) -> Intercepted {
+        // Through a parent proxy the tunnel already reaches the origin: the requests inside
+        // go straight down it, never to the parent again.
+        let config = if config.parent.is_some() {
+            let mut direct = (*config).clone();
+            direct.parent = None;
+            Arc::new(direct)
+        } else {
+            config
+        };
         Intercepted {
             pinned,
             upstream_addr,
@@ -467,8 +476,14 @@ impl Inside {
                     );
                 }
             }
-            // The only attempt is the origin session, which won or failed already.
-            Output::CancelConnect(_) => {}
+            // The only attempt is the origin session. Cancelled while it waited for the
+            // origin's handshake (the dial deadline passed), it gives the session back.
+            Output::CancelConnect(attempt) => {
+                if attempt == self.attempt {
+                    self.dial_pending = false;
+                    self.back_in_use = false;
+                }
+            }
             Output::ReleaseUpstream => {
                 self.back_in_use = false;
                 self.back_used = true;
