@@ -11,7 +11,7 @@
 //! (the proxy speaks HTTP/1.1 inside).
 //!
 //! ## Key components
-//! - [`matches`]: does the authority's host match the patterns (decided at the CONNECT,
+//! - [`matches()`]: does the authority's host match the patterns (decided at the CONNECT,
 //!   before any ClientHello is read)?
 //! - [`decide`]: the whole decision, given the ClientHello read so far.
 //! - [`Passthrough`]: why a tunnel is relayed untouched, one word for the access log.
