@@ -171,7 +171,8 @@ struct Args {
     shutdown_grace: Option<Duration>,
 
     /// most client connections open at once, over all threads; the next ones are answered
-    /// 503 with Retry-After: 1 (and, past as many again up to 1024 more, closed on accept)
+    /// 503 with Retry-After: 1 (and beyond N plus N more, at least 16 and at most 1024,
+    /// closed on accept)
     /// [default: 8192]
     #[argh(option)]
     max_connections: Option<usize>,
