@@ -929,6 +929,8 @@ const UPSTREAM_TEMPLATES: &[&[u8]] = &[
 struct Model {
     /// The configuration the connection runs with.
     config: Arc<Config>,
+    /// The connection is an intercepted tunnel's inside (`Connection::new_intercepted`).
+    pinned: bool,
     closed: bool,
     /// The connection attempts in flight (asked for, neither answered nor cancelled).
     attempts: Vec<(AttemptId, SocketAddr)>,
@@ -1045,7 +1047,9 @@ impl Model {
                         .map(|ip| SocketAddr::new(ip, p.authority().port()))
                 });
                 assert!(
-                    parent == Some(addr) || self.config.policy.egress.judge_addr(addr).is_ok(),
+                    self.pinned
+                        || parent == Some(addr)
+                        || self.config.policy.egress.judge_addr(addr).is_ok(),
                     "dialed {addr}, which the policy refuses"
                 );
                 assert!(!self.resolve_outstanding, "a dial while a lookup is out");
@@ -1216,12 +1220,31 @@ pub fn parent_chain(data: &[u8]) {
     run_connection(data, Arc::new(parent_config()));
 }
 
+/// Fuzz target `intercepted`: the [`connection`] target's machine and properties for the
+/// plaintext inside an intercepted TLS tunnel to `example.com:443`
+/// ([`Connection::new_intercepted`]): origin-form requests pinned to that authority (421
+/// otherwise), the same framing, smuggling defences and access records. Its dial is the
+/// tunnel's own upstream, judged at the CONNECT, so the egress invariant does not apply to it.
+pub fn intercepted(data: &[u8]) {
+    run_connection_as(data, Arc::new(config()), true);
+}
+
 fn run_connection(data: &[u8], config: Arc<Config>) {
+    run_connection_as(data, config, false);
+}
+
+fn run_connection_as(data: &[u8], config: Arc<Config>, pinned: bool) {
     let mut r = Reader::new(data);
     let mut now = Instant::from_elapsed(fuzz_duration(r.u8()));
-    let mut conn = Connection::new(Arc::clone(&config), client_addr(), now);
+    let mut conn = if pinned {
+        let authority = Authority::new("example.com", 443);
+        Connection::new_intercepted(Arc::clone(&config), client_addr(), authority, now)
+    } else {
+        Connection::new(Arc::clone(&config), client_addr(), now)
+    };
     let mut m = Model {
         config,
+        pinned,
         ..Model::default()
     };
     m.drain(&mut conn, now);

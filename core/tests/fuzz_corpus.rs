@@ -30,6 +30,7 @@ const TARGETS: &[(&str, Target)] = &[
     ("tunnel_accounting", fuzzing::tunnel_accounting),
     ("egress", fuzzing::egress),
     ("client_hello", fuzzing::client_hello),
+    ("intercepted", fuzzing::intercepted),
 ];
 
 /// The folders replayed, relative to `fuzz/`.
