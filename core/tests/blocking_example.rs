@@ -5,45 +5,23 @@
 #[path = "../examples/blocking_proxy.rs"]
 mod blocking_proxy;
 
+mod example_support;
+use example_support::{connect, read_n};
+
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use ringway_core::{Config, PortRule};
+use ringway_core::Config;
 
 fn start_proxy() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut config = Config::default();
-    config.policy.connect_ports = PortRule::Any;
-    // The origins here are on loopback, which the egress policy refuses by default.
-    config
-        .policy
-        .egress
-        .allow_range("127.0.0.0/8".parse().unwrap());
+    let config = example_support::for_loopback(Config::default());
     thread::spawn(move || blocking_proxy::serve(listener, Arc::new(config)));
     addr
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Reads until `want` bytes arrived or EOF.
-fn read_n(s: &mut TcpStream, want: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while out.len() < want {
-        match s.read(&mut buf).unwrap() {
-            0 => break,
-            n => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    out
 }
 
 #[test]

@@ -7,25 +7,21 @@
 #[path = "../examples/tokio_proxy.rs"]
 mod tokio_proxy;
 
+mod example_support;
+use example_support::{connect, read_head, read_n};
+
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use ringway_core::{Config, PortRule, Problem};
+use ringway_core::{Config, Problem};
 
-/// The example's configuration, opened up for tests: CONNECT to the servers' random ports,
-/// and loopback destinations, which the egress policy refuses by default. The one place to
-/// change when the policy refuses more of what these tests do on loopback.
+/// The example's configuration, opened up for loopback: the one place to change when the
+/// policy refuses more of what these tests do on loopback.
 fn test_config() -> Config {
-    let mut config = tokio_proxy::config();
-    config.policy.connect_ports = PortRule::Any;
-    config
-        .policy
-        .egress
-        .allow_range("127.0.0.0/8".parse().unwrap());
-    config
+    example_support::for_loopback(tokio_proxy::config())
 }
 
 /// Starts the example on a runtime of its own, on a random loopback port.
@@ -41,36 +37,6 @@ fn start_proxy(config: Config) -> SocketAddr {
         })
     });
     addr
-}
-
-fn connect(addr: SocketAddr) -> TcpStream {
-    let s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s
-}
-
-/// Reads until `want` bytes arrived or EOF.
-fn read_n(s: &mut TcpStream, want: usize) -> Vec<u8> {
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while out.len() < want {
-        match s.read(&mut buf).unwrap() {
-            0 => break,
-            n => out.extend_from_slice(&buf[..n]),
-        }
-    }
-    out
-}
-
-/// Reads one request head, byte by byte so nothing after it is consumed.
-fn read_head(s: &mut TcpStream) -> String {
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        assert_eq!(s.read(&mut b).unwrap(), 1, "origin got EOF inside the head");
-        head.push(b[0]);
-    }
-    String::from_utf8(head).unwrap()
 }
 
 #[test]
