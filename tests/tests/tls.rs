@@ -35,10 +35,14 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
     );
     let key = dir.join("ca-key.pem");
     let cert = dir.join("ca.pem");
-    assert_eq!(
-        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
-        0o600
-    );
+    // Both created 0600 (the certificate is the operator's to publish).
+    for file in [&key, &cert] {
+        assert_eq!(
+            std::fs::metadata(file).unwrap().permissions().mode() & 0o777,
+            0o600,
+            "{file:?}"
+        );
+    }
     let cert_text = std::fs::read_to_string(&cert).unwrap();
     assert!(cert_text.starts_with("-----BEGIN CERTIFICATE-----\n"));
     assert!(std::fs::read_to_string(&key)
@@ -49,7 +53,7 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
         "{stdout}"
     );
     assert!(
-        stdout.contains(&format!("certificate: {d}/ca.pem")),
+        stdout.contains(&format!("certificate: {d}/ca.pem (mode 0600)")),
         "{stdout}"
     );
     assert!(stdout.contains(&format!("private key: {d}/ca-key.pem (mode 0600)")));

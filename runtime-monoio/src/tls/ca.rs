@@ -2,8 +2,10 @@
 //! used to sign every minted leaf ([`super::leaf`]).
 //!
 //! The CA key is a master key to every intercepted site, so: it is never built in or shared
-//! (each operator makes their own), its file is created with mode 0600 (never world-readable
-//! for an instant: `O_CREAT|O_EXCL` with the mode, not chmod after), and it never reaches a
+//! (each operator makes their own), its file and the certificate's are created with mode 0600
+//! (never world-readable for an instant: `O_CREAT|O_EXCL` with the mode, not chmod after;
+//! the operator publishes the certificate deliberately, see [`trust_instructions`]), and it
+//! never reaches a
 //! log line, a panic message or a `Debug` output ([`Ca`]'s `Debug` prints the subject only).
 //!
 //! ## Key components
@@ -256,8 +258,9 @@ fn create_with_mode(path: &Path, data: &[u8], mode: u32, force: bool) -> Result<
         .map_err(|e| CaError(format!("{}: {e}", path.display())))
 }
 
-/// Writes `DIR/ca.pem` (mode 0644: it is public, and trust stores must read it) and
-/// `DIR/ca-key.pem` (mode 0600 from creation). Without `force`, refuses if either exists
+/// Writes `DIR/ca.pem` and `DIR/ca-key.pem`, both mode 0600 from creation (issue 12: the
+/// certificate is not secret, but which CA a proxy uses is the operator's to publish; the
+/// trust instructions copy it with `install -m 0644`). Without `force`, refuses if either exists
 /// (checked before anything is written, so a refusal leaves the directory as it was).
 pub fn write_files(dir: &Path, pem: &CaPem, force: bool) -> Result<(PathBuf, PathBuf), CaError> {
     let cert = dir.join("ca.pem");
@@ -273,7 +276,7 @@ pub fn write_files(dir: &Path, pem: &CaPem, force: bool) -> Result<(PathBuf, Pat
         }
     }
     create_with_mode(&key, pem.key.as_bytes(), 0o600, force)?;
-    create_with_mode(&cert, pem.cert.as_bytes(), 0o644, force)?;
+    create_with_mode(&cert, pem.cert.as_bytes(), 0o600, force)?;
     Ok((cert, key))
 }
 
@@ -323,17 +326,17 @@ pub fn init_command(args: &[&str]) -> Result<String, CaError> {
 
 const INIT_HELP: &str = "Usage: ringway ca-init --dir DIR [--force]\n\n\
 Makes a new interception CA (P-256, valid 10 years) and writes DIR/ca.pem and DIR/ca-key.pem\n\
-(mode 0600). Refuses to overwrite an existing CA unless --force is given.\n";
+(both mode 0600). Refuses to overwrite an existing CA unless --force is given.\n";
 
 /// What `ca-init` prints: the files, then how to trust the CA in the usual places.
 pub fn trust_instructions(subject: &str, cert: &Path, key: &Path) -> String {
     let (c, k) = (cert.display(), key.display());
     format!(
-        "Created {subject}\n  certificate: {c}\n  private key: {k} (mode 0600)\n\n\
+        "Created {subject}\n  certificate: {c} (mode 0600)\n  private key: {k} (mode 0600)\n\n\
 Start the proxy with: ringway --ca-cert {c} --ca-key {k} --intercept PATTERN\n\n\
 The private key can impersonate every site this proxy intercepts: keep it on this machine,\n\
 readable only by the proxy's user. Trust the certificate (not the key) in clients:\n\
-  Debian/Ubuntu: sudo cp {c} /usr/local/share/ca-certificates/ringway.crt && sudo update-ca-certificates\n\
+  Debian/Ubuntu: sudo install -m 0644 {c} /usr/local/share/ca-certificates/ringway.crt && sudo update-ca-certificates\n\
   Firefox/Chromium (NSS): certutil -d sql:$HOME/.pki/nssdb -A -t C,, -n ringway -i {c}\n\
   curl: curl --cacert {c} ...\n\
   Python requests: REQUESTS_CA_BUNDLE={c}\n"

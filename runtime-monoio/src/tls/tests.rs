@@ -380,16 +380,18 @@ fn ca_files_modes_overwrite_and_mismatch() {
     let (cert, key) = ca::write_files(&dir, &pem, false).unwrap();
     let mode = |p: &PathBuf| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&key), 0o600);
-    assert_eq!(mode(&cert), 0o644);
+    assert_eq!(mode(&cert), 0o600);
     // No overwrite without --force, and nothing is touched by the refusal.
     let (_, pem2) = Ca::generate("filehost", SystemTime::now()).unwrap();
     let err = ca::write_files(&dir, &pem2, false).unwrap_err();
     assert!(err.0.contains("--force"), "{err}");
     assert_eq!(std::fs::read_to_string(&key).unwrap(), pem.key);
-    // --force replaces both; the key is created again with 0600 even if it was looser.
+    // --force replaces both; each is created again with 0600 even if it was looser.
     std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::set_permissions(&cert, std::fs::Permissions::from_mode(0o644)).unwrap();
     ca::write_files(&dir, &pem2, true).unwrap();
     assert_eq!(mode(&key), 0o600);
+    assert_eq!(mode(&cert), 0o600);
     assert_eq!(std::fs::read_to_string(&cert).unwrap(), pem2.cert);
     // Loading: the pair round-trips; a key from another CA is refused, naming the flags.
     let loaded = Ca::from_pem(&pem.cert, &pem.key).unwrap();
