@@ -6,9 +6,19 @@
 //! ([`HostPatterns`]: `*`, names, `*.suffix`, CIDR blocks for IP literals). A tunnel whose
 //! authority matches still falls back to a plain tunnel when interception cannot work:
 //! the first bytes are not a TLS ClientHello (another protocol on port 443), the hello uses
-//! Encrypted Client Hello (the real server name is hidden, and a certificate for the public
-//! name would be a lie the client rejects), or the client offers ALPN without `http/1.1`
-//! (the proxy speaks HTTP/1.1 inside).
+//! Encrypted Client Hello to hide its destination (its outer server name names a host other
+//! than the CONNECT host: the real name is in the encrypted inner hello, and a certificate
+//! for the outer, public name would be for the wrong site), or the client offers ALPN without
+//! `http/1.1` (the proxy speaks HTTP/1.1 inside).
+//!
+//! An ECH extension whose outer server name *is* the CONNECT host hides nothing: Chromium
+//! sends one on every connection (RFC 9849's "GREASE ECH", so that real ECH does not stand
+//! out; seen from Chromium 156 through this proxy), and has no real ECH configurations
+//! through an HTTP proxy anyway (they come from DNS, which the proxy does). The proxy then
+//! answers as a TLS server without ECH does, from the outer hello, which the RFC makes safe
+//! for clients ("Handling ECH Rejection": a client whose real ECH was not accepted retries
+//! without it). Passing such tunnels through would leave every Chromium connection
+//! uninspected.
 //!
 //! ## Key components
 //! - [`matches()`]: does the authority's host match the patterns (decided at the CONNECT,
@@ -42,7 +52,8 @@ pub enum Passthrough {
     NotMatched,
     /// The first bytes are not a well-formed TLS ClientHello.
     NotTls,
-    /// The ClientHello carries Encrypted Client Hello.
+    /// The ClientHello carries Encrypted Client Hello with an outer server name other than
+    /// the CONNECT host (the destination is hidden in the encrypted inner hello).
     Ech,
     /// The client offers ALPN protocols, none of them `http/1.1`.
     NoHttp11,
@@ -99,7 +110,12 @@ pub fn decide<'a>(patterns: &HostPatterns, host: &'a str, hello: &'a ClientHello
         ClientHello::NeedMore => return Decision::WaitForHello,
         ClientHello::Hello(h) => h,
     };
-    if hello.ech {
+    if hello.ech
+        && hello
+            .sni
+            .as_ref()
+            .is_some_and(|sni| !names_host(sni.as_str(), host))
+    {
         return Decision::Tunnel(Passthrough::Ech);
     }
     if !hello.alpn.allows_http11() {
@@ -113,6 +129,14 @@ pub fn decide<'a>(patterns: &HostPatterns, host: &'a str, hello: &'a ClientHello
             .unwrap_or(host),
     };
     Decision::Intercept { leaf_host }
+}
+
+/// Whether the server name `sni` (lowercased, no trailing dot) is the CONNECT host `host`
+/// (any case, one trailing dot ignored).
+fn names_host(sni: &str, host: &str) -> bool {
+    host.strip_suffix('.')
+        .unwrap_or(host)
+        .eq_ignore_ascii_case(sni)
 }
 
 /// The port an intercepted (https) request means when its `Host` names none.

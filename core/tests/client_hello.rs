@@ -25,6 +25,7 @@ const CAPTURES: &[(&str, &[u8])] = &[
     capture!("openssl_tls12"),
     capture!("openssl_nosni"),
     capture!("node_sni"),
+    capture!("chromium"),
     capture!("ech"),
     capture!("fragmented"),
 ];
@@ -61,6 +62,7 @@ const EXPECTED: &[(&str, Option<&str>, Alpn, bool)] = &[
     ("openssl_tls12", Some("tls12.example.org"), H11, false),
     ("openssl_nosni", None, NONE, false),
     ("node_sni", Some("node.example.net"), H2_H11, false),
+    ("chromium", Some("localhost"), H2_H11, true),
     ("ech", Some("python.example.com"), H11, true),
     ("fragmented", Some("localhost"), H11, false),
 ];
@@ -386,9 +388,32 @@ fn intercept_decisions() {
         decide(&all, "[::1]", &h),
         Decision::Intercept { leaf_host: "::1" }
     );
+    // ECH whose outer name is another host hides the destination: passed through.
     let h = parsed("ech");
     assert_eq!(
+        decide(&all, "hidden.example.net", &h),
+        Decision::Tunnel(Passthrough::Ech)
+    );
+    // ECH whose outer name is the CONNECT host hides nothing (Chromium's GREASE ECH on
+    // every connection): intercepted from the outer hello, case and a trailing dot aside.
+    assert_eq!(
         decide(&all, "python.example.com", &h),
+        Decision::Intercept {
+            leaf_host: "python.example.com"
+        }
+    );
+    let h = parsed("chromium");
+    for host in ["localhost", "LocalHost", "localhost."] {
+        assert_eq!(
+            decide(&all, host, &h),
+            Decision::Intercept {
+                leaf_host: "localhost"
+            },
+            "{host}"
+        );
+    }
+    assert_eq!(
+        decide(&all, "127.0.0.1", &h),
         Decision::Tunnel(Passthrough::Ech)
     );
     assert_eq!(
