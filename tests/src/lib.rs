@@ -16,6 +16,7 @@
 //!   records every byte and every connection it received.
 //! - [`EchoServer`]: the far end of CONNECT tunnels (echo, or greet-then-sink) with half-close.
 //! - [`TlsOrigin`]: `openssl s_server -www` with a throwaway self-signed certificate.
+//! - [`tls_pki`]: a CA and a `localhost` leaf for the TLS origins of the interception tests.
 //! - [`BlackHole`]: a loopback address whose accept queue is full, so dials to it hang.
 //! - [`both_drivers!`]: turns each scenario function into a `#[test]` per IO driver.
 //! - [`scenario`]: the requests and answers scenarios share ([`proxy_get`], [`ok_relayed`],
@@ -41,6 +42,7 @@ use std::time::{Duration, Instant};
 
 pub mod scenario;
 pub use scenario::*;
+pub mod tls_pki;
 
 /// Read/write timeout of every socket the harness opens.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);

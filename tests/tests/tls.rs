@@ -5,6 +5,7 @@
 //! untrusted origin is a 502 with `Proxy-Status: ringway; error=tls_certificate_error`, a
 //! host that matches no pattern is tunnelled untouched, and bad flags exit 2.
 
+use ringway_e2e::tls_pki::origin_pki;
 use ringway_e2e::*;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -76,60 +77,6 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
     // No directory: exit 2.
     let none = run_ringway(&["ca-init"], RUN);
     assert_eq!(none.status.code(), Some(2));
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("run helper");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (made by `ringway ca-init`) in `dir`, and a P-256 leaf for `localhost` signed by it
-/// (openssl): `dir/ca.pem`, `dir/leaf.pem`, `dir/leaf-key.pem`.
-fn origin_pki(dir: &Path) {
-    let d = dir.to_str().unwrap();
-    let out = run_ringway(&["ca-init", "--dir", d], RUN);
-    assert_eq!(out.status.code(), Some(0));
-    sh(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "leaf-key.pem",
-        "-subj",
-        "/CN=localhost",
-        "-out",
-        "leaf.csr",
-    ]));
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    sh(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        "leaf.pem",
-        "-extfile",
-        "ext",
-    ]));
 }
 
 /// A TLS origin on loopback (Python's http.server + ssl): answers every GET with the path

@@ -1,0 +1,533 @@
+//! TLS interception (issue 12) with the clients people actually point at such a proxy: Python
+//! `requests` and headless Chromium, through an intercepting proxy to a local TLS origin
+//! (Python's `http.server` + `ssl`, its CA made by the test and given with `--upstream-ca`).
+//!
+//! Each proves three things: the client got the origin's exact answer, the origin saw the
+//! proxy's `Via` (so the request was decrypted and re-sent, not tunnelled), and the certificate
+//! the client accepted is a leaf minted from the proxy's CA (the client trusts only that CA,
+//! and refuses the same connection without it).
+//!
+//! Test traffic stays on loopback even though Chromium makes background fetches to Google
+//! hosts despite `--disable-background-networking`: the proxy runs with `--allow-domain
+//! localhost` (plus the harness's loopback `--allow-range`), so every other name is refused
+//! before any DNS lookup and every non-loopback address is refused too; the test checks that
+//! each such request got `403`. Chromium is told to send even loopback through the proxy
+//! (`--proxy-bypass-list=<-loopback>`).
+//!
+//! Needs `python3` with `requests`, `chromium` and `certutil` (Debian: python3-requests,
+//! chromium, libnss3-tools; `.ci/run` installs them). A missing one fails the test, loudly.
+
+use ringway_e2e::tls_pki::origin_pki;
+use ringway_e2e::*;
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const RUN: Duration = Duration::from_secs(20);
+/// Chromium's whole run: start, one page, exit (about 1.5 s here; generous for a loaded CI).
+const CHROMIUM_RUN: Duration = Duration::from_secs(90);
+
+/// Proxy-related variables the clients must not pick up from the environment.
+const PROXY_ENV: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+    "REQUESTS_CA_BUNDLE",
+    "CURL_CA_BUNDLE",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+];
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "ringway-e2e-tls-clients-{}-{name}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// The origin's page for every GET: the path and the `Via` it received, in an element a
+/// browser keeps in its DOM.
+fn page(path: &str) -> String {
+    format!(
+        "<!DOCTYPE html><html><head><title>origin</title></head><body><p id=\"marker\">ringway-origin path={path} via=1.1 ringway</p></body></html>\n"
+    )
+}
+
+/// A TLS origin on loopback (Python's http.server + ssl) answering every GET with
+/// [`page`] (naming the `Via` it really got), except `/favicon.ico` (404, empty).
+const ORIGIN_PY: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/favicon.ico":
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = ('<!DOCTYPE html><html><head><title>origin</title></head><body><p id="marker">ringway-origin path=%s via=%s</p></body></html>\n'
+                % (self.path, self.headers.get("Via", "none"))).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
+
+struct Origin {
+    child: Child,
+    port: u16,
+}
+
+impl Origin {
+    fn start(dir: &Path) -> Origin {
+        let mut child = Command::new("python3")
+            .args(["-c", ORIGIN_PY])
+            .arg(dir.join("leaf.pem"))
+            .arg(dir.join("leaf-key.pem"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("python3");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let port = line.trim().parse().expect("origin port");
+        Origin { child, port }
+    }
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The origin (its CA in `dir/origin`), the proxy's CA in `dir/proxy`.
+struct Rig {
+    dir: PathBuf,
+    origin: Origin,
+}
+
+impl Rig {
+    fn new(name: &str) -> Rig {
+        let dir = scratch(name);
+        for sub in ["origin", "proxy"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+        }
+        origin_pki(&dir.join("origin"));
+        let out = run_ringway(
+            &["ca-init", "--dir", dir.join("proxy").to_str().unwrap()],
+            RUN,
+        );
+        assert_eq!(out.status.code(), Some(0));
+        let origin = Origin::start(&dir.join("origin"));
+        Rig { dir, origin }
+    }
+
+    fn path(&self, p: &str) -> String {
+        self.dir.join(p).to_str().unwrap().to_string()
+    }
+
+    /// An intercepting proxy that may reach `localhost` and nothing else: `--allow-domain
+    /// localhost` refuses every other name before DNS; IP literals need an allowed range,
+    /// and the harness allows loopback only.
+    fn proxy(&self, d: Driver) -> Proxy {
+        let (cert, key) = (self.path("proxy/ca.pem"), self.path("proxy/ca-key.pem"));
+        let origin_ca = self.path("origin/ca.pem");
+        Proxy::start(
+            d,
+            &[
+                "--connect-ports",
+                "any",
+                "--allow-domain",
+                "localhost",
+                "--ca-cert",
+                &cert,
+                "--ca-key",
+                &key,
+                "--intercept",
+                "localhost",
+                "--upstream-ca",
+                &origin_ca,
+            ],
+        )
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("https://localhost:{}{path}", self.origin.port)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Python requests
+// ---------------------------------------------------------------------------------------------
+
+/// One `requests.get(URL, proxies=..., timeout=10)` through PROXY, trust chosen by MODE:
+/// `verify` passes `verify=CA`, `env` passes nothing (the test sets `REQUESTS_CA_BUNDLE`),
+/// `default` passes nothing with no bundle variable set (the library's own trust store).
+/// Prints one JSON object: `{"status", "body"}` or `{"error": class name, "detail"}`.
+const REQUESTS_PY: &str = r#"
+import json, sys, requests
+url, proxy, mode, ca = sys.argv[1:5]
+kw = {"proxies": {"http": proxy, "https": proxy}, "timeout": 10}
+if mode == "verify":
+    kw["verify"] = ca
+try:
+    r = requests.get(url, **kw)
+    print(json.dumps({"status": r.status_code, "body": r.text}))
+except requests.exceptions.SSLError as e:
+    print(json.dumps({"error": "SSLError", "detail": str(e)}))
+"#;
+
+/// A CONNECT through PROXY with Python's own `ssl` (trusting only CA), then the certificate
+/// it verified: `{"issuer", "subject", "san"}`, or `{"error": class name, "detail"}`.
+const PEER_PY: &str = r#"
+import json, socket, ssl, sys
+proxy_port, host, port, ca = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4]
+s = socket.create_connection(("127.0.0.1", int(proxy_port)), timeout=10)
+s.sendall(("CONNECT %s:%s HTTP/1.1\r\nHost: %s:%s\r\n\r\n" % (host, port, host, port)).encode())
+head = b""
+while not head.endswith(b"\r\n\r\n") and len(head) < 4096:
+    b = s.recv(1)
+    if not b:
+        break
+    head += b
+assert head.startswith(b"HTTP/1.1 200 "), head
+ctx = ssl.create_default_context(cafile=ca)
+try:
+    t = ctx.wrap_socket(s, server_hostname=host)
+except ssl.SSLError as e:
+    print(json.dumps({"error": type(e).__name__, "detail": str(e)}))
+    sys.exit(0)
+c = t.getpeercert()
+print(json.dumps({
+    "issuer": dict(x[0] for x in c["issuer"]),
+    "subject": dict(x[0] for x in c.get("subject", ())),
+    "san": c.get("subjectAltName", []),
+}))
+t.close()
+"#;
+
+fn python(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
+    let mut cmd = Command::new("python3");
+    for v in PROXY_ENV {
+        cmd.env_remove(v);
+    }
+    cmd.args(["-c", script])
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let child = cmd
+        .spawn()
+        .expect("python3 (Debian: python3 and python3-requests)");
+    let out = wait_output(child, RUN, "python3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "python3 {args:?}: {stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
+}
+
+fn requests_get(proxy: &Proxy, url: &str, mode: &str, ca: &str, env: &[(&str, &str)]) -> Value {
+    python(REQUESTS_PY, &[url, &proxy.url(), mode, ca], env)
+}
+
+/// The `n`th stdout line (1-based, counting those already seen) matching `pred`.
+fn nth_line(proxy: &mut Proxy, n: usize, pred: impl Fn(&str) -> bool) -> String {
+    let seen = std::cell::Cell::new(0);
+    proxy.wait_line(RUN, |l| {
+        if pred(l) {
+            seen.set(seen.get() + 1);
+        }
+        seen.get() == n && pred(l)
+    })
+}
+
+both_drivers!(
+    python_requests_through_interception,
+    python_refuses_the_minted_leaf_without_our_ca,
+    chromium_through_interception_with_only_the_test_host_reachable,
+);
+
+/// `requests` with `verify=ca.pem`, then with `REQUESTS_CA_BUNDLE=ca.pem`: the origin's exact
+/// page, the `Via` it saw, and one intercepted access line per request.
+fn python_requests_through_interception(d: Driver) {
+    let r = Rig::new(&format!("requests-{}", d.flag()));
+    let mut proxy = r.proxy(d);
+    let ca = r.path("proxy/ca.pem");
+
+    let got = requests_get(&proxy, &r.url("/py/verify"), "verify", &ca, &[]);
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["body"], page("/py/verify"), "{got}");
+    let want = format!(" GET https://localhost:{}/py/verify 200 ", r.origin.port);
+    let line = proxy.wait_line(RUN, |l| l.contains(&want));
+    assert!(line.ends_with(" intercepted=1"), "{line}");
+
+    let got = requests_get(
+        &proxy,
+        &r.url("/py/env"),
+        "env",
+        "",
+        &[("REQUESTS_CA_BUNDLE", &ca)],
+    );
+    assert_eq!(got["status"], 200, "{got}");
+    assert_eq!(got["body"], page("/py/env"), "{got}");
+    let want = format!(" GET https://localhost:{}/py/env 200 ", r.origin.port);
+    let line = proxy.wait_line(RUN, |l| l.contains(&want));
+    assert!(line.ends_with(" intercepted=1"), "{line}");
+}
+
+/// The leaf Python sees chains to the proxy's CA only: trusting the library's default store,
+/// or the origin's own CA, the handshake fails with an SSL error (and the proxy logs the
+/// client's abort); trusting ours, Python's `ssl` shows a leaf for `localhost` issued by it.
+fn python_refuses_the_minted_leaf_without_our_ca(d: Driver) {
+    let r = Rig::new(&format!("refuses-{}", d.flag()));
+    let mut proxy = r.proxy(d);
+
+    let got = requests_get(&proxy, &r.url("/py/default"), "default", "", &[]);
+    assert_eq!(got["error"], "SSLError", "{got}");
+    assert!(
+        got["detail"]
+            .as_str()
+            .unwrap()
+            .contains("CERTIFICATE_VERIFY_FAILED"),
+        "{got}"
+    );
+    let line = nth_line(&mut proxy, 1, |l| l.contains(" CONNECT "));
+    assert!(line.ends_with(" reason=client_tls_abort"), "{line}");
+
+    let origin_ca = r.path("origin/ca.pem");
+    let got = requests_get(&proxy, &r.url("/py/origin-ca"), "verify", &origin_ca, &[]);
+    assert_eq!(got["error"], "SSLError", "{got}");
+    let line = nth_line(&mut proxy, 2, |l| l.contains(" CONNECT "));
+    assert!(line.ends_with(" reason=client_tls_abort"), "{line}");
+    // No request was made inside either refused tunnel.
+    assert!(
+        !proxy
+            .lines_so_far(Duration::from_millis(100))
+            .iter()
+            .any(|l| l.contains(" GET ")),
+        "a GET was logged although the client refused the certificate"
+    );
+
+    let port = proxy.addr().port().to_string();
+    let origin_port = r.origin.port.to_string();
+    let args = |ca: &str| -> Vec<String> {
+        vec![
+            port.clone(),
+            "localhost".into(),
+            origin_port.clone(),
+            ca.into(),
+        ]
+    };
+    let run = |ca: &str| {
+        let a = args(ca);
+        python(
+            PEER_PY,
+            &a.iter().map(String::as_str).collect::<Vec<_>>(),
+            &[],
+        )
+    };
+    let refused = run(&origin_ca);
+    assert_eq!(refused["error"], "SSLCertVerificationError", "{refused}");
+    let peer = run(&r.path("proxy/ca.pem"));
+    let issuer = peer["issuer"]["commonName"].as_str().unwrap_or_default();
+    assert!(issuer.starts_with("Ringway interception CA ("), "{peer}");
+    assert_eq!(
+        peer["san"],
+        serde_json::json!([["DNS", "localhost"]]),
+        "{peer}"
+    );
+    // Both loads of the CA name it the same way the proxy announced it at start.
+    proxy.wait_stderr(&format!("with {issuer}"), RUN);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Headless Chromium
+// ---------------------------------------------------------------------------------------------
+
+/// Runs `cmd` in its own process group with stdout and stderr into files, waits up to
+/// `timeout`, then kills the whole group (Chromium leaves helper processes behind if only the
+/// browser dies). Returns (exit status, stdout, stderr); panics on timeout.
+fn run_group(mut cmd: Command, dir: &Path, timeout: Duration) -> (Option<i32>, String, String) {
+    let (out_path, err_path) = (dir.join("stdout"), dir.join("stderr"));
+    cmd.stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .process_group(0);
+    let started = Instant::now();
+    let mut child = cmd.spawn().unwrap_or_else(|e| {
+        panic!("{cmd:?}: {e} (Debian: apt-get install chromium libnss3-tools)")
+    });
+    let status = wait_child(&mut child, timeout);
+    // The group id is the child's pid (process_group(0)); kill what is left of it.
+    let _ = Command::new("kill")
+        .args(["-KILL", "--", &format!("-{}", child.id())])
+        .stderr(Stdio::null())
+        .status();
+    let _ = child.wait();
+    let read =
+        |p: &Path| String::from_utf8_lossy(&std::fs::read(p).unwrap_or_default()).into_owned();
+    let (stdout, stderr) = (read(&out_path), read(&err_path));
+    let Some(status) = status else {
+        panic!(
+            "{cmd:?} still running after {:?}; stderr:\n{stderr}",
+            started.elapsed()
+        );
+    };
+    (status.code(), stdout, stderr)
+}
+
+/// Headless Chromium with the proxy's CA in a scratch NSS database (`certutil`), loading one
+/// page through the intercepting proxy: the dumped DOM is the origin's page naming the `Via`
+/// it got, the proxy logged the request as intercepted, and every request Chromium made for
+/// any other host was refused (as is `curl` to `example.com` through the same proxy, before
+/// any DNS lookup: `0.000ms`, `reason=dest_not_allowed`).
+fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
+    let r = Rig::new(&format!("chromium-{}", d.flag()));
+    let mut proxy = r.proxy(d);
+    let home = r.dir.join("home");
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    let db = format!("sql:{}", nssdb.display());
+    for args in [
+        vec!["-d", &db, "-N", "--empty-password"],
+        vec![
+            "-d",
+            &db,
+            "-A",
+            "-n",
+            "ringway",
+            "-t",
+            "C,,",
+            "-i",
+            &r.path("proxy/ca.pem"),
+        ],
+    ] {
+        let out = Command::new("certutil")
+            .args(&args)
+            .env("HOME", &home)
+            .stdin(Stdio::null())
+            .output()
+            .expect("certutil (Debian: libnss3-tools)");
+        assert!(
+            out.status.success(),
+            "certutil {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let mut cmd = Command::new("chromium");
+    for v in PROXY_ENV {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", &home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .args([
+            "--headless=new",
+            // Root in CI and containers: Chromium's sandbox needs user namespaces it may not get.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--no-default-browser-check",
+        ])
+        .arg(format!(
+            "--user-data-dir={}",
+            r.dir.join("profile").display()
+        ))
+        .arg(format!("--proxy-server=http://{}", proxy.addr()))
+        // Chromium never proxies loopback unless told to.
+        .arg("--proxy-bypass-list=<-loopback>")
+        .arg("--dump-dom")
+        .arg(r.url("/page"));
+    let started = Instant::now();
+    let (code, dom, stderr) = run_group(cmd, &r.dir, CHROMIUM_RUN);
+    let took = started.elapsed();
+    let marker = "<p id=\"marker\">ringway-origin path=/page via=1.1 ringway</p>";
+    assert!(
+        dom.contains(marker),
+        "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+
+    // The page went through the proxy, intercepted.
+    let want = format!(" GET https://localhost:{}/page 200 ", r.origin.port);
+    let line = proxy.wait_line(RUN, |l| l.contains(&want));
+    assert!(line.ends_with(" intercepted=1"), "{line}");
+
+    // Nothing for another host got through: each was refused by the domain rule.
+    let (code, out) = {
+        let out = curl(&["-i", "--proxy", &proxy.url(), "https://example.com/"]);
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    assert_eq!(code, Some(56), "curl: CONNECT refused: {out}");
+    assert!(out.starts_with("HTTP/1.1 403 Forbidden\r\n"), "{out}");
+    assert!(
+        out.contains("Proxy-Status: ringway; error=http_request_denied\r\n"),
+        "{out}"
+    );
+    let refused = proxy.wait_line(RUN, |l| l.contains(" CONNECT example.com:443 "));
+    assert!(
+        refused.contains(" 403 ") && refused.ends_with(" 0.000ms reason=dest_not_allowed"),
+        "{refused}"
+    );
+    let lines = proxy.lines_so_far(Duration::from_millis(200));
+    let mut others = 0;
+    for line in &lines {
+        let Some(a) = AccessLine::parse(line) else {
+            continue;
+        };
+        let host = target_host(&a.target);
+        if host != "localhost" {
+            others += 1;
+            assert!(
+                line.contains(" 403 ") && line.ends_with(" reason=dest_not_allowed"),
+                "a request for {host} was not refused: {line}"
+            );
+        }
+    }
+    eprintln!(
+        "chromium ({}): page in {took:?}; {others} requests for other hosts refused",
+        d.flag()
+    );
+}
+
+/// The host of an access-log target: `host:port` (CONNECT) or `scheme://host[:port]/...`.
+fn target_host(target: &str) -> &str {
+    let rest = target.split_once("://").map_or(target, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or(rest);
+    authority.rsplit_once(':').map_or(authority, |(h, _)| h)
+}
