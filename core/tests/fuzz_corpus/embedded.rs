@@ -27,6 +27,7 @@ pub const CORPUS: &[(&str, &str, &[u8])] = &[
     ("chunked", "seeds/chunked/space-ext", include_bytes!("../../../fuzz/seeds/chunked/space-ext")),
     ("chunked", "seeds/chunked/upper-hex", include_bytes!("../../../fuzz/seeds/chunked/upper-hex")),
     ("chunked", "seeds/chunked/zero-leading", include_bytes!("../../../fuzz/seeds/chunked/zero-leading")),
+    ("client_hello", "seeds/client_hello/chromium.bin", include_bytes!("../../../fuzz/seeds/client_hello/chromium.bin")),
     ("client_hello", "seeds/client_hello/curl_h2.bin", include_bytes!("../../../fuzz/seeds/client_hello/curl_h2.bin")),
     ("client_hello", "seeds/client_hello/curl_ip.bin", include_bytes!("../../../fuzz/seeds/client_hello/curl_ip.bin")),
     ("client_hello", "seeds/client_hello/curl_sni.bin", include_bytes!("../../../fuzz/seeds/client_hello/curl_sni.bin")),
