@@ -372,6 +372,60 @@ fn python_refuses_the_minted_leaf_without_our_ca(d: Driver) {
 // Headless Chromium
 // ---------------------------------------------------------------------------------------------
 
+/// `certutil ARGS` with `HOME` at the test's scratch home; panics with its stderr on failure.
+fn certutil(home: &Path, args: &[&str]) {
+    let out = Command::new("certutil")
+        .args(args)
+        .env("HOME", home)
+        .stdin(Stdio::null())
+        .output()
+        .expect("certutil (Debian: libnss3-tools)");
+    assert!(
+        out.status.success(),
+        "certutil {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Headless Chromium (`HOME` = `home`, so its NSS database is `home/.pki/nssdb`; a fresh
+/// profile `profile`) loading the origin's `path` through `proxy` and dumping the DOM:
+/// (exit code, DOM, stderr, how long it ran).
+fn chromium(
+    r: &Rig,
+    proxy: &Proxy,
+    home: &Path,
+    profile: &str,
+    path: &str,
+) -> (Option<i32>, String, String, Duration) {
+    let mut cmd = Command::new("chromium");
+    for v in PROXY_ENV {
+        cmd.env_remove(v);
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_CACHE_HOME", home.join(".cache"))
+        .args([
+            "--headless=new",
+            // Root in CI and containers: Chromium's sandbox needs user namespaces it may not get.
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--no-default-browser-check",
+        ])
+        .arg(format!("--user-data-dir={}", r.dir.join(profile).display()))
+        .arg(format!("--proxy-server=http://{}", proxy.addr()))
+        // Chromium never proxies loopback unless told to.
+        .arg("--proxy-bypass-list=<-loopback>")
+        .arg("--dump-dom")
+        .arg(r.url(path));
+    let started = Instant::now();
+    let (code, dom, stderr) = run_group(cmd, &r.dir, CHROMIUM_RUN);
+    (code, dom, stderr, started.elapsed())
+}
+
 /// Runs `cmd` in its own process group with stdout and stderr into files, waits up to
 /// `timeout`, then kills the whole group (Chromium leaves helper processes behind if only the
 /// browser dies). Returns (exit status, stdout, stderr); panics on timeout.
@@ -408,8 +462,9 @@ fn run_group(mut cmd: Command, dir: &Path, timeout: Duration) -> (Option<i32>, S
 /// page through the intercepting proxy: the dumped DOM is the origin's page naming the `Via`
 /// it got, the proxy logged the request as intercepted (Chromium's ClientHello carries a
 /// GREASE ECH extension, which the proxy must not take for real ECH), and every request
-/// Chromium made for any other host was refused (as is `curl` to `example.com` through the same proxy, before
-/// any DNS lookup: `0.000ms`, `reason=dest_not_allowed`).
+/// Chromium made for any other host was refused (as is `curl` to `example.com` through the
+/// same proxy, before any DNS lookup: `0.000ms`, `reason=dest_not_allowed`). Without the CA
+/// in its database, the same Chromium refuses the leaf and gets no page.
 fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
     let r = Rig::new(&format!("chromium-{}", d.flag()));
     let mut proxy = r.proxy(d);
@@ -417,9 +472,24 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
     let nssdb = home.join(".pki/nssdb");
     std::fs::create_dir_all(&nssdb).unwrap();
     let db = format!("sql:{}", nssdb.display());
-    for args in [
-        vec!["-d", &db, "-N", "--empty-password"],
-        vec![
+    certutil(&home, &["-d", &db, "-N", "--empty-password"]);
+
+    // Without our CA in its database, Chromium refuses the minted leaf: no page, and the
+    // proxy logs the aborted handshake (so the success below is the CA's doing).
+    let (code, dom, stderr, took) = chromium(&r, &proxy, &home, "untrusting", "/untrusted");
+    assert!(
+        !dom.contains("ringway-origin"),
+        "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    // (Chromium may also open a spare connection and close it unused: wait for the abort.)
+    let target = format!(" CONNECT localhost:{} ", r.origin.port);
+    proxy.wait_line(RUN, |l| {
+        l.contains(&target) && l.ends_with(" reason=client_tls_abort")
+    });
+
+    certutil(
+        &home,
+        &[
             "-d",
             &db,
             "-A",
@@ -430,50 +500,8 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
             "-i",
             &r.path("proxy/ca.pem"),
         ],
-    ] {
-        let out = Command::new("certutil")
-            .args(&args)
-            .env("HOME", &home)
-            .stdin(Stdio::null())
-            .output()
-            .expect("certutil (Debian: libnss3-tools)");
-        assert!(
-            out.status.success(),
-            "certutil {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-
-    let mut cmd = Command::new("chromium");
-    for v in PROXY_ENV {
-        cmd.env_remove(v);
-    }
-    cmd.env("HOME", &home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_CACHE_HOME", home.join(".cache"))
-        .args([
-            "--headless=new",
-            // Root in CI and containers: Chromium's sandbox needs user namespaces it may not get.
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--no-first-run",
-            "--no-default-browser-check",
-        ])
-        .arg(format!(
-            "--user-data-dir={}",
-            r.dir.join("profile").display()
-        ))
-        .arg(format!("--proxy-server=http://{}", proxy.addr()))
-        // Chromium never proxies loopback unless told to.
-        .arg("--proxy-bypass-list=<-loopback>")
-        .arg("--dump-dom")
-        .arg(r.url("/page"));
-    let started = Instant::now();
-    let (code, dom, stderr) = run_group(cmd, &r.dir, CHROMIUM_RUN);
-    let took = started.elapsed();
+    );
+    let (code, dom, stderr, took) = chromium(&r, &proxy, &home, "trusting", "/page");
     let marker = "<p id=\"marker\">ringway-origin path=/page via=1.1 ringway</p>";
     assert!(
         dom.contains(marker),
@@ -506,6 +534,10 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
         "{refused}"
     );
     let lines = proxy.lines_so_far(Duration::from_millis(200));
+    assert!(
+        !lines.iter().any(|l| l.contains("/untrusted")),
+        "a request went through the tunnel whose certificate Chromium refused: {lines:#?}"
+    );
     let mut others = 0;
     for line in &lines {
         let Some(a) = AccessLine::parse(line) else {
