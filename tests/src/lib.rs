@@ -16,7 +16,8 @@
 //!   records every byte and every connection it received.
 //! - [`EchoServer`]: the far end of CONNECT tunnels (echo, or greet-then-sink) with half-close.
 //! - [`TlsOrigin`]: `openssl s_server -www` with a throwaway self-signed certificate.
-//! - [`tls_pki`]: a CA and a `localhost` leaf for the TLS origins of the interception tests.
+//! - [`tls_origin`]: the interception tests' TLS origin: its CA and `localhost` leaf, and a
+//!   Python `http.server` serving with them.
 //! - [`BlackHole`]: a loopback address whose accept queue is full, so dials to it hang.
 //! - [`both_drivers!`]: turns each scenario function into a `#[test]` per IO driver.
 //! - [`scenario`]: the requests and answers scenarios share ([`proxy_get`], [`ok_relayed`],
@@ -42,7 +43,7 @@ use std::time::{Duration, Instant};
 
 pub mod scenario;
 pub use scenario::*;
-pub mod tls_pki;
+pub mod tls_origin;
 
 /// Read/write timeout of every socket the harness opens.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);

@@ -5,12 +5,12 @@
 //! untrusted origin is a 502 with `Proxy-Status: ringway; error=tls_certificate_error`, a
 //! host that matches no pattern is tunnelled untouched, and bad flags exit 2.
 
-use ringway_e2e::tls_pki::origin_pki;
+use ringway_e2e::tls_origin::{origin_pki, PythonTlsOrigin};
 use ringway_e2e::*;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 const RUN: Duration = Duration::from_secs(20);
@@ -79,13 +79,8 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
     assert_eq!(none.status.code(), Some(2));
 }
 
-/// A TLS origin on loopback (Python's http.server + ssl): answers every GET with the path
-/// and the request headers it received.
-struct Origin {
-    child: Child,
-    port: u16,
-}
-
+/// The TLS origin's script ([`PythonTlsOrigin`]): answers every GET with the path and the
+/// request headers it received.
 const ORIGIN_PY: &str = r#"
 import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -128,32 +123,6 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
-impl Origin {
-    fn start(dir: &Path) -> Origin {
-        let mut child = Command::new("python3")
-            .args(["-c", ORIGIN_PY])
-            .arg(dir.join("leaf.pem"))
-            .arg(dir.join("leaf-key.pem"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("origin port");
-        Origin { child, port }
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// `curl -sS -i` through `proxy`, trusting only `cacert`, for each URL; (exit code, output).
 fn curl(proxy: &Proxy, cacert: &Path, urls: &[String]) -> (Option<i32>, String) {
     curl_via(&proxy.url(), cacert, urls)
@@ -185,7 +154,7 @@ fn curl_via(proxy_url: &str, cacert: &Path, urls: &[String]) -> (Option<i32>, St
 
 struct Rig {
     dir: PathBuf,
-    origin: Origin,
+    origin: PythonTlsOrigin,
 }
 
 fn rig(name: &str) -> Rig {
@@ -198,7 +167,7 @@ fn rig(name: &str) -> Rig {
         RUN,
     );
     assert_eq!(out.status.code(), Some(0));
-    let origin = Origin::start(&dir.join("origin"));
+    let origin = PythonTlsOrigin::start(ORIGIN_PY, &dir.join("origin"));
     Rig { dir, origin }
 }
 

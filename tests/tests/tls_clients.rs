@@ -17,13 +17,12 @@
 //! Needs `python3` with `requests`, `chromium` and `certutil` (Debian: python3-requests,
 //! chromium, libnss3-tools; `.ci/run` installs them). A missing one fails the test, loudly.
 
-use ringway_e2e::tls_pki::origin_pki;
+use ringway_e2e::tls_origin::{origin_pki, PythonTlsOrigin};
 use ringway_e2e::*;
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUN: Duration = Duration::from_secs(20);
@@ -64,8 +63,7 @@ fn page(path: &str) -> String {
     )
 }
 
-/// A TLS origin on loopback (Python's http.server + ssl) answering every GET with
-/// [`page`] (naming the `Via` it really got), except `/favicon.ico` (404, empty).
+/// The TLS origin's script ([`PythonTlsOrigin`]) answering every GET with [`page`] (naming the `Via` it really got), except `/favicon.ico` (404, empty).
 const ORIGIN_PY: &str = r#"
 import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
@@ -92,42 +90,10 @@ print(s.server_address[1], flush=True)
 s.serve_forever()
 "#;
 
-struct Origin {
-    child: Child,
-    port: u16,
-}
-
-impl Origin {
-    fn start(dir: &Path) -> Origin {
-        let mut child = Command::new("python3")
-            .args(["-c", ORIGIN_PY])
-            .arg(dir.join("leaf.pem"))
-            .arg(dir.join("leaf-key.pem"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("origin port");
-        Origin { child, port }
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The origin (its CA in `dir/origin`), the proxy's CA in `dir/proxy`.
 struct Rig {
     dir: PathBuf,
-    origin: Origin,
+    origin: PythonTlsOrigin,
 }
 
 impl Rig {
@@ -142,7 +108,7 @@ impl Rig {
             RUN,
         );
         assert_eq!(out.status.code(), Some(0));
-        let origin = Origin::start(&dir.join("origin"));
+        let origin = PythonTlsOrigin::start(ORIGIN_PY, &dir.join("origin"));
         Rig { dir, origin }
     }
 
