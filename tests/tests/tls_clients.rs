@@ -96,6 +96,16 @@ struct Rig {
     origin: PythonTlsOrigin,
 }
 
+/// A passing test leaves nothing behind (Chromium's profiles are megabytes); a failing one
+/// keeps its directory (PKI, Chromium's stdout and stderr) to look at.
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
 impl Rig {
     fn new(name: &str) -> Rig {
         let dir = scratch(name);
