@@ -474,70 +474,98 @@ fn a_client_stalled_mid_head_inside_gets_the_header_timeout(d: Driver) {
     assert_eq!(c.read_to_close(), b"");
 }
 
+/// Waits until `text` appears `n` times on the proxy's stderr (polled, as `wait_stderr`:
+/// stderr comes with no notification), bounded by `RUN`.
+fn wait_stderr_times(proxy: &Proxy, text: &str, n: usize) {
+    let deadline = std::time::Instant::now() + RUN;
+    while proxy.stderr().matches(text).count() < n {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{text:?} not {n} times on stderr: {}",
+            proxy.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// One intercepted or tunnelled GET in a new client connection trusting only `ca`: the
+/// response head the client got and the request head the origin got.
+fn get(proxy: &Proxy, origin: &Origin, ca: &Path, path: &str) -> (String, String, SocketAddr) {
+    let port = origin.port;
+    let mut c = tls_client(proxy.addr(), port, ca);
+    c.tls
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes())
+        .unwrap();
+    let (head, _) = c.response();
+    (head, origin.head(), c.local)
+}
+
 fn sighup_changes_which_tunnels_are_intercepted(d: Driver) {
     let r = rig(&format!("hup-{}", d.flag()));
-    let mut origin = Origin::start(&r.dir.join("origin"), Mode::CloseEach, 2);
+    let mut origin = Origin::start(&r.dir.join("origin"), Mode::CloseEach, 4);
     let port = origin.port;
     let file = r.dir.join("ringway.toml");
-    let write = |intercept: &str| {
+    let write = |ca_dir: &str, intercept: &str| {
         std::fs::write(
             &file,
             format!(
                 "connect_ports = \"any\"\nca_cert = \"{}\"\nca_key = \"{}\"\nupstream_ca = [\"{}\"]\nintercept = [\"{intercept}\"]\n",
-                r.path("proxy/ca.pem"),
-                r.path("proxy/ca-key.pem"),
+                r.path(&format!("{ca_dir}/ca.pem")),
+                r.path(&format!("{ca_dir}/ca-key.pem")),
                 r.path("origin/ca.pem"),
             ),
         )
         .unwrap()
     };
-    write("other.test");
+    let plain = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n";
+    let intercepted = "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nVia: 1.1 ringway\r\n\r\n";
+    let seen = |path: &str, via: bool| {
+        let via = if via { "Via: 1.1 ringway\r\n" } else { "" };
+        format!("GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n{via}\r\n")
+    };
+    write("proxy", "other.test");
     let mut proxy = Proxy::start(d, &["--config", file.to_str().unwrap()]);
 
-    // Not intercepted: the client sees the origin's own certificate (it trusts only the
-    // origin's CA here, and the handshake succeeds).
-    let mut c = tls_client(proxy.addr(), port, &r.dir.join("origin/ca.pem"));
-    c.tls
-        .write_all(format!("GET /a HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes())
-        .unwrap();
-    let (head, _) = c.response();
-    assert_eq!(
-        head,
-        "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nConnection: close\r\n\r\n"
-    );
-    assert_eq!(
-        origin.head(),
-        format!("GET /a HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n"),
-        "no Via: not intercepted"
-    );
-    drop(c);
+    // Not intercepted: the client trusts only the origin's CA, and the handshake succeeds;
+    // the origin sees no Via.
+    let origin_ca = r.dir.join("origin/ca.pem");
+    let (head, asked, _) = get(&proxy, &origin, &origin_ca, "/a");
+    assert_eq!((head.as_str(), asked), (plain, seen("/a", false)));
 
     // intercept = localhost, SIGHUP: the next tunnel is intercepted (the client trusts only
-    // the proxy's CA now, and the origin sees our Via).
-    write("localhost");
+    // the proxy's CA now), the origin sees our Via, the line says intercepted=1.
+    write("proxy", "localhost");
     proxy.sighup();
-    proxy.wait_stderr("interception setup reloaded", RUN);
-    let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
-    c.tls
-        .write_all(format!("GET /b HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes())
-        .unwrap();
-    let (head, _) = c.response();
-    assert_eq!(
-        head,
-        "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nVia: 1.1 ringway\r\n\r\n"
-    );
-    assert_eq!(
-        origin.head(),
-        format!("GET /b HTTP/1.1\r\nHost: localhost:{port}\r\nVia: 1.1 ringway\r\n\r\n")
-    );
-    let line = proxy.wait_access(c.local, "GET");
+    wait_stderr_times(&proxy, "interception setup reloaded", 1);
+    let (head, asked, client) = get(&proxy, &origin, &r.proxy_ca(), "/b");
+    assert_eq!((head.as_str(), asked), (intercepted, seen("/b", true)));
+    let line = proxy.wait_access(client, "GET");
     assert_eq!(line.extra, ["intercepted=1"]);
-    drop(c);
-    origin.join();
 
-    // A CA key file that does not parse: the reload fails and interception stays as it was.
-    std::fs::write(r.dir.join("proxy/ca-key.pem"), "not a key\n").unwrap();
-    write("other.test");
+    // A new CA (other files): leaves from the next mint on are signed by it.
+    std::fs::create_dir_all(r.dir.join("proxy2")).unwrap();
+    let out = run_ringway(&["ca-init", "--dir", &r.path("proxy2")], RUN);
+    assert_eq!(out.status.code(), Some(0));
+    write("proxy2", "localhost");
     proxy.sighup();
-    proxy.wait_stderr("reload failed, keeping the running settings", RUN);
+    wait_stderr_times(&proxy, "interception setup reloaded", 2);
+    let (head, asked, _) = get(&proxy, &origin, &r.dir.join("proxy2/ca.pem"), "/c");
+    assert_eq!((head.as_str(), asked), (intercepted, seen("/c", true)));
+
+    // A CA key file that does not parse: the reload fails and the running setup stays
+    // (still intercepting with the second CA, although the file now says other.test).
+    std::fs::write(r.dir.join("proxy2/ca-key.pem"), "not a key\n").unwrap();
+    write("proxy2", "other.test");
+    proxy.sighup();
+    wait_stderr_times(&proxy, "reload failed, keeping the running settings", 1);
+    let (head, asked, _) = get(&proxy, &origin, &r.dir.join("proxy2/ca.pem"), "/d");
+    assert_eq!((head.as_str(), asked), (intercepted, seen("/d", true)));
+    origin.join();
+    assert_eq!(
+        proxy
+            .stderr()
+            .matches("interception setup reloaded")
+            .count(),
+        2
+    );
 }
