@@ -189,6 +189,10 @@ impl Conn {
                     self.linger = false;
                 }
                 self.core.drain();
+                if let Some(i) = &mut self.intercept {
+                    // The requests inside an intercepted tunnel drain like any others.
+                    i.drain();
+                }
             }
             while let Some(out) = self.core.poll_output() {
                 self.carry_out(out, cx);

@@ -111,6 +111,9 @@ enum Mode {
     /// `200` with `Connection: close` and a body naming the connection's number, then
     /// close_notify and close.
     CloseEach,
+    /// As `CloseEach` but without announcing it (no `Connection: close`): the proxy keeps
+    /// the connection for the next request and learns only from the close itself.
+    CloseSilently,
     /// Accepts and holds the TCP connection (no TLS) until the peer closes it.
     Hold,
 }
@@ -187,10 +190,14 @@ impl Origin {
                         }
                     }
                     Mode::Hold => {}
-                    Mode::CloseEach => {
+                    Mode::CloseEach | Mode::CloseSilently => {
                         let body = format!("connection {n}\n");
+                        let close = match mode {
+                            Mode::CloseEach => "Connection: close\r\n",
+                            _ => "",
+                        };
                         let answer = format!(
-                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n{close}\r\n{body}",
                             body.len()
                         );
                         tls.write_all(answer.as_bytes()).unwrap();
@@ -335,6 +342,7 @@ both_drivers!(
     an_origin_closing_after_each_response_is_dialed_again,
     a_client_stalled_mid_head_inside_gets_the_header_timeout,
     sighup_changes_which_tunnels_are_intercepted,
+    shutdown_closes_an_idle_intercepted_connection_at_once,
 );
 
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: localhost:{PORT}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -406,8 +414,14 @@ fn websocket_inside_relays_plaintext_between_the_sessions(d: Driver) {
 }
 
 fn an_origin_closing_after_each_response_is_dialed_again(d: Driver) {
+    for mode in [Mode::CloseEach, Mode::CloseSilently] {
+        redial(d, mode);
+    }
+}
+
+fn redial(d: Driver, mode: Mode) {
     let r = rig(&format!("redial-{}", d.flag()));
-    let mut origin = Origin::start(&r.dir.join("origin"), Mode::CloseEach, 3);
+    let mut origin = Origin::start(&r.dir.join("origin"), mode, 3);
     let mut proxy = r.proxy(d, &["--intercept", "localhost"]);
     let port = origin.port;
     let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
@@ -568,4 +582,27 @@ fn sighup_changes_which_tunnels_are_intercepted(d: Driver) {
             .count(),
         2
     );
+}
+
+fn shutdown_closes_an_idle_intercepted_connection_at_once(d: Driver) {
+    let r = rig(&format!("drain-{}", d.flag()));
+    let mut origin = Origin::start(&r.dir.join("origin"), Mode::CloseSilently, 1);
+    let mut proxy = r.proxy(d, &["--intercept", "localhost", "--shutdown-grace", "60s"]);
+    let port = origin.port;
+    let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
+    c.tls
+        .write_all(format!("GET /x HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes())
+        .unwrap();
+    let (head, _) = c.response();
+    assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+    proxy.wait_access(c.local, "GET");
+    // Between requests: SIGTERM closes it (close_notify) and the proxy exits well before
+    // the 60 s grace period.
+    proxy.sigterm();
+    assert_eq!(c.read_to_close(), b"");
+    let status = proxy
+        .wait_exit(READ_LIMIT)
+        .expect("exited before the grace period");
+    assert!(status.success(), "{status:?}");
+    origin.join();
 }

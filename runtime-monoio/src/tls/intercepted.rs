@@ -262,6 +262,15 @@ impl Intercepted {
         }
     }
 
+    /// Graceful shutdown: the inner connection takes no further requests (an idle one
+    /// closes at once, a busy one after its exchange), which then ends the tunnel. A tunnel
+    /// still waiting for the ClientHello is left to the grace period.
+    pub fn drain(&mut self) {
+        if let State::Inside(inside) = &mut self.state {
+            inside.inner.drain();
+        }
+    }
+
     /// Polls a re-dial of the origin. `Ready(Some(socket))`: it connected; the caller
     /// replaces the tunnel's upstream socket with it (the origin session's handshake starts
     /// on the next step). `Ready(None)`: it failed (the inner connection has its answer).
