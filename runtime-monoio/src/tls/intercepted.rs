@@ -28,7 +28,9 @@
 //!    a close_notify or TCP EOF of either side is that direction's end, and the inner
 //!    connection's half-close of the other side is a close_notify. Backpressure is the
 //!    step's: a side is read only while the other socket has nothing queued.
-//! 4. **Done**: the inner connection closed; the caller ends the outer tunnel.
+//! 4. **Done**: the inner connection closed (its client left, a timeout, an error, or a
+//!    graceful shutdown passed on with [`Intercepted::drain`]); the caller ends the outer
+//!    tunnel.
 //!
 //! Limits (each answered, never hung): through a parent proxy (`--upstream-proxy`) the
 //! tunnel's one path to the origin is the parent's CONNECT, and a request after the origin
