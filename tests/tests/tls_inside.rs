@@ -343,6 +343,7 @@ both_drivers!(
     a_client_stalled_mid_head_inside_gets_the_header_timeout,
     sighup_changes_which_tunnels_are_intercepted,
     shutdown_closes_an_idle_intercepted_connection_at_once,
+    through_a_parent_a_request_after_the_origin_closed_is_a_502,
 );
 
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: localhost:{PORT}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
@@ -605,4 +606,42 @@ fn shutdown_closes_an_idle_intercepted_connection_at_once(d: Driver) {
         .expect("exited before the grace period");
     assert!(status.success(), "{status:?}");
     origin.join();
+}
+
+/// The documented limit: through a parent proxy the tunnel's one path to the origin is the
+/// parent's CONNECT, so once the origin closed it the next request is answered 502 (inside
+/// the client's TLS, with its Proxy-Status), never hung and never sent elsewhere.
+fn through_a_parent_a_request_after_the_origin_closed_is_a_502(d: Driver) {
+    let r = rig(&format!("parent-{}", d.flag()));
+    let mut origin = Origin::start(&r.dir.join("origin"), Mode::CloseEach, 1);
+    let parent = Proxy::start(d, &["--connect-ports", "any", "--via-name", "parent"]);
+    let upstream = format!("http://{}", parent.addr());
+    let mut proxy = r.proxy(
+        d,
+        &["--intercept", "localhost", "--upstream-proxy", &upstream],
+    );
+    let port = origin.port;
+    let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
+    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+    c.tls.write_all(get("/1").as_bytes()).unwrap();
+    let (head, body) = c.response();
+    assert_eq!(
+        head,
+        "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nVia: 1.1 ringway\r\n\r\n"
+    );
+    assert_eq!(body, b"connection 1\n");
+    c.tls.write_all(get("/2").as_bytes()).unwrap();
+    let (head, body) = c.response();
+    assert_eq!(
+        head,
+        "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=connection_refused\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(body, b"The upstream server could not be reached.\n");
+    assert_eq!(c.read_to_close(), b"");
+    let target = format!(" GET https://localhost:{port}/2 502 ");
+    let line = proxy.wait_line(RUN, |l| l.contains(&target));
+    assert!(line.contains(" intercepted=1"), "{line}");
+    drop(c);
+    origin.join();
+    assert_eq!(origin.accepted.load(Ordering::SeqCst), 1);
 }
