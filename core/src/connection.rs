@@ -772,7 +772,7 @@ impl Connection {
         match &self.phase {
             Phase::ReadingHead if self.head_started.is_some() => {
                 // What the slow client did send: its request line (if complete) and bytes.
-                let (method, target) = request_line_of(&self.client_in);
+                let (method, target) = self.request_line_of(&self.client_in);
                 self.begin_exchange(now, method, target);
                 self.add_rx(self.client_in.len());
                 self.fail(now, Problem::HeaderTimeout);
@@ -846,7 +846,7 @@ impl Connection {
 
     fn reject_head(&mut self, now: Instant, problem: Problem, rx: usize) -> bool {
         // Only the first `rx` bytes: whatever else arrived must not change the log line.
-        let (method, target) = request_line_of(&self.client_in.slice(..rx));
+        let (method, target) = self.request_line_of(&self.client_in.slice(..rx));
         self.begin_exchange(now, method, target);
         self.add_rx(rx);
         self.fail(now, problem);
@@ -865,21 +865,14 @@ impl Connection {
                 return self.route_head(now, Bytes::from(copy));
             }
             Err(problem) => {
-                let (method, target) = request_line_of(&head);
+                let (method, target) = self.request_line_of(&head);
                 self.begin_exchange(now, method, target);
                 self.add_rx(head.len());
                 return self.fail(now, problem);
             }
         };
         let method = head.slice_ref(req.method.as_bytes());
-        let target = match &self.pinned {
-            // Logged as the URL the client asked for (built only in this mode).
-            Some(pinned) if req.target.first() == Some(&b'/') => Bytes::from(alloc::format!(
-                "https://{pinned}{}",
-                core::str::from_utf8(req.target).unwrap_or("/")
-            )),
-            _ => head.slice_ref(req.target),
-        };
+        let target = self.logged_target(&head, req.target);
         self.begin_exchange(now, method, target);
         self.add_rx(head.len());
         if let Some(problem) = self.refusal {
@@ -1003,6 +996,32 @@ impl Connection {
             self.waiting_since = now;
             self.head_started = (!self.client_in.is_empty()).then_some(now);
             self.client_scan.reset();
+        }
+    }
+
+    /// The method and target of a refused or unfinished head, for the access log: slices of
+    /// it (the target as `logged_target` writes it); empty when its request line
+    /// could not be read.
+    fn request_line_of(&self, head: &Bytes) -> (Bytes, Bytes) {
+        match request::request_line(head) {
+            Some((method, target)) => (
+                head.slice_ref(method.as_bytes()),
+                self.logged_target(head, target),
+            ),
+            None => (Bytes::new(), Bytes::new()),
+        }
+    }
+
+    /// A request's target as logged: inside an intercepted tunnel an origin-form target is
+    /// written as the URL the client asked for (`https://pinned/path`, built only in this
+    /// mode), whether the request is served or answered with an error.
+    fn logged_target(&self, head: &Bytes, target: &[u8]) -> Bytes {
+        match &self.pinned {
+            Some(pinned) if target.first() == Some(&b'/') => Bytes::from(alloc::format!(
+                "https://{pinned}{}",
+                core::str::from_utf8(target).unwrap_or("/")
+            )),
+            _ => head.slice_ref(target),
         }
     }
 
@@ -1590,14 +1609,5 @@ fn append(buf: &mut Bytes, data: Bytes) {
         joined.extend_from_slice(buf);
         joined.extend_from_slice(&data);
         *buf = joined.freeze();
-    }
-}
-
-/// The method and target of a refused or unfinished head, as slices of it, for the access
-/// log: empty when its request line could not be read.
-fn request_line_of(head: &Bytes) -> (Bytes, Bytes) {
-    match request::request_line(head) {
-        Some((method, target)) => (head.slice_ref(method.as_bytes()), head.slice_ref(target)),
-        None => (Bytes::new(), Bytes::new()),
     }
 }

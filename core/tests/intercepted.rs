@@ -5,6 +5,9 @@
 
 mod support;
 
+use std::time::Duration;
+
+use ringway_core::tunnel::Direction;
 use support::{canned, dial, line, log, Event, Script};
 
 const GET: &[u8] =
@@ -250,4 +253,137 @@ fn a_tunnel_note_replaces_the_tunnels_own_end_reason() {
         )),
         "{events:?}"
     );
+}
+
+const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: origin.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: k\r\n\r\n";
+const UPGRADE_UP: &str = "GET /chat HTTP/1.1\r\nHost: origin.test:443\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\nConnection: upgrade\r\nVia: 1.1 ringway\r\n\r\n";
+const SWITCH: &[u8] = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: a\r\n\r\n\x81\x05hello";
+const SWITCH_DOWN: &str = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nSec-WebSocket-Accept: a\r\nConnection: upgrade\r\nVia: 1.1 ringway\r\n\r\n";
+
+/// The runtime relays the plaintext of an upgraded connection between the two TLS sessions
+/// and reports it as for any tunnel: the 101 line counts the heads plus every relayed byte,
+/// and the half-closes (close_notify each way) end it.
+#[test]
+fn an_upgrade_inside_becomes_an_inner_tunnel_with_its_bytes_on_the_101_line() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.client(UPGRADE);
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(false);
+    assert_eq!(s.take_upstream(), UPGRADE_UP);
+    s.relays(SWITCH, SWITCH_DOWN);
+    assert_eq!(
+        s.take_events(),
+        [Event::StartTunnel(vec![], b"\x81\x05hello".to_vec())]
+    );
+    assert!(s.conn.is_tunnel());
+    assert!(!s.conn.wants_client_read() && !s.conn.wants_upstream_read());
+    // 11 bytes from the client, 9 more from the origin, relayed by the runtime.
+    s.relayed(Direction::ClientToUpstream, 11)
+        .relayed(Direction::UpstreamToClient, 9);
+    // The client's close_notify: the origin session gets one.
+    s.client_eof();
+    assert_eq!(s.take_events(), [Event::ShutdownUpstreamWrite]);
+    // Again (the TCP EOF after the close_notify): nothing more.
+    s.client_eof();
+    assert_eq!(s.take_events(), []);
+    s.upstream_eof();
+    assert_eq!(
+        s.take_events(),
+        [
+            log(&line(
+                "GET https://origin.test:443/chat",
+                101,
+                UPGRADE.len() + 11,
+                SWITCH_DOWN.len() + 7 + 9,
+                "0.000ms intercepted=1",
+            )),
+            Event::Close
+        ]
+    );
+}
+
+#[test]
+fn an_upgrade_inside_split_at_every_byte_is_the_same() {
+    let mut whole = Script::intercepted("origin.test:443");
+    whole.client(UPGRADE).dial_ok(false).upstream(SWITCH);
+    let (up, down, events) = (
+        whole.take_upstream(),
+        whole.take_client(),
+        whole.take_events(),
+    );
+    // The 101 split at every byte of its head (what follows the head is tunnel payload,
+    // which the runtime relays itself once the tunnel started).
+    let head_len = SWITCH.len() - 7;
+    for at in 1..head_len {
+        let mut split = Script::intercepted("origin.test:443");
+        split.client_bytewise(UPGRADE).dial_ok(false);
+        split.upstream(&SWITCH[..at]).upstream(&SWITCH[at..]);
+        assert_eq!(split.take_upstream(), up, "split at {at}");
+        assert_eq!(split.take_client(), down, "split at {at}");
+        assert_eq!(split.take_events(), events, "split at {at}");
+    }
+}
+
+/// An origin that ends each response with `Connection: close`: the upstream is closed, the
+/// client's connection stays open, and its next request asks for a new dial of the pinned
+/// authority (the runtime opens a new TCP connection and TLS session for it).
+#[test]
+fn an_origin_closing_its_connection_means_a_new_dial_for_the_next_request() {
+    let mut s = Script::intercepted("origin.test:443");
+    let close5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    for _ in 0..3 {
+        s.client(GET);
+        assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+        s.dial_ok(false);
+        assert_eq!(s.take_upstream(), GET_UP);
+        s.relays(close5, OK5_DOWN);
+        assert_eq!(
+            s.take_events(),
+            [
+                Event::CloseUpstream,
+                log(&line(
+                    "GET https://origin.test:443/a?b=1",
+                    200,
+                    GET.len(),
+                    OK5_DOWN.len(),
+                    "0.000ms intercepted=1",
+                )),
+            ]
+        );
+        assert!(s.conn.wants_client_read());
+    }
+}
+
+/// A client that stops mid-head inside the TLS session gets the plain listener's 408 once
+/// the header timeout (a deadline the runtime arms for the inner connection) passes; the
+/// line shows the URL it asked for.
+#[test]
+fn a_head_stalled_inside_gets_408_with_its_https_url_on_the_line() {
+    let part: &[u8] = b"GET /slow HTTP/1.1\r\nHost: origin.test\r\n";
+    let mut s = Script::intercepted("origin.test:443");
+    s.client(part);
+    let message = "The request head did not arrive in time.";
+    s.wait(Duration::from_secs(29));
+    assert_eq!(s.take_client(), "");
+    s.wait(Duration::from_secs(1));
+    s.expect_canned_then_close(
+        "408 Request Timeout",
+        message,
+        &[
+            log(&line(
+                "GET https://origin.test:443/slow",
+                408,
+                part.len(),
+                canned("408 Request Timeout", message).len(),
+                "30000.000ms intercepted=1 reason=header_timeout",
+            )),
+            Event::Close,
+        ],
+    );
+    // Between requests the keep-alive idle timeout closes it silently.
+    let mut s = Script::intercepted("origin.test:443");
+    s.client(GET).dial_ok(false).upstream(OK5);
+    let _ = s.take_events();
+    s.wait(Duration::from_secs(3600));
+    assert_eq!(s.take_events(), [Event::Close]);
 }

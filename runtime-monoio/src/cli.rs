@@ -290,8 +290,9 @@ pub struct Settings {
 /// Default `--cert-cache`.
 pub const DEFAULT_CERT_CACHE: usize = 10_000;
 
-/// The interception flags, checked for consistency; the files are read at start-up.
-#[derive(Clone, Debug)]
+/// The interception flags, checked for consistency; the files are read at start-up (and
+/// again on SIGHUP).
+#[derive(Clone, Debug, PartialEq)]
 pub struct InterceptFlags {
     /// `--intercept` patterns.
     pub patterns: ringway_core::egress::HostPatterns,

@@ -189,6 +189,10 @@ impl Conn {
                     self.linger = false;
                 }
                 self.core.drain();
+                if let Some(i) = &mut self.intercept {
+                    // The requests inside an intercepted tunnel drain like any others.
+                    i.drain();
+                }
             }
             while let Some(out) = self.core.poll_output() {
                 self.carry_out(out, cx);
@@ -391,6 +395,15 @@ impl Conn {
                 break;
             }
         }
+        if let Some(i) = &mut self.intercept {
+            if let Poll::Ready(socket) = i.poll_dial(cx) {
+                // A re-dial of the origin inside an intercepted tunnel replaces the socket.
+                if let Some(socket) = socket {
+                    self.upstream = Some(Box::new(socket));
+                }
+                ready = true;
+            }
+        }
         self.arm_timer(cx);
         if let Some(key) = self.timer {
             let now = clock::now();
@@ -398,6 +411,9 @@ impl Conn {
                 self.env.timers.remove(key);
                 self.timer = None;
                 self.core.handle_timeout(now);
+                if let Some(i) = &mut self.intercept {
+                    i.handle_timeout(now);
+                }
                 ready = true;
             }
         }
@@ -619,7 +635,11 @@ impl Conn {
     /// harmless (`handle_timeout` ignores it), so it is replaced only when the core's
     /// deadline moves earlier.
     fn arm_timer(&mut self, cx: &mut Context<'_>) {
-        let deadline = self.core.poll_timeout();
+        let mut deadline = self.core.poll_timeout();
+        // An intercepted tunnel's inner connection has deadlines of its own.
+        if let Some(inner) = self.intercept.as_ref().and_then(|i| i.poll_timeout()) {
+            deadline = Some(deadline.map_or(inner, |d| d.min(inner)));
+        }
         if let Some(key) = self.timer {
             if deadline.is_some_and(|d| key.at() <= d) {
                 return;

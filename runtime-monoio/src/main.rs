@@ -79,7 +79,7 @@ fn main() -> ExitCode {
     if let Some(flags) = &settings.intercept {
         match tls::start(flags) {
             Ok(setup) => {
-                let _ = tls::intercepted::SETUP.set(setup);
+                tls::intercepted::publish(Some(Arc::new(setup)));
             }
             Err(e) => {
                 eprintln!("ringway: {e}");

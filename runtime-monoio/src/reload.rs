@@ -13,6 +13,11 @@
 //!   arguments), so the `--config` file, the `--auth-file` and any other file a flag names
 //!   are read again with the same code and checks as at start-up.
 //!
+//! - Interception (`--intercept`, `--ca-cert`/`--ca-key`, `--upstream-ca`,
+//!   `--insecure-upstream`, `--cert-cache`, `--tls-key-log`): when the flags or the files
+//!   they name changed, a new setup (new CA, trust and an empty leaf cache) is built and
+//!   published for new tunnels (`tls::intercepted::publish`); open tunnels keep theirs.
+//!
 //! Failure: an invalid file (or any error the start-up build would report) keeps the running
 //! configuration, is reported on stderr and counted as a failed reload. Settings that only
 //! take effect at start-up are reported as ignored, and the running values stay.
@@ -123,12 +128,30 @@ pub fn reload(running: &Settings, slot: &ConfigSlot, metrics: Option<&Registry>,
     new.config.max_connections = running.config.max_connections;
     // The proxy's own sockets stay refused destinations whatever the new rules say.
     new.config = with_own_listeners(new.config, own);
+    // Interception (`--intercept` and its CA/trust files): built before anything is
+    // published, so a bad file keeps everything running as it was.
+    let intercept = match crate::tls::reload_setup(new.intercept.as_ref()) {
+        Ok(setup) => setup,
+        Err(e) => {
+            eprintln!("ringway: SIGHUP: reload failed, keeping the running settings: {e}");
+            count(Reload::Failure);
+            return;
+        }
+    };
     let (_, current) = slot.load();
-    if *current == new.config {
-        eprintln!("ringway: SIGHUP: settings unchanged");
-    } else {
+    let config_changed = *current != new.config;
+    if config_changed {
         slot.publish(Arc::new(new.config));
+    }
+    if let Some(setup) = intercept {
+        // Open tunnels keep their sessions; new tunnels (and new leaves) use this.
+        crate::tls::intercepted::publish(setup);
+        eprintln!("ringway: SIGHUP: interception setup reloaded; new tunnels use it");
+    }
+    if config_changed {
         eprintln!("ringway: SIGHUP: settings reloaded; new requests use them");
+    } else {
+        eprintln!("ringway: SIGHUP: settings unchanged");
     }
     count(Reload::Success);
 }

@@ -31,6 +31,7 @@ pub fn start(flags: &crate::cli::InterceptFlags) -> Result<intercepted::Setup, S
     let read = |flag: &str, path: &std::path::Path| {
         std::fs::read_to_string(path).map_err(|e| format!("{flag} {}: {e}", path.display()))
     };
+    let source = (flags.clone(), files_hash(flags)?);
     let cert = read("--ca-cert", &flags.ca_cert)?;
     let key = read("--ca-key", &flags.ca_key)?;
     let ca = ca::Ca::from_pem(&cert, &key).map_err(|e| e.to_string())?;
@@ -62,5 +63,40 @@ pub fn start(flags: &crate::cli::InterceptFlags) -> Result<intercepted::Setup, S
         patterns: flags.patterns.clone(),
         interceptor,
         insecure: flags.insecure_upstream,
+        source: Some(source),
     })
+}
+
+/// A hash of the files the interception flags name (CA, key, extra trust anchors), so a
+/// reload can tell whether anything changed.
+fn files_hash(flags: &crate::cli::InterceptFlags) -> Result<u64, String> {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let named = [("--ca-cert", &flags.ca_cert), ("--ca-key", &flags.ca_key)];
+    let extra = flags.upstream_ca.iter().map(|p| ("--upstream-ca", p));
+    for (flag, path) in named.into_iter().chain(extra) {
+        let bytes = std::fs::read(path).map_err(|e| format!("{flag} {}: {e}", path.display()))?;
+        bytes.hash(&mut hasher);
+    }
+    Ok(hasher.finish())
+}
+
+/// SIGHUP: the interception setup the new flags ask for, built (every file read and
+/// checked as at start-up) only if the flags or the files differ from the running setup's.
+/// `Ok(None)`: unchanged, keep it (and its leaf cache); `Ok(Some(new))`: publish `new`
+/// with [`intercepted::publish`] (`Some(None)`: interception is now off). An error (an
+/// unreadable file, a key that does not match) keeps the running setup.
+pub fn reload_setup(
+    flags: Option<&crate::cli::InterceptFlags>,
+) -> Result<Option<Option<std::sync::Arc<intercepted::Setup>>>, String> {
+    let running = intercepted::current();
+    let Some(flags) = flags else {
+        return Ok(running.is_some().then_some(None));
+    };
+    if let Some((old_flags, old_files)) = running.as_ref().and_then(|s| s.source.as_ref()) {
+        if old_flags == flags && *old_files == files_hash(flags)? {
+            return Ok(None);
+        }
+    }
+    Ok(Some(Some(std::sync::Arc::new(start(flags)?))))
 }

@@ -508,3 +508,79 @@ fn eof_without_close_notify_is_not_a_clean_close() {
     back.feed_eof().unwrap();
     assert_ne!(back.read_plaintext(&mut Vec::new()), Plain::Closed);
 }
+
+/// SIGHUP: an unchanged setup is kept (its leaf cache too); a new CA or new patterns build a
+/// new one with an empty cache, published for new tunnels while the old one stays usable
+/// for the tunnels holding it; a bad file keeps the running one; no `--intercept` turns
+/// interception off.
+#[test]
+fn reload_keeps_an_unchanged_setup_and_swaps_a_changed_one() {
+    use super::intercepted::{current, publish, wanted};
+    use ringway_core::target::Authority;
+
+    let dir = scratch("reload");
+    let (_, pem) = Ca::generate("reload", SystemTime::now()).unwrap();
+    let (cert, key) = ca::write_files(&dir, &pem, false).unwrap();
+    let patterns = |list: &[&str]| {
+        let mut p = HostPatterns::new();
+        let list: Vec<String> = list.iter().map(|s| s.to_string()).collect();
+        crate::egress::add_patterns("--intercept", &list, &mut p).unwrap();
+        p
+    };
+    let mut flags = crate::cli::InterceptFlags {
+        patterns: patterns(&["a.test"]),
+        ca_cert: cert.clone(),
+        ca_key: key.clone(),
+        upstream_ca: Vec::new(),
+        insecure_upstream: false,
+        cert_cache: 10,
+        tls_key_log: None,
+    };
+    let a = Authority::new("a.test", 443);
+    let b = Authority::new("b.test", 443);
+    publish(Some(std::sync::Arc::new(super::start(&flags).unwrap())));
+    let first = current().unwrap();
+    first.interceptor.leaf("a.test", SystemTime::now()).unwrap();
+    assert_eq!(first.interceptor.cached_leaves(), 1);
+    assert!(wanted(&a) && !wanted(&b));
+
+    // Nothing changed: kept, cache and all.
+    assert!(super::reload_setup(Some(&flags)).unwrap().is_none());
+
+    // A new CA in the same files: a new setup, its leaves from the new CA, empty cache.
+    let (_, pem2) = Ca::generate("reload", SystemTime::now()).unwrap();
+    ca::write_files(&dir, &pem2, true).unwrap();
+    let second = super::reload_setup(Some(&flags)).unwrap().unwrap().unwrap();
+    assert_eq!(second.interceptor.cached_leaves(), 0);
+    assert_ne!(
+        second.interceptor.ca().cert_der(),
+        first.interceptor.ca().cert_der()
+    );
+    publish(Some(std::sync::Arc::clone(&second)));
+    assert!(std::sync::Arc::ptr_eq(&current().unwrap(), &second));
+    // The old one still serves the tunnels that hold it.
+    assert_eq!(first.interceptor.cached_leaves(), 1);
+
+    // New patterns (as from an edited `@FILE` or config file): new tunnels follow them.
+    flags.patterns = patterns(&["b.test"]);
+    let third = super::reload_setup(Some(&flags)).unwrap().unwrap().unwrap();
+    publish(Some(third));
+    assert!(!wanted(&a) && wanted(&b));
+
+    // A key that no longer parses: an error, the running setup stays.
+    std::fs::write(&key, "not a key\n").unwrap();
+    flags.patterns = patterns(&["a.test"]);
+    let Err(err) = super::reload_setup(Some(&flags)) else {
+        panic!("a bad key must fail the reload");
+    };
+    assert!(err.contains("--ca-key") || err.contains("key"), "{err}");
+    assert!(!wanted(&a) && wanted(&b));
+
+    // No --intercept any more: off.
+    assert!(super::reload_setup(None).unwrap().unwrap().is_none());
+    publish(None);
+    assert!(!wanted(&b) && current().is_none());
+    // Off and still off: nothing to publish.
+    assert!(super::reload_setup(None).unwrap().is_none());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
