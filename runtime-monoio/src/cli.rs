@@ -122,6 +122,21 @@ struct Args {
     #[argh(option)]
     tls_key_log: Option<PathBuf>,
 
+    /// also serve proxy clients over TLS on this address (an HTTPS proxy: curl -x
+    /// https://ADDR, Chromium --proxy-server=https://ADDR), like --listen otherwise; needs
+    /// --tls-cert and --tls-key; repeatable [default: none]
+    #[argh(option)]
+    tls_listen: Vec<SocketAddr>,
+
+    /// the certificate chain (PEM) the --tls-listen listener presents; read again on SIGHUP
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+
+    /// the private key (PEM: PKCS#8, SEC1 or PKCS#1) of --tls-cert; it must match; read
+    /// again on SIGHUP
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
+
     /// where access-log lines go: `stdout`, `off`, or a file path to append to
     /// [default: stdout]
     #[argh(option, default = "AccessLogTarget::Stdout")]
@@ -285,6 +300,19 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// TLS interception (`--intercept` and its flags), if on.
     pub intercept: Option<InterceptFlags>,
+    /// The HTTPS proxy listener (`--tls-listen` and its certificate), if on.
+    pub tls_listen: Option<TlsListenFlags>,
+}
+
+/// The HTTPS listener's flags, checked for consistency; the files are read at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsListenFlags {
+    /// `--tls-listen` addresses, as given (port 0 not yet resolved).
+    pub addrs: Vec<SocketAddr>,
+    /// `--tls-cert`.
+    pub cert: PathBuf,
+    /// `--tls-key`.
+    pub key: PathBuf,
 }
 
 /// Default `--cert-cache`.
@@ -473,6 +501,7 @@ fn first_line(s: &str) -> String {
 
 fn validate(args: Args) -> Result<Settings, String> {
     let intercept = intercept_flags(&args)?;
+    let tls_listen = tls_listen_flags(&args)?;
     let threads = match args.threads {
         Some(0) => return Err("--threads: must be at least 1".into()),
         Some(n) if n > 1024 => return Err("--threads: at most 1024".into()),
@@ -597,7 +626,27 @@ fn validate(args: Args) -> Result<Settings, String> {
         args: CommandLine::default(),
         config_file: None,
         intercept,
+        tls_listen,
     })
+}
+
+/// The HTTPS listener's flags: `--tls-listen` needs `--tls-cert` and `--tls-key`, and they
+/// mean nothing without it.
+fn tls_listen_flags(args: &Args) -> Result<Option<TlsListenFlags>, String> {
+    match (&args.tls_cert, &args.tls_key) {
+        _ if args.tls_listen.is_empty() => {
+            if args.tls_cert.is_some() || args.tls_key.is_some() {
+                return Err("--tls-cert and --tls-key need --tls-listen".into());
+            }
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => Ok(Some(TlsListenFlags {
+            addrs: args.tls_listen.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+        })),
+        _ => Err("--tls-listen: needs --tls-cert FILE and --tls-key FILE".into()),
+    }
 }
 
 /// `name` as a `Via` pseudonym (an RFC 9110 token), interned: the core keeps it as a

@@ -19,10 +19,11 @@
 pub mod adapter;
 pub mod ca;
 pub mod cache;
+pub mod front;
 pub mod intercepted;
 pub mod leaf;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Reads the CA, the trust anchors and the key log named by the flags and builds the
 /// interception setup, warning loudly on stderr when origins go unverified. The error is one
