@@ -92,7 +92,30 @@ import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
+        if self.path.startswith("/big/"):
+            n = int(self.path[5:])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = bytes(range(256)) * 256
+            while n > 0:
+                self.wfile.write(chunk[:min(n, 65536)])
+                n -= 65536
+            return
         body = ("path=%s\n%s" % (self.path, "".join("%s: %s\n" % kv for kv in self.headers.items()))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_PUT(self):
+        n = int(self.headers["Content-Length"])
+        got = 0
+        while got < n:
+            chunk = self.rfile.read(min(65536, n - got))
+            if not chunk:
+                break
+            got += len(chunk)
+        body = ("received=%d\n" % got).encode()
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -213,7 +236,115 @@ both_drivers!(
     own_address_is_a_loop,
     silent_and_stalled_clients_are_closed_at_the_header_deadline,
     certificate_rotation_on_sighup,
+    large_bodies_both_ways_forwarded_and_tunnelled,
+    shutdown_closes_an_idle_tls_client,
 );
+
+/// 32 MiB down and up, forwarded (http://) and tunnelled (https:// in TLS in TLS): every byte
+/// arrives (the downloads are checked byte for byte against the origin's pattern), in
+/// bounded memory.
+fn large_bodies_both_ways_forwarded_and_tunnelled(d: Driver) {
+    const N: usize = 32 << 20;
+    let r = rig(&format!("large-{}", d.flag()));
+    let mut proxy = r.proxy(d, &[]);
+    let https = format!("https://{}", tls_addr(&proxy));
+    let ca = r.path("ca.pem");
+    let upload = r.dir.join("upload");
+    std::fs::write(&upload, vec![b'u'; N]).unwrap();
+    let pattern: Vec<u8> = (0..N).map(|i| i as u8).collect();
+    let before = proxy.rss_kib();
+    for base in [
+        format!("http://127.0.0.1:{}", r.plain.port),
+        format!("https://localhost:{}", r.tls.port),
+    ] {
+        let down = r.dir.join("down");
+        let (code, out) = curl(
+            &https,
+            &ca,
+            &["-o", down.to_str().unwrap()],
+            &[format!("{base}/big/{N}")],
+        );
+        assert_eq!(code, Some(0), "{out}");
+        let file = std::fs::read(&down).unwrap();
+        // `-i`: the response head (after the CONNECT's, for https://) comes first.
+        let head_at = find(&file, b"HTTP/1.1 200 OK\r\n").expect("a 200 head");
+        let body_at = head_at + find(&file[head_at..], b"\r\n\r\n").expect("a head") + 4;
+        let got = &file[body_at..];
+        assert_eq!(got.len(), N, "{base}");
+        assert!(got == pattern, "{base}: the bytes differ");
+        let (code, out) = curl(
+            &https,
+            &ca,
+            &["-T", upload.to_str().unwrap()],
+            &[format!("{base}/up")],
+        );
+        assert_eq!(code, Some(0), "{out}");
+        assert!(out.contains(&format!("received={N}\n")), "{base}: {out}");
+    }
+    let grown = proxy.rss_kib().saturating_sub(before);
+    assert!(grown < 16 * 1024, "RSS grew by {grown} KiB for 4 x 32 MiB");
+    // Both tunnels were logged, the download's with at least its N bytes towards the client.
+    proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
+    let tunnels: Vec<AccessLine> = proxy
+        .lines_so_far(Duration::from_millis(300))
+        .iter()
+        .filter(|l| l.contains(" CONNECT "))
+        .filter_map(|l| AccessLine::parse(l))
+        .collect();
+    assert_eq!(tunnels.len(), 2, "{tunnels:#?}");
+    assert!(tunnels.iter().all(|t| t.status == 200), "{tunnels:#?}");
+    assert!(tunnels[0].tx >= N as u64, "{tunnels:#?}");
+    assert!(tunnels[1].rx >= N as u64, "{tunnels:#?}");
+}
+
+/// SIGTERM: an idle keep-alive client of the TLS listener is closed (close_notify, FIN) and
+/// the proxy exits 0 without waiting out the grace period.
+fn shutdown_closes_an_idle_tls_client(d: Driver) {
+    let r = rig(&format!("shutdown-{}", d.flag()));
+    let mut proxy = r.proxy(d, &["--shutdown-grace", "30s"]);
+    // openssl s_client as a keep-alive client: one request, then idle.
+    let mut client = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-CAfile"])
+        .arg(r.dir.join("ca.pem"))
+        .args(["-connect", &tls_addr(&proxy).to_string()])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl");
+    let request = format!(
+        "GET http://127.0.0.1:{}/idle HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+        r.plain.port
+    );
+    client
+        .stdin
+        .as_mut()
+        .unwrap()
+        .write_all(request.as_bytes())
+        .unwrap();
+    proxy.wait_line(RUN, |l| l.contains(" GET "));
+    let started = Instant::now();
+    proxy.sigterm();
+    let status = proxy.wait_exit(RUN).expect("exits");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    // The client got its response and then the end of the session.
+    let mut out = String::new();
+    client
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let _ = client.kill();
+    let _ = client.wait();
+    assert!(out.starts_with("HTTP/1.1 200 OK\r\n"), "{out}");
+    assert!(out.contains("path=/idle\n"), "{out}");
+}
 
 /// (a) http:// forwarded with the exact body, (b) https:// through CONNECT (TLS inside TLS),
 /// one access line each; the plain listener works alongside.
