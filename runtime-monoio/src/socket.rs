@@ -235,7 +235,10 @@ impl Socket {
                             self.read_hint = true;
                             None
                         }
-                        Err(_) => Some(ReadEvent::Error),
+                        Err(_) => {
+                            crate::metrics::client_tls_error();
+                            Some(ReadEvent::Error)
+                        }
                     }
                 }
                 Ok(None) => {

@@ -531,10 +531,15 @@ fn wait_closed(mut s: TcpStream) -> Instant {
 }
 
 /// (f) A client that connects and says nothing, and one that stalls in the middle of its
-/// ClientHello, are closed once `--header-timeout` passes, with nothing sent.
+/// ClientHello, are closed once `--header-timeout` passes, with nothing sent; one that
+/// speaks plain HTTP gets no answer in clear and is counted in
+/// `ringway_client_tls_errors_total` (the timeouts are not TLS errors).
 fn silent_and_stalled_clients_are_closed_at_the_header_deadline(d: Driver) {
     let r = rig(&format!("silent-{}", d.flag()));
-    let proxy = r.proxy(d, &["--header-timeout", "1s"]);
+    let proxy = r.proxy(
+        d,
+        &["--header-timeout", "1s", "--metrics-listen", "127.0.0.1:0"],
+    );
     let start = Instant::now();
     let silent = TcpStream::connect(tls_addr(&proxy)).unwrap();
     let mut stalled = TcpStream::connect(tls_addr(&proxy)).unwrap();
@@ -573,6 +578,31 @@ fn silent_and_stalled_clients_are_closed_at_the_header_deadline(d: Driver) {
         !String::from_utf8_lossy(&got).contains("HTTP/1.1"),
         "{got:?}"
     );
+    let metrics = metrics_addr(&proxy);
+    let mut m = TcpStream::connect(metrics).unwrap();
+    m.set_read_timeout(Some(RUN)).unwrap();
+    m.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
+        .unwrap();
+    let mut scrape = String::new();
+    m.read_to_string(&mut scrape).unwrap();
+    assert!(
+        scrape
+            .lines()
+            .any(|l| l == "ringway_client_tls_errors_total 1"),
+        "{scrape}"
+    );
+}
+
+/// The `--metrics-listen` address, from the proxy's stderr line.
+fn metrics_addr(proxy: &Proxy) -> SocketAddr {
+    let prefix = "ringway: metrics and health checks on http://";
+    proxy.wait_stderr("/metrics\n", RUN);
+    let err = proxy.stderr();
+    let line = err
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no metrics line: {err}"));
+    line.strip_suffix("/metrics").unwrap().parse().unwrap()
 }
 
 /// SIGHUP reads `--tls-cert`/`--tls-key` again: new handshakes get the new certificate;
