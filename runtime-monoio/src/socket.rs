@@ -699,4 +699,114 @@ mod tests {
         assert!(got == data, "every byte, in order");
         assert!(writer.write_idle());
     }
+
+    /// Reads from `peer` into the rustls `client` until `done` says so (bounded: the peer
+    /// reads time out, the loop is capped).
+    async fn client_reads(
+        peer: &mut TcpStream,
+        client: &mut crate::tls::adapter::TlsSession,
+        plain: &mut Vec<u8>,
+        done: impl Fn(&crate::tls::adapter::TlsSession, &[u8], bool) -> bool,
+    ) {
+        let mut eof = false;
+        for _ in 0..1000 {
+            if done(client, plain, eof) {
+                return;
+            }
+            let read = monoio::time::timeout(Duration::from_secs(5), peer.read(vec![0u8; 65536]));
+            let (res, buf) = read.await.expect("the proxy side answers");
+            let n = res.unwrap();
+            if n == 0 {
+                eof = true;
+                continue;
+            }
+            assert_eq!(client.feed(&buf[..n]).unwrap(), n);
+            let _ = client.read_plaintext(plain);
+        }
+        panic!("not done after 1000 reads");
+    }
+
+    /// A TLS client socket over real loopback (rustls on the other end): the handshake runs
+    /// inside `try_read` (its replies flushed there), the request comes out as plaintext,
+    /// a relayed response is reported in plaintext bytes once written, `Shutdown` sends
+    /// close_notify then the FIN, and the client's close_notify reads as EOF. Both drivers.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn tls_client_socket_speaks_plaintext_above() {
+        use crate::tls::adapter::{test_client, Plain};
+        use crate::tls::front::Front;
+        let dir = crate::tls::tests::scratch("socket-tls");
+        let (tls, ca) = crate::tls::tests::origin(&dir, "proxy.test");
+        let ca_der =
+            crate::tls::ca::pem_block(&std::fs::read_to_string(ca).unwrap(), "CERTIFICATE")
+                .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect_addr(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut socket = Socket::new_tls(server, Front::new(tls.accept().unwrap()));
+        assert!(socket.is_tls());
+        let mut client = test_client(&[&ca_der], "proxy.test", &[b"http/1.1"]);
+        let mut out = Vec::new();
+        client.take_ciphertext(&mut out);
+        let (res, _) = peer.write_all(out).await;
+        res.unwrap();
+        // The hello: no plaintext, but the server's flight goes out from inside the read.
+        let mut plain = Vec::new();
+        let server_side = async {
+            // Wait for the hello itself, then read until drained.
+            socket.mark_drained();
+            poll_fn(|cx| socket.poll_readable(cx)).await;
+            loop {
+                match socket.try_read() {
+                    Some(ev) => panic!("no plaintext yet: {ev:?}"),
+                    None if socket.read_hint() => continue,
+                    None => break,
+                }
+            }
+        };
+        server_side.await;
+        client_reads(&mut peer, &mut client, &mut plain, |c, _, _| {
+            !c.is_handshaking()
+        })
+        .await;
+        client.write_plaintext(b"GET http://o/ HTTP/1.1\r\n\r\n");
+        let mut out = Vec::new();
+        client.take_ciphertext(&mut out);
+        let (res, _) = peer.write_all(out).await;
+        res.unwrap();
+        match read_event(&mut socket).await {
+            ReadEvent::Data(b) => assert_eq!(&b[..], b"GET http://o/ HTTP/1.1\r\n\r\n"),
+            other => panic!("{other:?}"),
+        }
+        socket.push(WriteOp::Data {
+            bytes: Bytes::from_static(b"relayed!"),
+            relayed: true,
+        });
+        socket.push(WriteOp::Data {
+            bytes: Bytes::from_static(b" not"),
+            relayed: false,
+        });
+        socket.push(WriteOp::Shutdown);
+        let flushed = socket.flush();
+        assert!(!flushed.error);
+        assert_eq!(flushed.relayed, 8, "plaintext bytes, not ciphertext");
+        assert!(socket.write_idle());
+        client_reads(&mut peer, &mut client, &mut plain, |_, _, eof| eof).await;
+        assert_eq!(plain, b"relayed! not");
+        assert_eq!(
+            client.read_plaintext(&mut plain),
+            Plain::Closed,
+            "close_notify"
+        );
+        // The client's close_notify ends our reading.
+        client.close();
+        let mut out = Vec::new();
+        client.take_ciphertext(&mut out);
+        let (res, _) = peer.write_all(out).await;
+        res.unwrap();
+        assert!(matches!(read_event(&mut socket).await, ReadEvent::Eof));
+        assert!(socket.try_read().is_none(), "reported once");
+        assert!(socket.into_idle_stream().is_none(), "never pooled");
+    }
 }
