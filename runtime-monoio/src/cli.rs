@@ -24,7 +24,8 @@ use crate::config_file;
 #[derive(FromArgs, Debug)]
 struct Args {
     /// address to listen on, e.g. 127.0.0.1:3128 or [::1]:8080; repeatable; port 0 picks a
-    /// free port (the start-up line shows it) [default: 127.0.0.1:3128]
+    /// free port (the start-up line shows it) [default: 127.0.0.1:3128; none when
+    /// --tls-listen is given]
     #[argh(option)]
     listen: Vec<SocketAddr>,
 
@@ -122,9 +123,9 @@ struct Args {
     #[argh(option)]
     tls_key_log: Option<PathBuf>,
 
-    /// also serve proxy clients over TLS on this address (an HTTPS proxy: curl -x
-    /// https://ADDR, Chromium --proxy-server=https://ADDR), like --listen otherwise; needs
-    /// --tls-cert and --tls-key; repeatable [default: none]
+    /// serve proxy clients over TLS on this address (an HTTPS proxy: curl -x https://ADDR,
+    /// Chromium --proxy-server=https://ADDR), like --listen otherwise (without --listen, the
+    /// only listener); needs --tls-cert and --tls-key; repeatable [default: none]
     #[argh(option)]
     tls_listen: Vec<SocketAddr>,
 
@@ -513,7 +514,9 @@ fn validate(args: Args) -> Result<Settings, String> {
         Some(n) => n,
         None => DEFAULT_MAX_CONNECTIONS,
     };
-    let listen = if args.listen.is_empty() {
+    // The default plain listener is for a command line that asks for no listener at all: an
+    // HTTPS-only proxy (`--tls-listen` alone) listens in clear nowhere.
+    let listen = if args.listen.is_empty() && args.tls_listen.is_empty() {
         vec![DEFAULT_LISTEN.parse().expect("valid default")]
     } else {
         args.listen
@@ -837,6 +840,33 @@ mod tests {
         assert_eq!(s.config.max_headers, 256);
         assert!(s.config.policy.admits("127.0.0.1".parse().unwrap()));
         assert!(!s.config.policy.admits("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn tls_listen_alone_means_no_plain_listener() {
+        let tls = [
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "[::1]:0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ];
+        let s = run(&tls);
+        assert!(s.listen.is_empty());
+        let flags = s.tls_listen.unwrap();
+        assert_eq!(flags.addrs.len(), 2);
+        assert_eq!(
+            (flags.cert.to_str(), flags.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        let mut both = tls.to_vec();
+        both.extend(["--listen", "127.0.0.1:3128"]);
+        assert_eq!(run(&both).listen.len(), 1, "both when both are asked for");
+        assert!(error(&["--tls-listen", "127.0.0.1:0"]).contains("--tls-cert FILE"));
+        assert!(error(&["--tls-key", "k.pem"]).contains("need --tls-listen"));
     }
 
     #[test]

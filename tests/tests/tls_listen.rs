@@ -675,6 +675,51 @@ fn certificate_rotation_on_sighup(d: Driver) {
     );
 }
 
+/// `--tls-listen` alone: the HTTPS listener is the only one (no plain default listener).
+#[test]
+fn tls_listen_alone_listens_in_clear_nowhere() {
+    let r = rig("alone");
+    let (cert, key) = (r.path("leaf.pem"), r.path("leaf-key.pem"));
+    let mut child = Command::new(ringway_bin())
+        .args(["--threads", "1", "--allow-range", "127.0.0.0/8"])
+        .args([
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn ringway");
+    let mut banner = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut banner)
+        .unwrap();
+    let listed = banner
+        .strip_prefix("ringway listening on https://")
+        .and_then(|rest| rest.split_once(" ("))
+        .map(|(addr, _)| addr.to_string());
+    let outcome = listed.as_ref().map(|addr| {
+        curl(
+            &format!("https://{addr}"),
+            &r.path("ca.pem"),
+            &[],
+            &[format!("http://127.0.0.1:{}/alone", r.plain.port)],
+        )
+    });
+    let _ = child.kill();
+    let _ = child.wait();
+    let addr = listed.unwrap_or_else(|| panic!("one https:// address only: {banner:?}"));
+    assert!(addr.parse::<SocketAddr>().is_ok(), "{banner:?}");
+    let (code, out) = outcome.unwrap();
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("path=/alone\n"), "{out}");
+}
+
 /// (e) `--tls-listen` needs both files, they need it, and the key must match: exit 2 with
 /// the reason.
 #[test]
