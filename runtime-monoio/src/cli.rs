@@ -118,8 +118,9 @@ struct Args {
     #[argh(option)]
     cert_cache: Option<usize>,
 
-    /// append the TLS secrets of intercepted connections to this file in NSS key log format
-    /// (for Wireshark); SSLKEYLOGFILE does the same [default: none]
+    /// append the TLS secrets of intercepted connections (and of --tls-listen clients) to
+    /// this file in NSS key log format (for Wireshark); SSLKEYLOGFILE does the same
+    /// [default: none]
     #[argh(option)]
     tls_key_log: Option<PathBuf>,
 
@@ -314,6 +315,8 @@ pub struct TlsListenFlags {
     pub cert: PathBuf,
     /// `--tls-key`.
     pub key: PathBuf,
+    /// `--tls-key-log` (`SSLKEYLOGFILE` applies too when absent).
+    pub key_log: Option<PathBuf>,
 }
 
 /// Default `--cert-cache`.
@@ -647,6 +650,7 @@ fn tls_listen_flags(args: &Args) -> Result<Option<TlsListenFlags>, String> {
             addrs: args.tls_listen.clone(),
             cert: cert.clone(),
             key: key.clone(),
+            key_log: args.tls_key_log.clone(),
         })),
         _ => Err("--tls-listen: needs --tls-cert FILE and --tls-key FILE".into()),
     }
@@ -683,11 +687,12 @@ fn intercept_flags(args: &Args) -> Result<Option<InterceptFlags>, String> {
         || !args.upstream_ca.is_empty()
         || args.insecure_upstream
         || args.cert_cache.is_some()
-        || args.tls_key_log.is_some();
+        // The key log also serves the HTTPS listener's sessions.
+        || (args.tls_key_log.is_some() && args.tls_listen.is_empty());
     if args.intercept.is_empty() {
         if tls_flags_given {
             return Err(
-                "--ca-cert, --ca-key, --upstream-ca, --insecure-upstream, --cert-cache and --tls-key-log need --intercept".into(),
+                "--ca-cert, --ca-key, --upstream-ca, --insecure-upstream, --cert-cache and --tls-key-log need --intercept (--tls-key-log: or --tls-listen)".into(),
             );
         }
         return Ok(None);

@@ -87,7 +87,9 @@ fn main() -> ExitCode {
     }
     // The HTTPS listener's certificate and key likewise (a mismatch is exit 2).
     if let Some(flags) = &settings.tls_listen {
-        if let Err(e) = tls::front::start(flags.cert.clone(), flags.key.clone()) {
+        if let Err(e) =
+            tls::front::start(flags.cert.clone(), flags.key.clone(), flags.key_log.clone())
+        {
             eprintln!("ringway: {e}");
             return ExitCode::from(2);
         }

@@ -675,6 +675,42 @@ fn certificate_rotation_on_sighup(d: Driver) {
     );
 }
 
+/// `--tls-key-log` without `--intercept` logs the HTTPS listener's sessions (NSS format, a
+/// file of mode 0600), so its traffic can be read in Wireshark when debugging.
+#[test]
+fn key_log_of_tls_listen_clients() {
+    use std::os::unix::fs::PermissionsExt;
+    let r = rig("keylog");
+    let log = r.dir.join("keys.log");
+    let proxy = r.proxy(Driver::Epoll, &["--tls-key-log", log.to_str().unwrap()]);
+    proxy.wait_stderr("writing TLS key log (secrets of --tls-listen clients)", RUN);
+    let (code, out) = curl(
+        &format!("https://{}", tls_addr(&proxy)),
+        &r.path("ca.pem"),
+        &[],
+        &[format!("http://127.0.0.1:{}/k", r.plain.port)],
+    );
+    assert_eq!(code, Some(0), "{out}");
+    let mode = std::fs::metadata(&log).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let text = std::fs::read_to_string(&log).unwrap();
+    let labels: Vec<&str> = text.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    for want in ["CLIENT_TRAFFIC_SECRET_0", "SERVER_TRAFFIC_SECRET_0"] {
+        assert!(labels.contains(&want), "{text}");
+    }
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(' ').collect();
+        assert_eq!(f.len(), 3, "{line}");
+        assert_eq!(f[1].len(), 64, "client random: {line}");
+        assert!(
+            f[1..]
+                .iter()
+                .all(|h| h.bytes().all(|b| b.is_ascii_hexdigit())),
+            "{line}"
+        );
+    }
+}
+
 /// `--tls-listen` alone: the HTTPS listener is the only one (no plain default listener).
 #[test]
 fn tls_listen_alone_listens_in_clear_nowhere() {
@@ -740,6 +776,10 @@ fn tls_listen_flag_errors_exit_2() {
         (
             vec!["--tls-cert", cert.as_str(), "--tls-key", key.as_str()],
             "--tls-cert and --tls-key need --tls-listen",
+        ),
+        (
+            vec!["--tls-key-log", "/tmp/never-written"],
+            "--tls-key-log: or --tls-listen",
         ),
         (
             vec![

@@ -23,12 +23,13 @@ use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
 
-use super::adapter::{ListenerTls, Plain, TlsFailure, TlsSession};
+use super::adapter::{FileKeyLog, ListenerTls, Plain, TlsFailure, TlsSession};
 
 /// The listener's certificate and where it came from (for SIGHUP).
 struct Listener {
     cert: PathBuf,
     key: PathBuf,
+    key_log: Option<Arc<FileKeyLog>>,
     tls: RwLock<Arc<ListenerTls>>,
 }
 
@@ -36,12 +37,18 @@ struct Listener {
 static LISTENER: OnceLock<Listener> = OnceLock::new();
 
 /// Loads `--tls-cert` and `--tls-key` (the key must match the certificate) for the HTTPS
-/// listener. The error is one line for exit status 2.
-pub fn start(cert: PathBuf, key: PathBuf) -> Result<(), String> {
-    let tls = ListenerTls::from_files(&cert, &key, None)?;
+/// listener, and opens the key log (`--tls-key-log`, else `SSLKEYLOGFILE`) if one is asked
+/// for. The error is one line for exit status 2.
+pub fn start(cert: PathBuf, key: PathBuf, key_log: Option<PathBuf>) -> Result<(), String> {
+    let key_log = FileKeyLog::from_settings(key_log.as_deref())?;
+    let tls = ListenerTls::from_files(&cert, &key, key_log.clone())?;
+    if key_log.is_some() {
+        eprintln!("ringway: writing TLS key log (secrets of --tls-listen clients)");
+    }
     let _ = LISTENER.set(Listener {
         cert,
         key,
+        key_log,
         tls: RwLock::new(Arc::new(tls)),
     });
     Ok(())
@@ -52,7 +59,7 @@ pub fn start(cert: PathBuf, key: PathBuf) -> Result<(), String> {
 /// match keep the running pair, and say so.
 pub fn reload() {
     let Some(l) = LISTENER.get() else { return };
-    match ListenerTls::from_files(&l.cert, &l.key, None) {
+    match ListenerTls::from_files(&l.cert, &l.key, l.key_log.clone()) {
         Ok(tls) => {
             *l.tls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tls);
             eprintln!(
