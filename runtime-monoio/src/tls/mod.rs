@@ -5,6 +5,8 @@
 //! - [`ca`]: `ringway ca-init`, loading `--ca-cert`/`--ca-key` (rcgen, x509-parser).
 //! - [`leaf`]: minting the certificate the client sees (rcgen).
 //! - [`cache`]: the bounded LRU of leaves, one mint per host however many ask at once.
+//! - [`front`]: the HTTPS proxy listener (`--tls-listen`): its certificate (reloaded on
+//!   SIGHUP) and the TLS state of a client socket, which reads and writes plaintext above.
 //! - [`adapter`]: everything that touches rustls (sessions driven from byte slices, configs,
 //!   upstream verification, the key log), so a rustls upgrade is one file.
 //!
