@@ -239,7 +239,48 @@ both_drivers!(
     certificate_rotation_on_sighup,
     large_bodies_both_ways_forwarded_and_tunnelled,
     shutdown_closes_an_idle_tls_client,
+    intercept_passthrough_relays_through_the_client_session,
 );
+
+/// With `--intercept '*'`, a tunnel whose first bytes are not TLS is passed through: from a
+/// TLS client its bytes are relayed through the client's session (curl `-p` sends plain
+/// HTTP inside the CONNECT), and the tunnel's line says `reason=not_tls`.
+fn intercept_passthrough_relays_through_the_client_session(d: Driver) {
+    let r = rig(&format!("passthrough-{}", d.flag()));
+    let (ca, ca_key) = (r.path("ca.pem"), r.path("ca-key.pem"));
+    let mut proxy = r.proxy(
+        d,
+        &[
+            "--intercept",
+            "*",
+            "--ca-cert",
+            &ca,
+            "--ca-key",
+            &ca_key,
+            "--upstream-ca",
+            &ca,
+        ],
+    );
+    let https = format!("https://{}", tls_addr(&proxy));
+    let urls: Vec<String> = (0..2)
+        .map(|i| format!("http://127.0.0.1:{}/p{i}", r.plain.port))
+        .collect();
+    let (code, out) = curl(&https, &ca, &["-p"], &urls);
+    assert_eq!(code, Some(0), "{out}");
+    for i in 0..2 {
+        assert!(out.contains(&format!("path=/p{i}\n")), "{out}");
+    }
+    assert!(
+        !out.contains("Via: 1.1 ringway"),
+        "tunnelled, not forwarded: {out}"
+    );
+    let line = proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
+    assert!(
+        line.contains(&format!(" CONNECT 127.0.0.1:{} 200 ", r.plain.port)),
+        "{line}"
+    );
+    assert!(line.ends_with(" reason=not_tls"), "{line}");
+}
 
 /// 32 MiB down and up, forwarded (http://) and tunnelled (https:// in TLS in TLS): every byte
 /// arrives (the downloads are checked byte for byte against the origin's pattern), in
