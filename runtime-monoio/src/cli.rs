@@ -24,7 +24,8 @@ use crate::config_file;
 #[derive(FromArgs, Debug)]
 struct Args {
     /// address to listen on, e.g. 127.0.0.1:3128 or [::1]:8080; repeatable; port 0 picks a
-    /// free port (the start-up line shows it) [default: 127.0.0.1:3128]
+    /// free port (the start-up line shows it) [default: 127.0.0.1:3128; none when
+    /// --tls-listen is given]
     #[argh(option)]
     listen: Vec<SocketAddr>,
 
@@ -117,10 +118,26 @@ struct Args {
     #[argh(option)]
     cert_cache: Option<usize>,
 
-    /// append the TLS secrets of intercepted connections to this file in NSS key log format
-    /// (for Wireshark); SSLKEYLOGFILE does the same [default: none]
+    /// append the TLS secrets of intercepted connections (and of --tls-listen clients) to
+    /// this file in NSS key log format (for Wireshark); SSLKEYLOGFILE does the same
+    /// [default: none]
     #[argh(option)]
     tls_key_log: Option<PathBuf>,
+
+    /// serve proxy clients over TLS on this address (an HTTPS proxy: curl -x https://ADDR,
+    /// Chromium --proxy-server=https://ADDR), like --listen otherwise (without --listen, the
+    /// only listener); needs --tls-cert and --tls-key; repeatable [default: none]
+    #[argh(option)]
+    tls_listen: Vec<SocketAddr>,
+
+    /// the certificate chain (PEM) the --tls-listen listener presents; read again on SIGHUP
+    #[argh(option)]
+    tls_cert: Option<PathBuf>,
+
+    /// the private key (PEM: PKCS#8, SEC1 or PKCS#1) of --tls-cert; it must match; read
+    /// again on SIGHUP
+    #[argh(option)]
+    tls_key: Option<PathBuf>,
 
     /// where access-log lines go: `stdout`, `off`, or a file path to append to
     /// [default: stdout]
@@ -285,6 +302,21 @@ pub struct Settings {
     pub config_file: Option<PathBuf>,
     /// TLS interception (`--intercept` and its flags), if on.
     pub intercept: Option<InterceptFlags>,
+    /// The HTTPS proxy listener (`--tls-listen` and its certificate), if on.
+    pub tls_listen: Option<TlsListenFlags>,
+}
+
+/// The HTTPS listener's flags, checked for consistency; the files are read at start-up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TlsListenFlags {
+    /// `--tls-listen` addresses, as given (port 0 not yet resolved).
+    pub addrs: Vec<SocketAddr>,
+    /// `--tls-cert`.
+    pub cert: PathBuf,
+    /// `--tls-key`.
+    pub key: PathBuf,
+    /// `--tls-key-log` (`SSLKEYLOGFILE` applies too when absent).
+    pub key_log: Option<PathBuf>,
 }
 
 /// Default `--cert-cache`.
@@ -474,6 +506,7 @@ fn first_line(s: &str) -> String {
 
 fn validate(args: Args) -> Result<Settings, String> {
     let intercept = intercept_flags(&args)?;
+    let tls_listen = tls_listen_flags(&args)?;
     let threads = match args.threads {
         Some(0) => return Err("--threads: must be at least 1".into()),
         Some(n) if n > 1024 => return Err("--threads: at most 1024".into()),
@@ -485,7 +518,9 @@ fn validate(args: Args) -> Result<Settings, String> {
         Some(n) => n,
         None => DEFAULT_MAX_CONNECTIONS,
     };
-    let listen = if args.listen.is_empty() {
+    // The default plain listener is for a command line that asks for no listener at all: an
+    // HTTPS-only proxy (`--tls-listen` alone) listens in clear nowhere.
+    let listen = if args.listen.is_empty() && args.tls_listen.is_empty() {
         vec![DEFAULT_LISTEN.parse().expect("valid default")]
     } else {
         args.listen
@@ -598,7 +633,28 @@ fn validate(args: Args) -> Result<Settings, String> {
         args: CommandLine::default(),
         config_file: None,
         intercept,
+        tls_listen,
     })
+}
+
+/// The HTTPS listener's flags: `--tls-listen` needs `--tls-cert` and `--tls-key`, and they
+/// mean nothing without it.
+fn tls_listen_flags(args: &Args) -> Result<Option<TlsListenFlags>, String> {
+    match (&args.tls_cert, &args.tls_key) {
+        _ if args.tls_listen.is_empty() => {
+            if args.tls_cert.is_some() || args.tls_key.is_some() {
+                return Err("--tls-cert and --tls-key need --tls-listen".into());
+            }
+            Ok(None)
+        }
+        (Some(cert), Some(key)) => Ok(Some(TlsListenFlags {
+            addrs: args.tls_listen.clone(),
+            cert: cert.clone(),
+            key: key.clone(),
+            key_log: args.tls_key_log.clone(),
+        })),
+        _ => Err("--tls-listen: needs --tls-cert FILE and --tls-key FILE".into()),
+    }
 }
 
 /// `name` as a `Via` pseudonym (an RFC 9110 token), interned: the core keeps it as a
@@ -632,11 +688,12 @@ fn intercept_flags(args: &Args) -> Result<Option<InterceptFlags>, String> {
         || !args.upstream_ca.is_empty()
         || args.insecure_upstream
         || args.cert_cache.is_some()
-        || args.tls_key_log.is_some();
+        // The key log also serves the HTTPS listener's sessions.
+        || (args.tls_key_log.is_some() && args.tls_listen.is_empty());
     if args.intercept.is_empty() {
         if tls_flags_given {
             return Err(
-                "--ca-cert, --ca-key, --upstream-ca, --insecure-upstream, --cert-cache and --tls-key-log need --intercept".into(),
+                "--ca-cert, --ca-key, --upstream-ca, --insecure-upstream, --cert-cache and --tls-key-log need --intercept (--tls-key-log: or --tls-listen)".into(),
             );
         }
         return Ok(None);
@@ -789,6 +846,33 @@ mod tests {
         assert_eq!(s.config.max_headers, 256);
         assert!(s.config.policy.admits("127.0.0.1".parse().unwrap()));
         assert!(!s.config.policy.admits("10.0.0.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn tls_listen_alone_means_no_plain_listener() {
+        let tls = [
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "[::1]:0",
+            "--tls-cert",
+            "c.pem",
+            "--tls-key",
+            "k.pem",
+        ];
+        let s = run(&tls);
+        assert!(s.listen.is_empty());
+        let flags = s.tls_listen.unwrap();
+        assert_eq!(flags.addrs.len(), 2);
+        assert_eq!(
+            (flags.cert.to_str(), flags.key.to_str()),
+            (Some("c.pem"), Some("k.pem"))
+        );
+        let mut both = tls.to_vec();
+        both.extend(["--listen", "127.0.0.1:3128"]);
+        assert_eq!(run(&both).listen.len(), 1, "both when both are asked for");
+        assert!(error(&["--tls-listen", "127.0.0.1:0"]).contains("--tls-cert FILE"));
+        assert!(error(&["--tls-key", "k.pem"]).contains("need --tls-listen"));
     }
 
     #[test]

@@ -49,7 +49,8 @@ const BUDGET: usize = 64;
 const LINGER_BYTES: usize = 256 * 1024;
 
 /// Serves one accepted client until the core closes it, then hands the closing (flush,
-/// linger) to a task of its own.
+/// linger) to a task of its own. `tls`: the client came to the HTTPS listener; its socket
+/// speaks TLS and everything here sees the plaintext.
 ///
 /// A hand-written future rather than an `async fn`, so an idle connection's task holds just
 /// the [`Conn`] (an `async fn` would also keep room for its arguments and the closing state).
@@ -59,8 +60,23 @@ pub fn serve(
     load: Load,
     stream: TcpStream,
     peer: SocketAddr,
+    tls: bool,
 ) -> Serve {
     let _ = stream.set_nodelay(true);
+    let client = if tls {
+        match crate::tls::front::session() {
+            Some(session) => Socket::new_tls(stream, crate::tls::front::Front::new(session)),
+            // No session could be made: the connection is closed at once.
+            None => {
+                return Serve {
+                    conn: None,
+                    admitted: Some(admitted),
+                }
+            }
+        }
+    } else {
+        Socket::new(stream, true)
+    };
     let (config_generation, config) = env.config.current();
     let admitted_by = config.admit(load);
     let mut core = Connection::new(config, peer, clock::now());
@@ -72,7 +88,7 @@ pub fn serve(
         env,
         id: admitted.id,
         core,
-        client: Socket::new(stream, true),
+        client,
         upstream: None,
         upstream_addr: None,
         resolving: None,

@@ -74,6 +74,8 @@ pub struct WorkerPlan {
     pub driver: Driver,
     /// Addresses to bind (port 0: any free port, for the first worker only).
     pub addrs: Vec<SocketAddr>,
+    /// Addresses of the HTTPS listener (`--tls-listen`), bound the same way.
+    pub tls_addrs: Vec<SocketAddr>,
     /// The core's configuration, as published (and republished on reload).
     pub config: Arc<crate::reload::ConfigSlot>,
     /// Access-log destination.
@@ -92,14 +94,17 @@ pub struct Started {
     pub workers: Vec<JoinHandle<()>>,
     /// The bound listening addresses (ports chosen by the kernel filled in).
     pub addrs: Vec<SocketAddr>,
+    /// The bound addresses of the HTTPS listener.
+    pub tls_addrs: Vec<SocketAddr>,
 }
 
-/// What a worker reports once its listeners are bound: their real addresses, or why not.
-type Ready = Result<Vec<SocketAddr>, String>;
+/// What a worker reports once its listeners are bound: their real addresses (plain, then
+/// TLS), or why not.
+type Ready = Result<(Vec<SocketAddr>, Vec<SocketAddr>), String>;
 
 /// Starts `threads` workers; returns once every one is listening, with the bound addresses.
 ///
-/// `bound` is told the bound addresses once the first worker has bound them, before any
+/// `bound` is told the bound addresses (plain, then TLS) once the first worker has bound them, before any
 /// worker accepts a connection: the egress policy must know the proxy's own listening
 /// sockets (ports chosen by the kernel included) before the first request is judged, so
 /// `main` publishes the configuration with them there. Each worker waits for that between
@@ -107,12 +112,13 @@ type Ready = Result<Vec<SocketAddr>, String>;
 pub fn start(
     threads: usize,
     mut plan: WorkerPlan,
-    bound: impl FnOnce(&[SocketAddr]),
+    bound: impl FnOnce(&[SocketAddr], &[SocketAddr]),
 ) -> anyhow::Result<Started> {
     let pool = DefaultThreadPool::new(RESOLVER_THREADS);
     let (ready_tx, ready_rx) = mpsc::channel::<Ready>();
     let mut handles = Vec::with_capacity(threads);
     let mut addrs_bound = Vec::new();
+    let mut tls_bound = Vec::new();
     let mut bound = Some(bound);
     for i in 0..threads {
         let worker_plan = plan.clone();
@@ -131,13 +137,15 @@ pub fn start(
                 .and_then(|r| r.map_err(|e| anyhow!(e)))
         });
         match outcome {
-            Ok(addrs) => {
+            Ok((addrs, tls_addrs)) => {
                 if i == 0 {
                     // The others bind exactly where the first one did.
                     plan.addrs.clone_from(&addrs);
+                    plan.tls_addrs.clone_from(&tls_addrs);
                     addrs_bound = addrs;
+                    tls_bound = tls_addrs;
                     if let Some(tell) = bound.take() {
-                        tell(&addrs_bound);
+                        tell(&addrs_bound, &tls_bound);
                     }
                 }
                 let _ = go_tx.send(());
@@ -155,6 +163,7 @@ pub fn start(
     Ok(Started {
         workers: handles,
         addrs: addrs_bound,
+        tls_addrs: tls_bound,
     })
 }
 
@@ -194,6 +203,7 @@ fn run_worker(
     let WorkerPlan {
         driver,
         addrs,
+        tls_addrs,
         config,
         log,
         limit,
@@ -204,24 +214,29 @@ fn run_worker(
         registry.register_this_thread();
     }
     let main = async move {
-        let mut listeners = Vec::with_capacity(addrs.len());
-        for addr in &addrs {
+        let mut listeners = Vec::with_capacity(addrs.len() + tls_addrs.len());
+        let all = addrs
+            .iter()
+            .map(|a| ("--listen", a, false))
+            .chain(tls_addrs.iter().map(|a| ("--tls-listen", a, true)));
+        for (flag, addr, tls) in all {
             match listener::bind(*addr) {
-                Ok(l) => listeners.push(l),
+                Ok(l) => listeners.push((l, tls)),
                 Err(e) => {
-                    let _ = ready.send(Err(format!("--listen {addr}: cannot listen: {e}")));
+                    let _ = ready.send(Err(format!("{flag} {addr}: cannot listen: {e}")));
                     return;
                 }
             }
         }
-        let bound = listeners
-            .iter()
-            .map(|l| l.local_addr())
-            .collect::<Result<Vec<_>, _>>();
-        match bound {
-            Ok(addrs) => drop(ready.send(Ok(addrs))),
-            Err(e) => return drop(ready.send(Err(format!("reading a bound address: {e}")))),
+        let mut bound = (Vec::new(), Vec::new());
+        for (l, tls) in &listeners {
+            match l.local_addr() {
+                Ok(a) if *tls => bound.1.push(a),
+                Ok(a) => bound.0.push(a),
+                Err(e) => return drop(ready.send(Err(format!("reading a bound address: {e}")))),
+            }
         }
+        let _ = ready.send(Ok(bound));
         // Start-up only, before any task runs on this thread: blocking here stalls nothing.
         if go.recv().is_err() {
             return;

@@ -32,14 +32,18 @@ const BACKOFF: Duration = Duration::from_millis(50);
 /// At most one "out of descriptors" line on stderr per this period.
 const WARN_EVERY: Duration = Duration::from_secs(10);
 
-/// Checks that every address with a fixed port is free (and not given twice).
-pub fn reserve(listen: &[SocketAddr]) -> anyhow::Result<()> {
+/// Checks that every address with a fixed port is free (and not given twice), for the
+/// addresses of several flags (`--listen`, `--tls-listen`) together, so an address given to
+/// both is refused as well.
+pub fn reserve_all(groups: &[(&str, &[SocketAddr])]) -> anyhow::Result<()> {
     // Held until all are bound, so a repeated address is refused as well.
-    let mut probes = Vec::with_capacity(listen.len());
-    for addr in listen.iter().filter(|a| a.port() != 0) {
-        let probe = std::net::TcpListener::bind(addr)
-            .with_context(|| format!("--listen {addr}: cannot listen"))?;
-        probes.push(probe);
+    let mut probes = Vec::new();
+    for (flag, addrs) in groups {
+        for addr in addrs.iter().filter(|a| a.port() != 0) {
+            let probe = std::net::TcpListener::bind(addr)
+                .with_context(|| format!("{flag} {addr}: cannot listen"))?;
+            probes.push(probe);
+        }
     }
     Ok(())
 }
@@ -50,8 +54,9 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::bind_with_config(addr, &opts)
 }
 
-/// Accepts until shutdown, spawning one task per admitted connection.
-pub async fn accept_loop(env: Rc<Env>, listener: TcpListener) {
+/// Accepts until shutdown, spawning one task per admitted connection; `tls`: the HTTPS
+/// listener (`--tls-listen`), whose clients speak TLS.
+pub async fn accept_loop(env: Rc<Env>, listener: TcpListener, tls: bool) {
     let drain_id = u64::MAX - listener_id(&listener);
     let mut last_warning: Option<Instant> = None;
     loop {
@@ -75,7 +80,7 @@ pub async fn accept_loop(env: Rc<Env>, listener: TcpListener) {
                 };
                 let task_env = Rc::clone(&env);
                 monoio::spawn(Isolated(conn::serve(
-                    task_env, admitted, load, stream, peer,
+                    task_env, admitted, load, stream, peer, tls,
                 )));
             }
             Some(Err(e)) => {
@@ -115,15 +120,26 @@ mod tests {
 
     #[test]
     fn reserve_refuses_an_address_in_use_or_given_twice() {
+        let reserve = |a: &[SocketAddr]| reserve_all(&[("--listen", a)]);
         reserve(&["127.0.0.1:0".parse().unwrap()]).expect("port 0 is always free");
         let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let err = reserve(&[taken.local_addr().unwrap()]).unwrap_err();
         assert!(format!("{err:#}").contains("--listen"), "{err:#}");
+        let err = reserve_all(&[
+            ("--listen", &[]),
+            ("--tls-listen", &[taken.local_addr().unwrap()]),
+        ])
+        .unwrap_err();
+        assert!(format!("{err:#}").starts_with("--tls-listen"), "{err:#}");
         let free = taken.local_addr().unwrap();
         drop(taken);
         assert!(
             reserve(&[free, free]).is_err(),
             "the same address twice is refused"
+        );
+        assert!(
+            reserve_all(&[("--listen", &[free]), ("--tls-listen", &[free])]).is_err(),
+            "the same address for both listeners is refused"
         );
     }
 }

@@ -31,8 +31,6 @@ mod reload;
 mod shutdown;
 mod socket;
 mod timers;
-// Interception and the HTTPS listener are wired into the connections in a later step; until
-// then only the tests use most of it.
 mod tls;
 mod wallclock;
 mod worker;
@@ -87,6 +85,15 @@ fn main() -> ExitCode {
             }
         }
     }
+    // The HTTPS listener's certificate and key likewise (a mismatch is exit 2).
+    if let Some(flags) = &settings.tls_listen {
+        if let Err(e) =
+            tls::front::start(flags.cert.clone(), flags.key.clone(), flags.key_log.clone())
+        {
+            eprintln!("ringway: {e}");
+            return ExitCode::from(2);
+        }
+    }
     // An access-log path that cannot be opened is a bad flag value: exit 2 like the others.
     let log = match access_log::Destination::open(&settings.access_log) {
         Ok(log) => log,
@@ -106,7 +113,12 @@ fn main() -> ExitCode {
 
 fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     let driver = driver::choose(settings.driver)?;
-    listener::reserve(&settings.listen)?;
+    let tls_addrs = settings
+        .tls_listen
+        .as_ref()
+        .map(|t| t.addrs.clone())
+        .unwrap_or_default();
+    listener::reserve_all(&[("--listen", &settings.listen), ("--tls-listen", &tls_addrs)])?;
     shutdown::block_signals()
         .context("blocking SIGINT/SIGTERM/SIGHUP for orderly shutdown and log reopening")?;
     // After the mask (the writer thread inherits it), before the workers.
@@ -134,6 +146,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
     let plan = driver::WorkerPlan {
         driver,
         addrs: settings.listen.clone(),
+        tls_addrs,
         config: Arc::clone(&slot),
         log,
         limit: Arc::new(worker::Limit::new(settings.max_connections)),
@@ -143,12 +156,21 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
         },
         metrics: metrics.clone(),
     };
-    let driver::Started { workers, addrs } = driver::start(settings.threads, plan, |bound| {
-        own.proxy = bound.to_vec();
+    let driver::Started {
+        workers,
+        addrs,
+        tls_addrs,
+    } = driver::start(settings.threads, plan, |bound, tls_bound| {
+        // A request to the HTTPS listener is as much a loop as one to the plain one.
+        own.proxy = bound.iter().chain(tls_bound).copied().collect();
         let config = egress::with_own_listeners(settings.config.clone(), &own);
         slot.publish(Arc::new(config));
     })?;
-    let list: Vec<String> = addrs.iter().map(|a| a.to_string()).collect();
+    let list: Vec<String> = addrs
+        .iter()
+        .map(|a| a.to_string())
+        .chain(tls_addrs.iter().map(|a| format!("https://{a}")))
+        .collect();
     let plural = if settings.threads == 1 { "" } else { "s" };
     {
         let mut out = std::io::stdout().lock();
@@ -169,6 +191,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
                     None => eprintln!("ringway: SIGHUP: the access log is off; nothing to reopen"),
                 }
                 reload::reload(&settings, &slot, metrics.as_deref(), &own);
+                tls::front::reload();
             }
             stop => break stop,
         }

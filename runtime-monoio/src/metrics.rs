@@ -105,6 +105,7 @@ pub struct ThreadMetrics {
     connect: Histogram<11>,
     connect_errors: [Owned; 4],
     pool_reuses: Owned,
+    client_tls_errors: Owned,
     /// Gauges: this thread's opens minus closes (a connection may not close on the thread
     /// that opened it, so these are signed and only their sum means anything).
     connections: AtomicI64,
@@ -125,6 +126,7 @@ impl ThreadMetrics {
             connect: Histogram::new(&CONNECT_BUCKETS),
             connect_errors: Default::default(),
             pool_reuses: Owned::default(),
+            client_tls_errors: Owned::default(),
             connections: AtomicI64::new(0),
             tunnels: AtomicI64::new(0),
         }
@@ -198,6 +200,13 @@ pub fn upstream_dns_error() {
 /// Counts one request served on a pooled upstream connection.
 pub fn pool_reuse() {
     with_local(|m| m.pool_reuses.add(1));
+}
+
+/// Counts one client of the HTTPS listener whose TLS failed (a refused or broken handshake,
+/// a bad record): `ringway_client_tls_errors_total`. Such a connection usually never makes a
+/// request, so no access line tells of it.
+pub fn client_tls_error() {
+    with_local(|m| m.client_tls_errors.add(1));
 }
 
 /// Held while something is open; counts it out of its gauge on drop.
@@ -401,6 +410,17 @@ impl Registry {
             o,
             "ringway_upstream_pool_reuses_total {}",
             sum(&|t| t.pool_reuses.get())
+        );
+        header(
+            o,
+            "ringway_client_tls_errors_total",
+            "counter",
+            "Clients of the HTTPS listener (--tls-listen) closed because their TLS failed.",
+        );
+        let _ = writeln!(
+            o,
+            "ringway_client_tls_errors_total {}",
+            sum(&|t| t.client_tls_errors.get())
         );
         header(
             o,
@@ -614,6 +634,7 @@ mod tests {
             "ringway_upstream_connect_errors_total{type=\"refused\"} 2",
             "ringway_upstream_connect_errors_total{type=\"reset\"} 0",
             "ringway_upstream_pool_reuses_total 2",
+            "ringway_client_tls_errors_total 0",
             "ringway_denied_total{reason=\"auth_required\"} 1",
             "ringway_denied_total{reason=\"connect_port_denied\"} 1",
             "ringway_connections_active 2",

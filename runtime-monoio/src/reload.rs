@@ -165,6 +165,8 @@ fn restart_only_changes(running: &Settings, new: &Settings) -> Vec<&'static str>
         }
     };
     check("--listen", running.listen != new.listen);
+    let tls_addrs = |s: &Settings| s.tls_listen.as_ref().map(|t| t.addrs.clone());
+    check("--tls-listen", tls_addrs(running) != tls_addrs(new));
     check("--threads", running.threads != new.threads);
     check("--driver", running.driver != new.driver);
     check(

@@ -16,8 +16,15 @@
 //! take stays queued and the socket waits for writability. Bytes and half-closes reach the
 //! peer in the order the core emitted them.
 //!
+//! A client of the HTTPS listener (`--tls-listen`) gets a socket with a [`Front`]: reads
+//! return the plaintext its ciphertext carried (handshake replies are queued and flushed on
+//! the way), writes are encrypted as they are queued, a shutdown sends close_notify before
+//! the FIN, and relayed bytes are counted in plaintext. Everyone above sees plaintext; the
+//! plain path pays one predictable branch per read, write and flush.
+//!
 //! Failure: a read error or EOF is reported once and no further read is attempted; a write
-//! error marks the socket broken, drops its queue and is reported once. Nothing here panics.
+//! error marks the socket broken, drops its queue and is reported once. A TLS failure of the
+//! client is a read error (after queueing the alert). Nothing here panics.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
@@ -32,6 +39,8 @@ use std::time::Duration;
 use bytes::{Buf, Bytes, BytesMut};
 use monoio::net::TcpStream;
 
+use crate::tls::front::{Front, Received};
+
 /// Size of each thread's read buffer: one read takes at most this much.
 pub const READ_CHUNK: usize = 128 * 1024;
 /// A read buffer with less room than this left is replaced by a fresh one.
@@ -41,6 +50,9 @@ const MIN_READ: usize = 32 * 1024;
 const COPY_MAX: usize = 4 * 1024;
 /// Most buffers handed to one `sendmsg`.
 const MAX_IOV: usize = 64;
+/// Most ciphertext reads one [`Socket::try_read`] of a TLS client makes while they carry no
+/// plaintext (a handshake in small pieces): then it returns and is called again.
+const TLS_READS: usize = 16;
 
 thread_local! {
     static READ_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
@@ -95,6 +107,15 @@ pub struct Socket {
     write_blocked: bool,
     queue: VecDeque<WriteOp>,
     broken: bool,
+    /// A TLS client (`--tls-listen`): its session; `None` for every plain socket.
+    tls: Option<Box<TlsState>>,
+}
+
+/// A TLS client's session, and what flushes made on its own (handshake replies sent while
+/// reading) found, for the next [`Socket::flush`] to report.
+struct TlsState {
+    front: Front,
+    carry: Flushed,
 }
 
 impl Socket {
@@ -112,7 +133,24 @@ impl Socket {
             write_blocked: false,
             queue: VecDeque::new(),
             broken: false,
+            tls: None,
         }
+    }
+
+    /// Wraps an accepted client of the HTTPS listener, served by `front`.
+    pub fn new_tls(stream: TcpStream, front: Front) -> Socket {
+        let mut socket = Socket::new(stream, true);
+        socket.tls = Some(Box::new(TlsState {
+            front,
+            carry: Flushed::default(),
+        }));
+        socket
+    }
+
+    /// Whether this is a TLS client: its bytes must go through the session, never straight
+    /// through the descriptor (no splice, no `recv` of the relay's own).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The raw descriptor (for the tunnel relay's own syscalls).
@@ -148,6 +186,9 @@ impl Socket {
         if !self.read_hint() {
             return None;
         }
+        if self.tls.is_some() {
+            return self.try_read_tls();
+        }
         match recv_bytes(self.fd) {
             Ok(Some((bytes, full))) => {
                 self.read_hint = full;
@@ -166,6 +207,88 @@ impl Socket {
                 self.read_ended = true;
                 Some(ReadEvent::Error)
             }
+        }
+    }
+
+    /// [`Socket::try_read`] of a TLS client: reads ciphertext until it carries plaintext (or
+    /// the socket is drained), sending the session's replies on the way.
+    fn try_read_tls(&mut self) -> Option<ReadEvent> {
+        if self
+            .tls
+            .as_mut()
+            .is_some_and(|t| t.front.take_eof_pending())
+        {
+            self.read_ended = true;
+            return Some(ReadEvent::Eof);
+        }
+        for _ in 0..TLS_READS {
+            let tls = self.tls.as_mut()?;
+            let mut plain = Vec::new();
+            let event = match recv_bytes(self.fd) {
+                Ok(Some((cipher, full))) => {
+                    self.read_hint = full;
+                    match tls.front.receive(&cipher, &mut plain) {
+                        Ok(Received::Open) => None,
+                        Ok(Received::Closed) if plain.is_empty() => Some(ReadEvent::Eof),
+                        Ok(Received::Closed) => {
+                            tls.front.set_eof_pending();
+                            self.read_hint = true;
+                            None
+                        }
+                        Err(_) => {
+                            crate::metrics::client_tls_error();
+                            Some(ReadEvent::Error)
+                        }
+                    }
+                }
+                Ok(None) => {
+                    tls.front.receive_eof(&mut plain);
+                    if plain.is_empty() {
+                        Some(ReadEvent::Eof)
+                    } else {
+                        tls.front.set_eof_pending();
+                        None
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.read_hint = false;
+                    return None;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => return None,
+                Err(_) => Some(ReadEvent::Error),
+            };
+            self.send_tls_output();
+            if let Some(event) = event {
+                self.read_ended = true;
+                return Some(event);
+            }
+            if !plain.is_empty() {
+                return Some(ReadEvent::Data(Bytes::from(plain)));
+            }
+            if !self.read_hint {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Queues and sends what the TLS session has to say (handshake replies, tickets,
+    /// alerts); the flush's findings wait for the next [`Socket::flush`].
+    fn send_tls_output(&mut self) {
+        let Some(out) = self.tls.as_mut().and_then(|t| t.front.outgoing()) else {
+            return;
+        };
+        if self.broken {
+            return;
+        }
+        self.queue.push_back(WriteOp::Data {
+            bytes: out,
+            relayed: false,
+        });
+        let flushed = self.flush();
+        if let Some(t) = &mut self.tls {
+            t.carry.relayed += flushed.relayed;
+            t.carry.error |= flushed.error;
         }
     }
 
@@ -190,6 +313,24 @@ impl Socket {
     /// Queues a write after everything queued before.
     pub fn push(&mut self, op: WriteOp) {
         if self.broken {
+            return;
+        }
+        if let Some(t) = &mut self.tls {
+            // Encrypted now, in order; the ciphertext is queued as not relayed (the session
+            // reports relayed plaintext as its ciphertext is written).
+            let cipher = match &op {
+                WriteOp::Data { bytes, relayed } => t.front.send(bytes, *relayed),
+                WriteOp::Shutdown => t.front.close(),
+            };
+            if let Some(bytes) = cipher {
+                self.queue.push_back(WriteOp::Data {
+                    bytes,
+                    relayed: false,
+                });
+            }
+            if let WriteOp::Shutdown = op {
+                self.queue.push_back(op);
+            }
             return;
         }
         if let WriteOp::Data { bytes, .. } = &op {
@@ -228,7 +369,10 @@ impl Socket {
 
     /// Writes as much of the queue as the kernel takes now (unless waiting for writability).
     pub fn flush(&mut self) -> Flushed {
-        let mut done = Flushed::default();
+        let mut done = match &mut self.tls {
+            None => Flushed::default(),
+            Some(t) => std::mem::take(&mut t.carry),
+        };
         if self.broken || self.write_blocked {
             return done;
         }
@@ -284,6 +428,9 @@ impl Socket {
                 }
             };
             self.consume(written, &mut done);
+            if let Some(t) = &mut self.tls {
+                done.relayed += t.front.written(written as u64);
+            }
             if written < offered {
                 // The send buffer is full: the rest waits for writability.
                 self.write_blocked = true;
@@ -330,7 +477,7 @@ impl Socket {
     /// The stream back, for the idle pool: only if everything was written, the peer has not
     /// ended and nothing failed.
     pub fn into_idle_stream(mut self) -> Option<TcpStream> {
-        if self.broken || self.read_ended || !self.queue.is_empty() {
+        if self.broken || self.read_ended || !self.queue.is_empty() || self.tls.is_some() {
             return None;
         }
         // Dropping a readiness wait loses nothing.
@@ -359,6 +506,15 @@ impl Socket {
     /// that closing with unread input does not turn into a reset that destroys the response
     /// we just wrote. Callers bound the whole thing with a timeout.
     pub async fn close_gracefully(mut self, linger: bool, linger_bytes: usize) {
+        if let Some(bytes) = self.tls.as_mut().and_then(|t| t.front.close()) {
+            // close_notify before the FIN, so the client knows the response is complete.
+            if !self.broken {
+                self.queue.push_back(WriteOp::Data {
+                    bytes,
+                    relayed: false,
+                });
+            }
+        }
         if !self.finish_writes().await {
             return;
         }
@@ -542,5 +698,115 @@ mod tests {
         }
         assert!(got == data, "every byte, in order");
         assert!(writer.write_idle());
+    }
+
+    /// Reads from `peer` into the rustls `client` until `done` says so (bounded: the peer
+    /// reads time out, the loop is capped).
+    async fn client_reads(
+        peer: &mut TcpStream,
+        client: &mut crate::tls::adapter::TlsSession,
+        plain: &mut Vec<u8>,
+        done: impl Fn(&crate::tls::adapter::TlsSession, &[u8], bool) -> bool,
+    ) {
+        let mut eof = false;
+        for _ in 0..1000 {
+            if done(client, plain, eof) {
+                return;
+            }
+            let read = monoio::time::timeout(Duration::from_secs(5), peer.read(vec![0u8; 65536]));
+            let (res, buf) = read.await.expect("the proxy side answers");
+            let n = res.unwrap();
+            if n == 0 {
+                eof = true;
+                continue;
+            }
+            assert_eq!(client.feed(&buf[..n]).unwrap(), n);
+            let _ = client.read_plaintext(plain);
+        }
+        panic!("not done after 1000 reads");
+    }
+
+    /// A TLS client socket over real loopback (rustls on the other end): the handshake runs
+    /// inside `try_read` (its replies flushed there), the request comes out as plaintext,
+    /// a relayed response is reported in plaintext bytes once written, `Shutdown` sends
+    /// close_notify then the FIN, and the client's close_notify reads as EOF. Both drivers.
+    #[monoio::test_all(timer_enabled = true)]
+    async fn tls_client_socket_speaks_plaintext_above() {
+        use crate::tls::adapter::{test_client, Plain};
+        use crate::tls::front::Front;
+        let dir = crate::tls::tests::scratch("socket-tls");
+        let (tls, ca) = crate::tls::tests::origin(&dir, "proxy.test");
+        let ca_der =
+            crate::tls::ca::pem_block(&std::fs::read_to_string(ca).unwrap(), "CERTIFICATE")
+                .unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect_addr(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let mut socket = Socket::new_tls(server, Front::new(tls.accept().unwrap()));
+        assert!(socket.is_tls());
+        let mut client = test_client(&[&ca_der], "proxy.test", &[b"http/1.1"]);
+        let mut out = Vec::new();
+        client.take_ciphertext(&mut out);
+        let (res, _) = peer.write_all(out).await;
+        res.unwrap();
+        // The hello: no plaintext, but the server's flight goes out from inside the read.
+        let mut plain = Vec::new();
+        let server_side = async {
+            // Wait for the hello itself, then read until drained.
+            socket.mark_drained();
+            poll_fn(|cx| socket.poll_readable(cx)).await;
+            loop {
+                match socket.try_read() {
+                    Some(ev) => panic!("no plaintext yet: {ev:?}"),
+                    None if socket.read_hint() => continue,
+                    None => break,
+                }
+            }
+        };
+        server_side.await;
+        client_reads(&mut peer, &mut client, &mut plain, |c, _, _| {
+            !c.is_handshaking()
+        })
+        .await;
+        client.write_plaintext(b"GET http://o/ HTTP/1.1\r\n\r\n");
+        let mut out = Vec::new();
+        client.take_ciphertext(&mut out);
+        let (res, _) = peer.write_all(out).await;
+        res.unwrap();
+        match read_event(&mut socket).await {
+            ReadEvent::Data(b) => assert_eq!(&b[..], b"GET http://o/ HTTP/1.1\r\n\r\n"),
+            other => panic!("{other:?}"),
+        }
+        socket.push(WriteOp::Data {
+            bytes: Bytes::from_static(b"relayed!"),
+            relayed: true,
+        });
+        socket.push(WriteOp::Data {
+            bytes: Bytes::from_static(b" not"),
+            relayed: false,
+        });
+        socket.push(WriteOp::Shutdown);
+        let flushed = socket.flush();
+        assert!(!flushed.error);
+        assert_eq!(flushed.relayed, 8, "plaintext bytes, not ciphertext");
+        assert!(socket.write_idle());
+        client_reads(&mut peer, &mut client, &mut plain, |_, _, eof| eof).await;
+        assert_eq!(plain, b"relayed! not");
+        assert_eq!(
+            client.read_plaintext(&mut plain),
+            Plain::Closed,
+            "close_notify"
+        );
+        // The client's close_notify ends our reading.
+        client.close();
+        let mut out = Vec::new();
+        client.take_ciphertext(&mut out);
+        let (res, _) = peer.write_all(out).await;
+        res.unwrap();
+        assert!(matches!(read_event(&mut socket).await, ReadEvent::Eof));
+        assert!(socket.try_read().is_none(), "reported once");
+        assert!(socket.into_idle_stream().is_none(), "never pooled");
     }
 }

@@ -211,10 +211,11 @@ impl<F: Future<Output = ()>> Future for Isolated<F> {
 /// How often the janitor sweeps expired pool and DNS entries.
 const JANITOR_PERIOD: Duration = Duration::from_secs(5);
 
-/// The worker thread's main task: serves `listeners` until shutdown, then drains.
-pub async fn run(env: Rc<Env>, listeners: Vec<TcpListener>) {
-    for l in listeners {
-        monoio::spawn(listener::accept_loop(Rc::clone(&env), l));
+/// The worker thread's main task: serves `listeners` (each with whether its clients speak
+/// TLS) until shutdown, then drains.
+pub async fn run(env: Rc<Env>, listeners: Vec<(TcpListener, bool)>) {
+    for (l, tls) in listeners {
+        monoio::spawn(listener::accept_loop(Rc::clone(&env), l, tls));
     }
     let timers_env = Rc::clone(&env);
     monoio::spawn(async move { timers_env.timers.run().await });

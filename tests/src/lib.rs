@@ -614,6 +614,7 @@ pub fn rss_kib_of(pid: u32) -> Option<u64> {
 }
 
 /// Parses `ringway listening on ADDR[, ADDR...] (DRIVER, N thread[s])`, checking the driver.
+/// The HTTPS listener's addresses (`https://ADDR`, after the plain ones) are included bare.
 pub fn parse_banner(line: &str, driver: Driver) -> Result<Vec<SocketAddr>, String> {
     let bad = |why: &str| format!("bad first stdout line {line:?}: {why}");
     let rest = line
@@ -643,7 +644,9 @@ pub fn parse_banner(line: &str, driver: Driver) -> Result<Vec<SocketAddr>, Strin
     addrs
         .split(", ")
         .map(|a| {
-            a.parse::<SocketAddr>()
+            a.strip_prefix("https://")
+                .unwrap_or(a)
+                .parse::<SocketAddr>()
                 .map_err(|_| bad(&format!("address {a:?}")))
         })
         .collect()

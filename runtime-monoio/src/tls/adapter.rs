@@ -525,8 +525,6 @@ impl Interceptor {
 }
 
 /// The HTTPS proxy listener's certificate (`--tls-listen`, `--tls-cert`, `--tls-key`).
-// Used by the tests now; by --tls-listen and the metrics once they are wired.
-#[cfg_attr(not(test), allow(dead_code))]
 pub struct ListenerTls {
     config: Arc<ServerConfig>,
 }
@@ -538,8 +536,6 @@ impl fmt::Debug for ListenerTls {
 }
 
 /// The private key in a PEM file: PKCS#8, SEC1 (EC) or PKCS#1 (RSA).
-// Used by the tests now; by --tls-listen and the metrics once they are wired.
-#[cfg_attr(not(test), allow(dead_code))]
 fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if let Some(der) = pem_blocks(&text, "PRIVATE KEY").into_iter().next() {
@@ -554,8 +550,6 @@ fn read_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     Err(format!("{}: no PEM private key", path.display()))
 }
 
-// Used by the tests now; by --tls-listen and the metrics once they are wired.
-#[cfg_attr(not(test), allow(dead_code))]
 impl ListenerTls {
     /// Loads the certificate chain and key; a key that does not match is an error here, at
     /// start-up, not at the first handshake.
@@ -578,12 +572,13 @@ impl ListenerTls {
                 cert.display()
             ));
         }
+        let key_path = key;
         let key = read_private_key(key).map_err(|e| format!("--tls-key {e}"))?;
         let provider = provider();
         let signing = provider
             .key_provider
             .load_private_key(key)
-            .map_err(|e| format!("--tls-key {}: {e}", cert.display()))?;
+            .map_err(|e| format!("--tls-key {}: {e}", key_path.display()))?;
         let certified = CertifiedKey::new(chain, signing);
         certified
             .keys_match()

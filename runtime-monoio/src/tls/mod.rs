@@ -5,6 +5,8 @@
 //! - [`ca`]: `ringway ca-init`, loading `--ca-cert`/`--ca-key` (rcgen, x509-parser).
 //! - [`leaf`]: minting the certificate the client sees (rcgen).
 //! - [`cache`]: the bounded LRU of leaves, one mint per host however many ask at once.
+//! - [`front`]: the HTTPS proxy listener (`--tls-listen`): its certificate (reloaded on
+//!   SIGHUP) and the TLS state of a client socket, which reads and writes plaintext above.
 //! - [`adapter`]: everything that touches rustls (sessions driven from byte slices, configs,
 //!   upstream verification, the key log), so a rustls upgrade is one file.
 //!
@@ -19,10 +21,11 @@
 pub mod adapter;
 pub mod ca;
 pub mod cache;
+pub mod front;
 pub mod intercepted;
 pub mod leaf;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 /// Reads the CA, the trust anchors and the key log named by the flags and builds the
 /// interception setup, warning loudly on stderr when origins go unverified. The error is one

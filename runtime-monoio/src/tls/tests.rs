@@ -20,7 +20,7 @@ use super::ca::{self, Ca};
 use super::leaf::{self, BACKDATE, LEAF_VALIDITY};
 
 /// A scratch directory of its own for each test.
-fn scratch(name: &str) -> PathBuf {
+pub(crate) fn scratch(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("ringway-tls-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -34,7 +34,7 @@ fn fixed_now() -> SystemTime {
 
 /// An origin: its own CA (written to `dir/origin-ca.pem` for `--upstream-ca`) and a leaf for
 /// `host`, served by a `ListenerTls` (the same code as the HTTPS proxy listener).
-fn origin(dir: &std::path::Path, host: &str) -> (ListenerTls, PathBuf) {
+pub(crate) fn origin(dir: &std::path::Path, host: &str) -> (ListenerTls, PathBuf) {
     let (origin_ca, pem) = Ca::generate("origin-test", SystemTime::now()).unwrap();
     let leaf = leaf::mint(&origin_ca, host, SystemTime::now()).unwrap();
     let ca_path = dir.join("origin-ca.pem");
