@@ -30,6 +30,18 @@ pub fn origin_pki(dir: &Path) {
     let d = dir.to_str().unwrap();
     let out = run_ringway(&["ca-init", "--dir", d], Duration::from_secs(20));
     assert_eq!(out.status.code(), Some(0));
+    sign_leaf(dir, "leaf", "DNS:localhost");
+}
+
+/// A P-256 leaf (CN `localhost`, server auth, valid 2 days) signed by the CA in `dir`
+/// (`dir/ca.pem`, `dir/ca-key.pem`) for the subject alternative names `san` (openssl syntax,
+/// e.g. `DNS:localhost,IP:127.0.0.1`): `dir/STEM.pem` and `dir/STEM-key.pem`.
+pub fn sign_leaf(dir: &Path, stem: &str, san: &str) {
+    let (key, csr, ext) = (
+        format!("{stem}-key.pem"),
+        format!("{stem}.csr"),
+        format!("{stem}.ext"),
+    );
     sh(Command::new("openssl").current_dir(dir).args([
         "req",
         "-new",
@@ -39,22 +51,22 @@ pub fn origin_pki(dir: &Path) {
         "ec_paramgen_curve:P-256",
         "-nodes",
         "-keyout",
-        "leaf-key.pem",
+        &key,
         "-subj",
         "/CN=localhost",
         "-out",
-        "leaf.csr",
+        &csr,
     ]));
     std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
+        dir.join(&ext),
+        format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
     )
     .unwrap();
     sh(Command::new("openssl").current_dir(dir).args([
         "x509",
         "-req",
         "-in",
-        "leaf.csr",
+        &csr,
         "-CA",
         "ca.pem",
         "-CAkey",
@@ -63,9 +75,9 @@ pub fn origin_pki(dir: &Path) {
         "-days",
         "2",
         "-out",
-        "leaf.pem",
+        &format!("{stem}.pem"),
         "-extfile",
-        "ext",
+        &ext,
     ]));
 }
 

@@ -17,7 +17,7 @@
 //! Needs `python3` with `requests`, `chromium` and `certutil` (Debian: python3-requests,
 //! chromium, libnss3-tools; `.ci/run` installs them). A missing one fails the test, loudly.
 
-use ringway_e2e::tls_origin::{origin_pki, PythonTlsOrigin};
+use ringway_e2e::tls_origin::{origin_pki, sign_leaf, PythonTlsOrigin};
 use ringway_e2e::*;
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
@@ -130,25 +130,29 @@ impl Rig {
     /// localhost` refuses every other name before DNS; IP literals need an allowed range,
     /// and the harness allows loopback only.
     fn proxy(&self, d: Driver) -> Proxy {
+        self.proxy_with(d, &[])
+    }
+
+    /// [`Rig::proxy`] with `extra` arguments after the others.
+    fn proxy_with(&self, d: Driver, extra: &[&str]) -> Proxy {
         let (cert, key) = (self.path("proxy/ca.pem"), self.path("proxy/ca-key.pem"));
         let origin_ca = self.path("origin/ca.pem");
-        Proxy::start(
-            d,
-            &[
-                "--connect-ports",
-                "any",
-                "--allow-domain",
-                "localhost",
-                "--ca-cert",
-                &cert,
-                "--ca-key",
-                &key,
-                "--intercept",
-                "localhost",
-                "--upstream-ca",
-                &origin_ca,
-            ],
-        )
+        let mut args = vec![
+            "--connect-ports",
+            "any",
+            "--allow-domain",
+            "localhost",
+            "--ca-cert",
+            &cert,
+            "--ca-key",
+            &key,
+            "--intercept",
+            "localhost",
+            "--upstream-ca",
+            &origin_ca,
+        ];
+        args.extend_from_slice(extra);
+        Proxy::start(d, &args)
     }
 
     fn url(&self, path: &str) -> String {
@@ -249,6 +253,7 @@ both_drivers!(
     python_requests_through_interception,
     python_refuses_the_minted_leaf_without_our_ca,
     chromium_through_interception_with_only_the_test_host_reachable,
+    chromium_through_the_https_proxy_listener,
 );
 
 /// `requests` with `verify=ca.pem`, then with `REQUESTS_CA_BUNDLE=ca.pem`: the origin's exact
@@ -349,15 +354,38 @@ fn certutil(home: &Path, args: &[&str]) {
     );
 }
 
+/// A fresh NSS database (no password) in `home/.pki/nssdb`, where Chromium with `HOME` =
+/// `home` looks for its trust settings.
+fn nss_db(home: &Path) {
+    let nssdb = home.join(".pki/nssdb");
+    std::fs::create_dir_all(&nssdb).unwrap();
+    certutil(home, &["-d", &nss_dir(home), "-N", "--empty-password"]);
+}
+
+/// `sql:HOME/.pki/nssdb`, as `certutil -d` takes it.
+fn nss_dir(home: &Path) -> String {
+    format!("sql:{}", home.join(".pki/nssdb").display())
+}
+
+/// Adds the proxy's CA (`proxy/ca.pem`) to the NSS database of [`nss_db`] as a trusted
+/// issuer of server certificates (`C,,`).
+fn trust_proxy_ca(r: &Rig, home: &Path) {
+    let (db, ca) = (nss_dir(home), r.path("proxy/ca.pem"));
+    certutil(
+        home,
+        &["-d", &db, "-A", "-n", "ringway", "-t", "C,,", "-i", &ca],
+    );
+}
+
 /// Headless Chromium (`HOME` = `home`, so its NSS database is `home/.pki/nssdb`; a fresh
-/// profile `profile`) loading the origin's `path` through `proxy` and dumping the DOM:
-/// (exit code, DOM, stderr, how long it ran).
+/// profile `profile`) loading `url` through the proxy `proxy_server` (`http://ADDR` or
+/// `https://ADDR`) and dumping the DOM: (exit code, DOM, stderr, how long it ran).
 fn chromium(
     r: &Rig,
-    proxy: &Proxy,
+    proxy_server: &str,
     home: &Path,
     profile: &str,
-    path: &str,
+    url: &str,
 ) -> (Option<i32>, String, String, Duration) {
     let mut cmd = Command::new("chromium");
     for v in PROXY_ENV {
@@ -378,11 +406,11 @@ fn chromium(
             "--no-default-browser-check",
         ])
         .arg(format!("--user-data-dir={}", r.dir.join(profile).display()))
-        .arg(format!("--proxy-server=http://{}", proxy.addr()))
+        .arg(format!("--proxy-server={proxy_server}"))
         // Chromium never proxies loopback unless told to.
         .arg("--proxy-bypass-list=<-loopback>")
         .arg("--dump-dom")
-        .arg(r.url(path));
+        .arg(url);
     let started = Instant::now();
     let (code, dom, stderr) = run_group(cmd, &r.dir, CHROMIUM_RUN);
     (code, dom, stderr, started.elapsed())
@@ -431,14 +459,12 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
     let r = Rig::new(&format!("chromium-{}", d.flag()));
     let mut proxy = r.proxy(d);
     let home = r.dir.join("home");
-    let nssdb = home.join(".pki/nssdb");
-    std::fs::create_dir_all(&nssdb).unwrap();
-    let db = format!("sql:{}", nssdb.display());
-    certutil(&home, &["-d", &db, "-N", "--empty-password"]);
+    nss_db(&home);
 
     // Without our CA in its database, Chromium refuses the minted leaf: no page, and the
     // proxy logs the aborted handshake (so the success below is the CA's doing).
-    let (code, dom, stderr, took) = chromium(&r, &proxy, &home, "untrusting", "/untrusted");
+    let (code, dom, stderr, took) =
+        chromium(&r, &proxy.url(), &home, "untrusting", &r.url("/untrusted"));
     assert!(
         !dom.contains("ringway-origin"),
         "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
@@ -449,21 +475,8 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
         l.contains(&target) && l.ends_with(" reason=client_tls_abort")
     });
 
-    certutil(
-        &home,
-        &[
-            "-d",
-            &db,
-            "-A",
-            "-n",
-            "ringway",
-            "-t",
-            "C,,",
-            "-i",
-            &r.path("proxy/ca.pem"),
-        ],
-    );
-    let (code, dom, stderr, took) = chromium(&r, &proxy, &home, "trusting", "/page");
+    trust_proxy_ca(&r, &home);
+    let (code, dom, stderr, took) = chromium(&r, &proxy.url(), &home, "trusting", &r.url("/page"));
     let marker = "<p id=\"marker\">ringway-origin path=/page via=1.1 ringway</p>";
     assert!(
         dom.contains(marker),
@@ -500,8 +513,19 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
         !lines.iter().any(|l| l.contains("/untrusted")),
         "a request went through the tunnel whose certificate Chromium refused: {lines:#?}"
     );
+    let others = refused_unless_loopback(&lines);
+    eprintln!(
+        "chromium ({}): page in {took:?}; {others} requests for other hosts refused",
+        d.flag()
+    );
+}
+
+/// Asserts that every access line in `lines` for a host other than loopback (the test's
+/// own `localhost`, or a loopback literal) is a `403` refused by the egress policy; returns
+/// how many there were.
+fn refused_unless_loopback(lines: &[String]) -> usize {
     let mut others = 0;
-    for line in &lines {
+    for line in lines {
         let Some(a) = AccessLine::parse(line) else {
             continue;
         };
@@ -520,8 +544,111 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
             );
         }
     }
+    others
+}
+
+/// Headless Chromium with `--proxy-server=https://127.0.0.1:P`: the proxy's HTTPS listener
+/// serves a leaf (for `localhost` and 127.0.0.1) from the proxy's CA, the same CA that mints
+/// the intercepted leaves, and that CA is in Chromium's scratch NSS database. Through that
+/// one listener Chromium loads an `https://` page by interception (three TLS sessions:
+/// Chromium to the listener, Chromium to the minted leaf inside it, the proxy to the origin;
+/// logged `intercepted=1`) and a plain `http://` page from a loopback origin (forwarded in
+/// absolute form inside the listener's TLS; the origin sees the `Via`; not intercepted).
+/// Before the CA is trusted, Chromium refuses the listener's certificate and nothing is
+/// fetched. Every request for another host is refused, as in the plain-listener test.
+fn chromium_through_the_https_proxy_listener(d: Driver) {
+    let r = Rig::new(&format!("chromium-listener-{}", d.flag()));
+    sign_leaf(
+        &r.dir.join("proxy"),
+        "listener",
+        "DNS:localhost,IP:127.0.0.1",
+    );
+    let (cert, key) = (
+        r.path("proxy/listener.pem"),
+        r.path("proxy/listener-key.pem"),
+    );
+    let mut proxy = r.proxy_with(
+        d,
+        &[
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--tls-cert",
+            &cert,
+            "--tls-key",
+            &key,
+        ],
+    );
+    // The plain listener first, then the HTTPS one.
+    assert_eq!(proxy.addrs.len(), 2, "{}", proxy.banner);
+    let listener = format!("https://{}", proxy.addrs[1]);
+    assert!(proxy.banner.contains(&listener), "{}", proxy.banner);
+    let plain = Origin::reply_with(|req| {
+        let head = Head::parse(req);
+        let path = head.start.split(' ').nth(1).unwrap_or_default().to_string();
+        let body = format!(
+            "<!DOCTYPE html><html><head><title>plain</title></head><body><p id=\"marker\">ringway-plain path={path} via={}</p></body></html>\n",
+            head.get("Via").unwrap_or("none")
+        );
+        message(
+            &[
+                "HTTP/1.1 200 OK",
+                "Content-Type: text/html; charset=utf-8",
+                &format!("Content-Length: {}", body.len()),
+            ],
+            body.as_bytes(),
+        )
+    });
+    let plain_url = |path: &str| format!("http://localhost:{}{path}", plain.addr.port());
+    let home = r.dir.join("home");
+    nss_db(&home);
+
+    // Without the CA, Chromium refuses the listener's certificate: no page, and no request
+    // reached the proxy's HTTP layer (nothing logged for either origin).
+    let (code, dom, stderr, took) = chromium(
+        &r,
+        &listener,
+        &home,
+        "untrusting",
+        &plain_url("/untrusted-proxy"),
+    );
+    assert!(
+        !dom.contains("ringway-plain"),
+        "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    assert_eq!(plain.log().requests.len(), 0, "{:?}", plain.log());
+
+    trust_proxy_ca(&r, &home);
+    let (code, dom, stderr, took) = chromium(&r, &listener, &home, "https", &r.url("/inside"));
+    let marker = "<p id=\"marker\">ringway-origin path=/inside via=1.1 ringway</p>";
+    assert!(
+        dom.contains(marker),
+        "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let want = format!(" GET https://localhost:{}/inside 200 ", r.origin.port);
+    let line = proxy.wait_line(RUN, |l| l.contains(&want));
+    assert!(line.ends_with(" intercepted=1"), "{line}");
+
+    let (code, dom, stderr, took2) = chromium(&r, &listener, &home, "plain", &plain_url("/plain"));
+    let marker = "<p id=\"marker\">ringway-plain path=/plain via=1.1 ringway</p>";
+    assert!(
+        dom.contains(marker),
+        "exit {code:?} after {took2:?}; DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+    let want = format!(" GET {} 200 ", plain_url("/plain"));
+    let line = proxy.wait_line(RUN, |l| l.contains(&want));
+    assert!(!line.contains("intercepted"), "{line}");
+
+    let lines = proxy.lines_so_far(Duration::from_millis(200));
+    assert!(
+        !lines.iter().any(|l| l.contains("/untrusted-proxy")),
+        "a request went through the listener whose certificate Chromium refused: {lines:#?}"
+    );
+    let others = refused_unless_loopback(&lines);
     eprintln!(
-        "chromium ({}): page in {took:?}; {others} requests for other hosts refused",
+        "chromium via https listener ({}): https page in {took:?}, http page in {took2:?}; \
+         {others} requests for other hosts refused",
         d.flag()
     );
 }
