@@ -6,6 +6,7 @@
 //! connection's header timeout answers a client stalled mid-head; and a SIGHUP that changes
 //! `intercept` in the `--config` file decides whether the next tunnel is intercepted.
 
+use ringway_e2e::tls_origin::sign_leaf;
 use ringway_e2e::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -230,42 +231,84 @@ impl Origin {
     }
 }
 
+/// The client's byte stream to the proxy: plain TCP to the plain listener, or a TLS session
+/// to the HTTPS listener (`--tls-listen`), inside which the CONNECT and then the client's
+/// TLS run.
+trait Transport: Read + Write {}
+impl<T: Read + Write> Transport for T {}
+
 /// A client inside an intercepted tunnel: CONNECT through `proxy`, then TLS for `host`
 /// trusting only `ca`.
 struct Client {
-    tls: rustls::StreamOwned<rustls::ClientConnection, TcpStream>,
+    tls: rustls::StreamOwned<rustls::ClientConnection, Box<dyn Transport>>,
     local: SocketAddr,
 }
 
-fn tls_client(proxy: SocketAddr, port: u16, ca: &Path) -> Client {
-    let mut tcp = TcpStream::connect(proxy).unwrap();
-    tcp.set_read_timeout(Some(READ_LIMIT)).unwrap();
-    let local = tcp.local_addr().unwrap();
-    tcp.write_all(
-        format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n").as_bytes(),
-    )
-    .unwrap();
-    let head = read_head(&mut tcp);
-    assert_eq!(
-        show(&head),
-        show(b"HTTP/1.1 200 Connection Established\r\n\r\n")
-    );
+/// A rustls client configuration trusting only `ca`, offering `alpn`.
+fn client_config(ca: &Path, alpn: &[&[u8]]) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     for c in certs(ca) {
         roots.add(c).unwrap();
     }
-    let config = rustls::ClientConfig::builder_with_provider(provider())
+    let mut config = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_root_certificates(roots)
         .with_no_client_auth();
-    let mut config = config;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let conn =
-        rustls::ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap())
-            .unwrap();
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Arc::new(config)
+}
+
+fn tls_client(proxy: SocketAddr, port: u16, ca: &Path) -> Client {
+    let tcp = TcpStream::connect(proxy).unwrap();
+    tcp.set_read_timeout(Some(READ_LIMIT)).unwrap();
+    let local = tcp.local_addr().unwrap();
+    tunnel(Box::new(tcp), local, port, ca)
+}
+
+/// [`tls_client`] through the proxy's HTTPS listener at `listener` (its certificate, for
+/// 127.0.0.1, trusted through `listener_ca`): three TLS sessions, the client's inside its
+/// session with the listener.
+fn tls_client_via_listener(
+    listener: SocketAddr,
+    listener_ca: &Path,
+    port: u16,
+    ca: &Path,
+) -> Client {
+    let tcp = TcpStream::connect(listener).unwrap();
+    tcp.set_read_timeout(Some(READ_LIMIT)).unwrap();
+    let local = tcp.local_addr().unwrap();
+    let name = ServerName::IpAddress(listener.ip().into());
+    let conn = rustls::ClientConnection::new(client_config(listener_ca, &[]), name).unwrap();
+    tunnel(
+        Box::new(rustls::StreamOwned::new(conn, tcp)),
+        local,
+        port,
+        ca,
+    )
+}
+
+/// CONNECT to localhost:`port` over `transport` (the client's connection from `local`),
+/// then the client's TLS for `localhost` trusting only `ca`.
+fn tunnel(mut transport: Box<dyn Transport>, local: SocketAddr, port: u16, ca: &Path) -> Client {
+    transport
+        .write_all(
+            format!("CONNECT localhost:{port} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let head = read_head(&mut transport);
+    assert_eq!(
+        show(&head),
+        show(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+    );
+    let conn = rustls::ClientConnection::new(
+        client_config(ca, &[b"http/1.1"]),
+        ServerName::try_from("localhost").unwrap(),
+    )
+    .unwrap();
     Client {
-        tls: rustls::StreamOwned::new(conn, tcp),
+        tls: rustls::StreamOwned::new(conn, transport),
         local,
     }
 }
@@ -307,6 +350,9 @@ fn rig(name: &str) -> Rig {
         RUN,
     );
     assert_eq!(out.status.code(), Some(0));
+    // The HTTPS listener's certificate, from the proxy's CA (so one file is trusted for both
+    // the listener and the minted leaves).
+    sign_leaf(&dir.join("proxy"), "listener", "DNS:localhost,IP:127.0.0.1");
     Rig { dir }
 }
 
@@ -335,6 +381,37 @@ impl Rig {
     fn proxy_ca(&self) -> PathBuf {
         self.dir.join("proxy/ca.pem")
     }
+
+    /// [`Rig::proxy`] intercepting `localhost`, with the HTTPS listener (on 127.0.0.1:0) as
+    /// well as the plain one; its address is `addrs[1]`.
+    fn proxy_with_tls_listener(&self, d: Driver) -> Proxy {
+        let (cert, key) = (
+            self.path("proxy/listener.pem"),
+            self.path("proxy/listener-key.pem"),
+        );
+        let proxy = self.proxy(
+            d,
+            &[
+                "--intercept",
+                "localhost",
+                "--tls-listen",
+                "127.0.0.1:0",
+                "--tls-cert",
+                &cert,
+                "--tls-key",
+                &key,
+            ],
+        );
+        assert_eq!(proxy.addrs.len(), 2, "{}", proxy.banner);
+        assert!(
+            proxy
+                .banner
+                .contains(&format!("https://{}", proxy.addrs[1])),
+            "{}",
+            proxy.banner
+        );
+        proxy
+    }
 }
 
 both_drivers!(
@@ -344,16 +421,38 @@ both_drivers!(
     sighup_changes_which_tunnels_are_intercepted,
     shutdown_closes_an_idle_intercepted_connection_at_once,
     through_a_parent_a_request_after_the_origin_closed_is_a_502,
+    websocket_inside_through_the_https_listener,
+    curl_through_the_https_listener_to_an_origin_closing_each_time,
 );
 
 const UPGRADE: &str = "GET /ws HTTP/1.1\r\nHost: localhost:{PORT}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
 
 fn websocket_inside_relays_plaintext_between_the_sessions(d: Driver) {
-    let r = rig(&format!("ws-{}", d.flag()));
+    websocket(d, false);
+}
+
+/// The same WebSocket exchange with the client's connection to the proxy itself TLS (the
+/// HTTPS listener): three TLS sessions, the relay between the inner two, the same exact
+/// heads, echoes and access lines.
+fn websocket_inside_through_the_https_listener(d: Driver) {
+    websocket(d, true);
+}
+
+/// A WebSocket upgrade inside an intercepted tunnel, the client connected to the plain
+/// listener or (`through_listener`) to the HTTPS one.
+fn websocket(d: Driver, through_listener: bool) {
+    let r = rig(&format!("ws-{through_listener}-{}", d.flag()));
     let mut origin = Origin::start(&r.dir.join("origin"), Mode::Upgrade, 1);
-    let mut proxy = r.proxy(d, &["--intercept", "localhost"]);
     let port = origin.port;
-    let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
+    let (mut proxy, mut c) = if through_listener {
+        let proxy = r.proxy_with_tls_listener(d);
+        let c = tls_client_via_listener(proxy.addrs[1], &r.proxy_ca(), port, &r.proxy_ca());
+        (proxy, c)
+    } else {
+        let proxy = r.proxy(d, &["--intercept", "localhost"]);
+        let c = tls_client(proxy.addr(), port, &r.proxy_ca());
+        (proxy, c)
+    };
     let request = UPGRADE.replace("{PORT}", &port.to_string());
     c.tls.write_all(request.as_bytes()).unwrap();
 
@@ -449,6 +548,84 @@ fn redial(d: Driver, mode: Mode) {
         3,
         "three TCP connections"
     );
+}
+
+/// curl through the HTTPS listener (`-x https://127.0.0.1:P --proxy-cacert`) fetching three
+/// URLs of an intercepted origin that answers `Connection: close` each time: curl keeps its
+/// one connection (one CONNECT, one TLS session with the listener and one inside it, all
+/// three GETs from the same client address), while the proxy dials the origin again for
+/// each request (three origin connections).
+fn curl_through_the_https_listener_to_an_origin_closing_each_time(d: Driver) {
+    let r = rig(&format!("curl-redial-{}", d.flag()));
+    let mut origin = Origin::start(&r.dir.join("origin"), Mode::CloseEach, 3);
+    let mut proxy = r.proxy_with_tls_listener(d);
+    let port = origin.port;
+    let ca = r.path("proxy/ca.pem");
+    let listener = format!("https://{}", proxy.addrs[1]);
+    let urls: Vec<String> = (1..=3)
+        .map(|n| format!("https://localhost:{port}/r{n}"))
+        .collect();
+    let out = Command::new("curl")
+        .args(["-sS", "--max-time", "10", "--proxy", &listener])
+        .args(["--proxy-cacert", &ca, "--cacert", &ca])
+        .args(["-w", "%{http_code} new_connections=%{num_connects}\n"])
+        .args(&urls)
+        .output()
+        .expect("curl");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        stdout,
+        "connection 1\n200 new_connections=1\nconnection 2\n200 new_connections=0\nconnection 3\n200 new_connections=0\n"
+    );
+    for n in 1..=3 {
+        assert_eq!(
+            origin.head(),
+            format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\nUser-Agent: {}\r\nAccept: */*\r\nVia: 1.1 ringway\r\n\r\n", curl_agent())
+        );
+    }
+    origin.join();
+    assert_eq!(origin.accepted.load(Ordering::SeqCst), 3);
+
+    // One tunnel: its CONNECT line comes when curl has closed, after the three GETs, all
+    // from the same client address.
+    let connect = proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
+    let client = AccessLine::parse(&connect).unwrap().client;
+    let lines = proxy.lines_so_far(Duration::from_millis(200));
+    let gets: Vec<AccessLine> = lines
+        .iter()
+        .filter_map(|l| AccessLine::parse(l))
+        .filter(|a| a.method == "GET")
+        .collect();
+    assert_eq!(gets.len(), 3, "{lines:#?}");
+    for (n, a) in gets.iter().enumerate() {
+        assert_eq!(a.client, client, "{a:?}");
+        assert_eq!(a.target, urls[n], "{a:?}");
+        assert_eq!(
+            (a.status, a.extra.as_slice()),
+            (200, &["intercepted=1".to_string()][..])
+        );
+    }
+    assert_eq!(
+        lines.iter().filter(|l| l.contains(" CONNECT ")).count(),
+        1,
+        "one tunnel: {lines:#?}"
+    );
+}
+
+/// curl's default `User-Agent` (`curl/VERSION`), as `curl --version` names it.
+fn curl_agent() -> String {
+    let out = Command::new("curl")
+        .arg("--version")
+        .output()
+        .expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text.split_whitespace().nth(1).expect("curl version");
+    format!("curl/{version}")
 }
 
 fn a_client_stalled_mid_head_inside_gets_the_header_timeout(d: Driver) {
