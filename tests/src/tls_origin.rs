@@ -1,8 +1,9 @@
 //! The origin side of the TLS interception tests: a CA (made by `ringway ca-init`, so the
 //! proxy's own code makes it) and a P-256 leaf for `localhost` signed by it with openssl
-//! ([`origin_pki`]), and a local TLS origin serving with that leaf ([`PythonTlsOrigin`]: a
-//! Python `http.server` script each test file writes for what it checks). The proxy is told
-//! to trust the origin's CA with `--upstream-ca`.
+//! ([`origin_pki`]; [`sign_leaf`] signs more leaves, e.g. for the HTTPS listener), and a
+//! local TLS origin serving with that leaf ([`PythonTlsOrigin`]: a Python `http.server`
+//! script each test file writes for what it checks). The proxy is told to trust the
+//! origin's CA with `--upstream-ca`.
 //!
 //! # Error handling
 //! Panics naming the command and its stderr when `ringway ca-init`, openssl or python3

@@ -7,6 +7,10 @@
 //! the client accepted is a leaf minted from the proxy's CA (the client trusts only that CA,
 //! and refuses the same connection without it).
 //!
+//! Chromium also goes through the HTTPS proxy listener (`--proxy-server=https://...`, its
+//! certificate from the proxy's CA in the same scratch NSS database): an intercepted
+//! `https://` page and a plain `http://` page through that one listener.
+//!
 //! Test traffic stays on loopback even though Chromium makes background fetches to Google
 //! hosts despite `--disable-background-networking`: the proxy runs with `--allow-domain
 //! localhost` (plus the harness's loopback `--allow-range`), so every other name is refused

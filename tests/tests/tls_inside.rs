@@ -5,6 +5,9 @@
 //! origin that closes after each response is dialed again for the next request; the inner
 //! connection's header timeout answers a client stalled mid-head; and a SIGHUP that changes
 //! `intercept` in the `--config` file decides whether the next tunnel is intercepted.
+//! Through the HTTPS listener (`--tls-listen`) too: the WebSocket exchange with the client's
+//! TLS inside its session with the listener, and curl (`-x https://`) keeping one connection
+//! for three requests while the proxy re-dials an origin that closes after each.
 
 use ringway_e2e::tls_origin::sign_leaf;
 use ringway_e2e::*;
