@@ -44,6 +44,8 @@ use std::time::{Duration, Instant};
 pub mod scenario;
 pub use scenario::*;
 pub mod tls_origin;
+pub mod tls_pki;
+pub mod tls_proxy;
 
 /// Read/write timeout of every socket the harness opens.
 pub const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -1945,19 +1947,23 @@ pub fn listen_overflows() -> u64 {
 // curl
 // ---------------------------------------------------------------------------------------------
 
+/// The proxy environment variables a client must not pick up: a test names its proxy
+/// itself, and one from the environment would send traffic off loopback.
+pub const PROXY_ENV: &[&str] = &[
+    "http_proxy",
+    "https_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "ALL_PROXY",
+    "all_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// Runs `curl -sS --max-time 20 ARGS` with proxy environment variables removed.
 pub fn curl(args: &[&str]) -> Output {
     let mut cmd = Command::new("curl");
-    for v in [
-        "http_proxy",
-        "https_proxy",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "all_proxy",
-        "NO_PROXY",
-        "no_proxy",
-    ] {
+    for v in PROXY_ENV {
         cmd.env_remove(v);
     }
     let child = cmd

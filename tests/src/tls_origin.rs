@@ -1,103 +1,99 @@
-//! The origin side of the TLS interception tests: a CA (made by `ringway ca-init`, so the
-//! proxy's own code makes it) and a P-256 leaf for `localhost` signed by it with openssl
-//! ([`origin_pki`]; [`sign_leaf`] signs more leaves, e.g. for the HTTPS listener), and a
-//! local TLS origin serving with that leaf ([`PythonTlsOrigin`]: a Python `http.server`
-//! script each test file writes for what it checks). The proxy is told to trust the
-//! origin's CA with `--upstream-ca`.
+//! The origin side of the TLS end-to-end tests: a local origin in Python's `http.server`
+//! ([`PythonTlsOrigin`]), serving TLS with a leaf from [`crate::tls_pki::origin_pki`] or
+//! plain HTTP, whose request handler each test file writes for what it checks (or takes
+//! [`ECHO_HANDLER_PY`]). The proxy is told to trust the origin's CA with `--upstream-ca`.
 //!
 //! # Error handling
-//! Panics naming the command and its stderr when `ringway ca-init`, openssl or python3
-//! fails; the origin is killed on drop.
+//! Panics when python3 cannot start or the script prints no port; the origin is killed on
+//! drop.
 
-use crate::run_ringway;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
 
-/// Runs a helper command to completion; panics with its stderr if it fails.
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("run helper");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+/// A request handler class `H` for [`PythonTlsOrigin`]: every GET is answered with the path
+/// and the request headers received (so a test sees what the proxy sent); `GET /big/N`
+/// sends N bytes of the repeating pattern 0, 1, ..., 255 (a download checkable byte for
+/// byte); a PUT is read to its end and answered `received=N`.
+pub const ECHO_HANDLER_PY: &str = r#"
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path.startswith("/big/"):
+            n = int(self.path[5:])
+            self.send_response(200)
+            self.send_header("Content-Length", str(n))
+            self.end_headers()
+            chunk = bytes(range(256)) * 256
+            while n > 0:
+                self.wfile.write(chunk[:min(n, 65536)])
+                n -= 65536
+            return
+        body = ("path=%s\n%s" % (self.path, "".join("%s: %s\n" % kv for kv in self.headers.items()))).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def do_PUT(self):
+        n = int(self.headers["Content-Length"])
+        got = 0
+        while got < n:
+            chunk = self.rfile.read(min(65536, n - got))
+            if not chunk:
+                break
+            got += len(chunk)
+        body = ("received=%d\n" % got).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a): pass
+"#;
 
-/// A CA (made by `ringway ca-init`) in `dir`, and a P-256 leaf for `localhost` signed by it
-/// (openssl): `dir/ca.pem`, `dir/leaf.pem`, `dir/leaf-key.pem`.
-pub fn origin_pki(dir: &Path) {
-    let d = dir.to_str().unwrap();
-    let out = run_ringway(&["ca-init", "--dir", d], Duration::from_secs(20));
-    assert_eq!(out.status.code(), Some(0));
-    sign_leaf(dir, "leaf", "DNS:localhost");
-}
+/// What comes before a handler: the modules it and [`SERVE_PY`] use.
+const IMPORTS_PY: &str = "import http.server, ssl, sys\n";
 
-/// A P-256 leaf (CN `localhost`, server auth, valid 2 days) signed by the CA in `dir`
-/// (`dir/ca.pem`, `dir/ca-key.pem`) for the subject alternative names `san` (openssl syntax,
-/// e.g. `DNS:localhost,IP:127.0.0.1`): `dir/STEM.pem` and `dir/STEM-key.pem`.
-pub fn sign_leaf(dir: &Path, stem: &str, san: &str) {
-    let (key, csr, ext) = (
-        format!("{stem}-key.pem"),
-        format!("{stem}.csr"),
-        format!("{stem}.ext"),
-    );
-    sh(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        &key,
-        "-subj",
-        "/CN=localhost",
-        "-out",
-        &csr,
-    ]));
-    std::fs::write(
-        dir.join(&ext),
-        format!("subjectAltName={san}\nextendedKeyUsage=serverAuth\n"),
-    )
-    .unwrap();
-    sh(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        &csr,
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        &format!("{stem}.pem"),
-        "-extfile",
-        &ext,
-    ]));
-}
+/// What comes after a handler: a threading server for `H` on 127.0.0.1 port 0, TLS when
+/// given a certificate and key (argv 1 and 2), printing its port as the first stdout line.
+const SERVE_PY: &str = r#"
+s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
+if len(sys.argv) > 2:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+    s.socket = ctx.wrap_socket(s.socket, server_side=True)
+print(s.server_address[1], flush=True)
+s.serve_forever()
+"#;
 
-/// A TLS origin on 127.0.0.1: `python3 -c SCRIPT DIR/leaf.pem DIR/leaf-key.pem` (files from
-/// [`origin_pki`]). SCRIPT binds port 0, serves TLS with that pair and prints the port as its
-/// first stdout line. Killed on drop.
+/// An origin on 127.0.0.1 running a request handler class `H` (Python, e.g.
+/// [`ECHO_HANDLER_PY`]) in a threading `http.server` on port 0: TLS with `DIR/leaf.pem` and
+/// `DIR/leaf-key.pem` (from [`crate::tls_pki::origin_pki`]) when started with
+/// [`PythonTlsOrigin::start`], plain HTTP with [`PythonTlsOrigin::plain`]. Killed on drop.
 pub struct PythonTlsOrigin {
     child: Child,
-    /// The port SCRIPT printed.
+    /// The port the server bound.
     pub port: u16,
 }
 
 impl PythonTlsOrigin {
-    /// Starts SCRIPT with the leaf in `dir` and waits for its port line.
-    pub fn start(script: &str, dir: &Path) -> PythonTlsOrigin {
-        let mut child = Command::new("python3")
-            .args(["-c", script])
-            .arg(dir.join("leaf.pem"))
-            .arg(dir.join("leaf-key.pem"))
+    /// Starts HANDLER serving TLS with the leaf in `dir` and waits for its port line.
+    pub fn start(handler: &str, dir: &Path) -> PythonTlsOrigin {
+        Self::spawn(handler, Some(dir))
+    }
+
+    /// Starts HANDLER serving plain HTTP (a forwarded `http://` target next to the TLS
+    /// one) and waits for its port line.
+    pub fn plain(handler: &str) -> PythonTlsOrigin {
+        Self::spawn(handler, None)
+    }
+
+    fn spawn(handler: &str, tls: Option<&Path>) -> PythonTlsOrigin {
+        let mut cmd = Command::new("python3");
+        cmd.args(["-c", &format!("{IMPORTS_PY}{handler}{SERVE_PY}")]);
+        if let Some(dir) = tls {
+            cmd.arg(dir.join("leaf.pem")).arg(dir.join("leaf-key.pem"));
+        }
+        let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())

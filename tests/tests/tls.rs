@@ -5,7 +5,9 @@
 //! untrusted origin is a 502 with `Proxy-Status: ringway; error=tls_certificate_error`, a
 //! host that matches no pattern is tunnelled untouched, and bad flags exit 2.
 
-use ringway_e2e::tls_origin::{origin_pki, PythonTlsOrigin};
+use ringway_e2e::tls_origin::{PythonTlsOrigin, ECHO_HANDLER_PY};
+use ringway_e2e::tls_pki::{self, origin_and_proxy_pki};
+use ringway_e2e::tls_proxy::{curl_through, proxy_with_ca};
 use ringway_e2e::*;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
@@ -16,10 +18,7 @@ use std::time::Duration;
 const RUN: Duration = Duration::from_secs(20);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("ringway-e2e-tls-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tls_pki::scratch("tls", name)
 }
 
 #[test]
@@ -79,77 +78,9 @@ fn ca_init_writes_a_private_key_and_refuses_to_overwrite() {
     assert_eq!(none.status.code(), Some(2));
 }
 
-/// The TLS origin's script ([`PythonTlsOrigin`]): answers every GET with the path and the
-/// request headers it received.
-const ORIGIN_PY: &str = r#"
-import http.server, ssl, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path.startswith("/big/"):
-            n = int(self.path[5:])
-            self.send_response(200)
-            self.send_header("Content-Length", str(n))
-            self.end_headers()
-            chunk = b"x" * 65536
-            while n > 0:
-                self.wfile.write(chunk[:min(n, 65536)])
-                n -= 65536
-            return
-        body = ("path=%s\n%s" % (self.path, "".join("%s: %s\n" % kv for kv in self.headers.items()))).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_PUT(self):
-        n = int(self.headers["Content-Length"])
-        got = 0
-        while got < n:
-            chunk = self.rfile.read(min(65536, n - got))
-            if not chunk:
-                break
-            got += len(chunk)
-        body = ("received=%d\n" % got).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-s.socket = ctx.wrap_socket(s.socket, server_side=True)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-"#;
-
 /// `curl -sS -i` through `proxy`, trusting only `cacert`, for each URL; (exit code, output).
 fn curl(proxy: &Proxy, cacert: &Path, urls: &[String]) -> (Option<i32>, String) {
-    curl_via(&proxy.url(), cacert, urls)
-}
-
-fn curl_via(proxy_url: &str, cacert: &Path, urls: &[String]) -> (Option<i32>, String) {
-    let mut cmd = Command::new("curl");
-    cmd.args([
-        "-sS",
-        "-i",
-        "--max-time",
-        "10",
-        "--proxy",
-        proxy_url,
-        "--cacert",
-    ])
-    .arg(cacert)
-    .args(urls);
-    let out = cmd.output().expect("curl");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    curl_through(&proxy.url(), &["--cacert", cacert.to_str().unwrap()], urls)
 }
 
 struct Rig {
@@ -159,15 +90,8 @@ struct Rig {
 
 fn rig(name: &str) -> Rig {
     let dir = scratch(name);
-    std::fs::create_dir_all(dir.join("origin")).unwrap();
-    std::fs::create_dir_all(dir.join("proxy")).unwrap();
-    origin_pki(&dir.join("origin"));
-    let out = run_ringway(
-        &["ca-init", "--dir", dir.join("proxy").to_str().unwrap()],
-        RUN,
-    );
-    assert_eq!(out.status.code(), Some(0));
-    let origin = PythonTlsOrigin::start(ORIGIN_PY, &dir.join("origin"));
+    origin_and_proxy_pki(&dir);
+    let origin = PythonTlsOrigin::start(ECHO_HANDLER_PY, &dir.join("origin"));
     Rig { dir, origin }
 }
 
@@ -177,17 +101,7 @@ impl Rig {
     }
 
     fn proxy(&self, d: Driver, extra: &[&str]) -> Proxy {
-        let (cert, key) = (self.path("proxy/ca.pem"), self.path("proxy/ca-key.pem"));
-        let mut args = vec![
-            "--connect-ports",
-            "any",
-            "--ca-cert",
-            &cert,
-            "--ca-key",
-            &key,
-        ];
-        args.extend_from_slice(extra);
-        Proxy::start(d, &args)
+        proxy_with_ca(d, &self.dir.join("proxy"), extra)
     }
 
     fn url(&self, path: &str) -> String {
@@ -446,9 +360,9 @@ fn ssl_cert_file_is_the_system_trust_store() {
         Driver::Uring
     };
     let addr = parse_banner(banner.trim_end(), driver).expect("banner")[0];
-    let (code, out) = curl_via(
+    let (code, out) = curl_through(
         &format!("http://{addr}"),
-        Path::new(&r.path("proxy/ca.pem")),
+        &["--cacert", &r.path("proxy/ca.pem")],
         &[r.url("/trusted")],
     );
     let _ = child.kill();

@@ -21,7 +21,9 @@
 //! Needs `python3` with `requests`, `chromium` and `certutil` (Debian: python3-requests,
 //! chromium, libnss3-tools; `.ci/run` installs them). A missing one fails the test, loudly.
 
-use ringway_e2e::tls_origin::{origin_pki, sign_leaf, PythonTlsOrigin};
+use ringway_e2e::tls_origin::PythonTlsOrigin;
+use ringway_e2e::tls_pki::{self, listener_leaf, origin_and_proxy_pki};
+use ringway_e2e::tls_proxy::{https_listener, proxy_with_ca, tls_listen_args};
 use ringway_e2e::*;
 use serde_json::Value;
 use std::os::unix::process::CommandExt;
@@ -33,16 +35,9 @@ const RUN: Duration = Duration::from_secs(20);
 /// Chromium's whole run: start, one page, exit (about 1.5 s here; generous for a loaded CI).
 const CHROMIUM_RUN: Duration = Duration::from_secs(90);
 
-/// Proxy-related variables the clients must not pick up from the environment.
-const PROXY_ENV: &[&str] = &[
-    "http_proxy",
-    "https_proxy",
-    "HTTP_PROXY",
-    "HTTPS_PROXY",
-    "ALL_PROXY",
-    "all_proxy",
-    "NO_PROXY",
-    "no_proxy",
+/// Trust-store variables the clients must not pick up from the environment (as well as
+/// [`PROXY_ENV`]): each test chooses what its client trusts.
+const CA_ENV: &[&str] = &[
     "REQUESTS_CA_BUNDLE",
     "CURL_CA_BUNDLE",
     "SSL_CERT_FILE",
@@ -50,13 +45,7 @@ const PROXY_ENV: &[&str] = &[
 ];
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ringway-e2e-tls-clients-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    tls_pki::scratch("tls-clients", name)
 }
 
 /// The origin's page for every GET: the path and the `Via` it received, in an element a
@@ -67,9 +56,8 @@ fn page(path: &str) -> String {
     )
 }
 
-/// The TLS origin's script ([`PythonTlsOrigin`]) answering every GET with [`page`] (naming the `Via` it really got), except `/favicon.ico` (404, empty).
+/// The TLS origin's request handler ([`PythonTlsOrigin`]) answering every GET with [`page`] (naming the `Via` it really got), except `/favicon.ico` (404, empty).
 const ORIGIN_PY: &str = r#"
-import http.server, ssl, sys
 class H(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     def do_GET(self):
@@ -86,12 +74,6 @@ class H(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
     def log_message(self, *a): pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-s.socket = ctx.wrap_socket(s.socket, server_side=True)
-print(s.server_address[1], flush=True)
-s.serve_forever()
 "#;
 
 /// The origin (its CA in `dir/origin`), the proxy's CA in `dir/proxy`.
@@ -113,15 +95,7 @@ impl Drop for Rig {
 impl Rig {
     fn new(name: &str) -> Rig {
         let dir = scratch(name);
-        for sub in ["origin", "proxy"] {
-            std::fs::create_dir_all(dir.join(sub)).unwrap();
-        }
-        origin_pki(&dir.join("origin"));
-        let out = run_ringway(
-            &["ca-init", "--dir", dir.join("proxy").to_str().unwrap()],
-            RUN,
-        );
-        assert_eq!(out.status.code(), Some(0));
+        origin_and_proxy_pki(&dir);
         let origin = PythonTlsOrigin::start(ORIGIN_PY, &dir.join("origin"));
         Rig { dir, origin }
     }
@@ -139,24 +113,17 @@ impl Rig {
 
     /// [`Rig::proxy`] with `extra` arguments after the others.
     fn proxy_with(&self, d: Driver, extra: &[&str]) -> Proxy {
-        let (cert, key) = (self.path("proxy/ca.pem"), self.path("proxy/ca-key.pem"));
         let origin_ca = self.path("origin/ca.pem");
         let mut args = vec![
-            "--connect-ports",
-            "any",
             "--allow-domain",
             "localhost",
-            "--ca-cert",
-            &cert,
-            "--ca-key",
-            &key,
             "--intercept",
             "localhost",
             "--upstream-ca",
             &origin_ca,
         ];
         args.extend_from_slice(extra);
-        Proxy::start(d, &args)
+        proxy_with_ca(d, &self.dir.join("proxy"), &args)
     }
 
     fn url(&self, path: &str) -> String {
@@ -216,7 +183,7 @@ t.close()
 
 fn python(script: &str, args: &[&str], env: &[(&str, &str)]) -> Value {
     let mut cmd = Command::new("python3");
-    for v in PROXY_ENV {
+    for v in PROXY_ENV.iter().chain(CA_ENV) {
         cmd.env_remove(v);
     }
     cmd.args(["-c", script])
@@ -392,7 +359,7 @@ fn chromium(
     url: &str,
 ) -> (Option<i32>, String, String, Duration) {
     let mut cmd = Command::new("chromium");
-    for v in PROXY_ENV {
+    for v in PROXY_ENV.iter().chain(CA_ENV) {
         cmd.env_remove(v);
     }
     cmd.env("HOME", home)
@@ -562,30 +529,14 @@ fn refused_unless_loopback(lines: &[String]) -> usize {
 /// fetched. Every request for another host is refused, as in the plain-listener test.
 fn chromium_through_the_https_proxy_listener(d: Driver) {
     let r = Rig::new(&format!("chromium-listener-{}", d.flag()));
-    sign_leaf(
-        &r.dir.join("proxy"),
-        "listener",
-        "DNS:localhost,IP:127.0.0.1",
-    );
+    listener_leaf(&r.dir.join("proxy"));
     let (cert, key) = (
         r.path("proxy/listener.pem"),
         r.path("proxy/listener-key.pem"),
     );
-    let mut proxy = r.proxy_with(
-        d,
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ],
-    );
+    let mut proxy = r.proxy_with(d, &tls_listen_args(&cert, &key));
     // The plain listener first, then the HTTPS one.
-    assert_eq!(proxy.addrs.len(), 2, "{}", proxy.banner);
-    let listener = format!("https://{}", proxy.addrs[1]);
-    assert!(proxy.banner.contains(&listener), "{}", proxy.banner);
+    let listener = format!("https://{}", https_listener(&proxy));
     let plain = Origin::reply_with(|req| {
         let head = Head::parse(req);
         let path = head.start.split(' ').nth(1).unwrap_or_default().to_string();

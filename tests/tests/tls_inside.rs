@@ -9,7 +9,8 @@
 //! TLS inside its session with the listener, and curl (`-x https://`) keeping one connection
 //! for three requests while the proxy re-dials an origin that closes after each.
 
-use ringway_e2e::tls_origin::sign_leaf;
+use ringway_e2e::tls_pki::{self, listener_leaf, origin_and_proxy_pki};
+use ringway_e2e::tls_proxy::{https_listener, proxy_with_ca, tls_listen_args};
 use ringway_e2e::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -29,67 +30,7 @@ const RUN: Duration = Duration::from_secs(20);
 const READ_LIMIT: Duration = Duration::from_secs(10);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ringway-e2e-tls-inside-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("run helper");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// A CA (made by `ringway ca-init`) in `dir`, and a P-256 leaf for `localhost` signed by it
-/// (openssl): `dir/ca.pem`, `dir/leaf.pem`, `dir/leaf-key.pem`. (As in tls.rs.)
-fn origin_pki(dir: &Path) {
-    let d = dir.to_str().unwrap();
-    let out = run_ringway(&["ca-init", "--dir", d], RUN);
-    assert_eq!(out.status.code(), Some(0));
-    sh(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "leaf-key.pem",
-        "-subj",
-        "/CN=localhost",
-        "-out",
-        "leaf.csr",
-    ]));
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    sh(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        "leaf.pem",
-        "-extfile",
-        "ext",
-    ]));
+    tls_pki::scratch("tls-inside", name)
 }
 
 /// The proxy's provider (ring; deprecated in rustls 0.23.48 for lacking post-quantum key
@@ -345,17 +286,10 @@ struct Rig {
 
 fn rig(name: &str) -> Rig {
     let dir = scratch(name);
-    std::fs::create_dir_all(dir.join("origin")).unwrap();
-    std::fs::create_dir_all(dir.join("proxy")).unwrap();
-    origin_pki(&dir.join("origin"));
-    let out = run_ringway(
-        &["ca-init", "--dir", dir.join("proxy").to_str().unwrap()],
-        RUN,
-    );
-    assert_eq!(out.status.code(), Some(0));
+    origin_and_proxy_pki(&dir);
     // The HTTPS listener's certificate, from the proxy's CA (so one file is trusted for both
     // the listener and the minted leaves).
-    sign_leaf(&dir.join("proxy"), "listener", "DNS:localhost,IP:127.0.0.1");
+    listener_leaf(&dir.join("proxy"));
     Rig { dir }
 }
 
@@ -365,20 +299,10 @@ impl Rig {
     }
 
     fn proxy(&self, d: Driver, extra: &[&str]) -> Proxy {
-        let (cert, key) = (self.path("proxy/ca.pem"), self.path("proxy/ca-key.pem"));
         let origin_ca = self.path("origin/ca.pem");
-        let mut args = vec![
-            "--connect-ports",
-            "any",
-            "--ca-cert",
-            &cert,
-            "--ca-key",
-            &key,
-            "--upstream-ca",
-            &origin_ca,
-        ];
+        let mut args = vec!["--upstream-ca", &origin_ca];
         args.extend_from_slice(extra);
-        Proxy::start(d, &args)
+        proxy_with_ca(d, &self.dir.join("proxy"), &args)
     }
 
     fn proxy_ca(&self) -> PathBuf {
@@ -392,27 +316,10 @@ impl Rig {
             self.path("proxy/listener.pem"),
             self.path("proxy/listener-key.pem"),
         );
-        let proxy = self.proxy(
-            d,
-            &[
-                "--intercept",
-                "localhost",
-                "--tls-listen",
-                "127.0.0.1:0",
-                "--tls-cert",
-                &cert,
-                "--tls-key",
-                &key,
-            ],
-        );
-        assert_eq!(proxy.addrs.len(), 2, "{}", proxy.banner);
-        assert!(
-            proxy
-                .banner
-                .contains(&format!("https://{}", proxy.addrs[1])),
-            "{}",
-            proxy.banner
-        );
+        let mut args = vec!["--intercept", "localhost"];
+        args.extend(tls_listen_args(&cert, &key));
+        let proxy = self.proxy(d, &args);
+        https_listener(&proxy);
         proxy
     }
 }

@@ -8,155 +8,31 @@
 //! The PKI: one CA (`ringway ca-init`) signs a leaf for `localhost` and 127.0.0.1 (openssl);
 //! the leaf serves both the proxy listener and the TLS origin, and the CA also intercepts.
 
+use ringway_e2e::tls_origin::{PythonTlsOrigin, ECHO_HANDLER_PY};
+use ringway_e2e::tls_pki::{self, ca_init, sign_leaf};
+use ringway_e2e::tls_proxy::{curl_through, tls_listen_args};
 use ringway_e2e::*;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RUN: Duration = Duration::from_secs(20);
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "ringway-e2e-tls-listen-{}-{name}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn sh(cmd: &mut Command) {
-    let out = cmd.output().expect("run helper");
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    tls_pki::scratch("tls-listen", name)
 }
 
 /// A CA (`ringway ca-init`) in `dir` and a P-256 leaf signed by it for `localhost` and
 /// 127.0.0.1: `dir/ca.pem`, `dir/ca-key.pem`, `dir/leaf.pem`, `dir/leaf-key.pem`.
 fn pki(dir: &Path) {
-    let out = run_ringway(&["ca-init", "--dir", dir.to_str().unwrap()], RUN);
-    assert_eq!(out.status.code(), Some(0));
-    sh(Command::new("openssl").current_dir(dir).args([
-        "req",
-        "-new",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-nodes",
-        "-keyout",
-        "leaf-key.pem",
-        "-subj",
-        "/CN=localhost",
-        "-out",
-        "leaf.csr",
-    ]));
-    std::fs::write(
-        dir.join("ext"),
-        "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    sh(Command::new("openssl").current_dir(dir).args([
-        "x509",
-        "-req",
-        "-in",
-        "leaf.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca-key.pem",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-out",
-        "leaf.pem",
-        "-extfile",
-        "ext",
-    ]));
+    ca_init(dir);
+    sign_leaf(dir, "leaf", "DNS:localhost,IP:127.0.0.1");
 }
 
-/// An origin on loopback (Python's http.server; TLS when given a certificate and key):
-/// answers every GET with the path and the request headers it received.
-struct Origin {
-    child: Child,
-    port: u16,
-}
-
-const ORIGIN_PY: &str = r#"
-import http.server, ssl, sys
-class H(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    def do_GET(self):
-        if self.path.startswith("/big/"):
-            n = int(self.path[5:])
-            self.send_response(200)
-            self.send_header("Content-Length", str(n))
-            self.end_headers()
-            chunk = bytes(range(256)) * 256
-            while n > 0:
-                self.wfile.write(chunk[:min(n, 65536)])
-                n -= 65536
-            return
-        body = ("path=%s\n%s" % (self.path, "".join("%s: %s\n" % kv for kv in self.headers.items()))).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def do_PUT(self):
-        n = int(self.headers["Content-Length"])
-        got = 0
-        while got < n:
-            chunk = self.rfile.read(min(65536, n - got))
-            if not chunk:
-                break
-            got += len(chunk)
-        body = ("received=%d\n" % got).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *a): pass
-s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-if len(sys.argv) > 2:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(sys.argv[1], sys.argv[2])
-    s.socket = ctx.wrap_socket(s.socket, server_side=True)
-print(s.server_address[1], flush=True)
-s.serve_forever()
-"#;
-
-impl Origin {
-    fn start(tls: Option<&Path>) -> Origin {
-        let mut cmd = Command::new("python3");
-        cmd.args(["-c", ORIGIN_PY]);
-        if let Some(dir) = tls {
-            cmd.arg(dir.join("leaf.pem")).arg(dir.join("leaf-key.pem"));
-        }
-        let mut child = cmd
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let port = line.trim().parse().expect("origin port");
-        Origin { child, port }
-    }
-}
-
-impl Drop for Origin {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+/// An origin on loopback answering with [`ECHO_HANDLER_PY`]: plain, or TLS with the leaf.
+type Origin = PythonTlsOrigin;
 
 struct Rig {
     dir: PathBuf,
@@ -167,8 +43,8 @@ struct Rig {
 fn rig(name: &str) -> Rig {
     let dir = scratch(name);
     pki(&dir);
-    let plain = Origin::start(None);
-    let tls = Origin::start(Some(&dir));
+    let plain = Origin::plain(ECHO_HANDLER_PY);
+    let tls = Origin::start(ECHO_HANDLER_PY, &dir);
     Rig { dir, plain, tls }
 }
 
@@ -180,16 +56,8 @@ impl Rig {
     /// A proxy with the HTTPS listener (on 127.0.0.1:0) as well as the plain one.
     fn proxy(&self, d: Driver, extra: &[&str]) -> Proxy {
         let (cert, key) = (self.path("leaf.pem"), self.path("leaf-key.pem"));
-        let mut args = vec![
-            "--connect-ports",
-            "any",
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ];
+        let mut args = vec!["--connect-ports", "any"];
+        args.extend(tls_listen_args(&cert, &key));
         args.extend_from_slice(extra);
         let proxy = Proxy::start(d, &args);
         // The plain listener first, then the TLS ones as https://ADDR.
@@ -203,6 +71,25 @@ impl Rig {
         }
         proxy
     }
+
+    /// [`Rig::proxy`] intercepting the hosts matching `pattern` with the one CA, which also
+    /// signed the origin's leaf and so is the upstream CA too.
+    fn intercepting(&self, d: Driver, pattern: &str) -> Proxy {
+        let (ca, ca_key) = (self.path("ca.pem"), self.path("ca-key.pem"));
+        self.proxy(
+            d,
+            &[
+                "--intercept",
+                pattern,
+                "--ca-cert",
+                &ca,
+                "--ca-key",
+                &ca_key,
+                "--upstream-ca",
+                &ca,
+            ],
+        )
+    }
 }
 
 /// The HTTPS listener's address.
@@ -213,21 +100,9 @@ fn tls_addr(proxy: &Proxy) -> SocketAddr {
 /// `curl -sS -i` through `proxy_url`, trusting `ca` for the proxy and the origins, with
 /// `extra` arguments; (exit code, stdout and stderr).
 fn curl(proxy_url: &str, ca: &str, extra: &[&str], urls: &[String]) -> (Option<i32>, String) {
-    let out = Command::new("curl")
-        .args(["-sS", "-i", "--max-time", "10", "--proxy", proxy_url])
-        .args(["--proxy-cacert", ca, "--cacert", ca])
-        .args(extra)
-        .args(urls)
-        .output()
-        .expect("curl");
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
+    let mut args = vec!["--proxy-cacert", ca, "--cacert", ca];
+    args.extend_from_slice(extra);
+    curl_through(proxy_url, &args, urls)
 }
 
 both_drivers!(
@@ -247,20 +122,8 @@ both_drivers!(
 /// HTTP inside the CONNECT), and the tunnel's line says `reason=not_tls`.
 fn intercept_passthrough_relays_through_the_client_session(d: Driver) {
     let r = rig(&format!("passthrough-{}", d.flag()));
-    let (ca, ca_key) = (r.path("ca.pem"), r.path("ca-key.pem"));
-    let mut proxy = r.proxy(
-        d,
-        &[
-            "--intercept",
-            "*",
-            "--ca-cert",
-            &ca,
-            "--ca-key",
-            &ca_key,
-            "--upstream-ca",
-            &ca,
-        ],
-    );
+    let ca = r.path("ca.pem");
+    let mut proxy = r.intercepting(d, "*");
     let https = format!("https://{}", tls_addr(&proxy));
     let urls: Vec<String> = (0..2)
         .map(|i| format!("http://127.0.0.1:{}/p{i}", r.plain.port))
@@ -455,20 +318,8 @@ fn plain_http_connect_and_the_access_log(d: Driver) {
 /// TLS to the minted leaf inside it, the proxy's TLS to the origin.
 fn interception_through_the_tls_listener(d: Driver) {
     let r = rig(&format!("intercept-{}", d.flag()));
-    let (ca, ca_key) = (r.path("ca.pem"), r.path("ca-key.pem"));
-    let mut proxy = r.proxy(
-        d,
-        &[
-            "--intercept",
-            "localhost",
-            "--ca-cert",
-            &ca,
-            "--ca-key",
-            &ca_key,
-            "--upstream-ca",
-            &ca,
-        ],
-    );
+    let ca = r.path("ca.pem");
+    let mut proxy = r.intercepting(d, "localhost");
     let https = format!("https://{}", tls_addr(&proxy));
     let urls: Vec<String> = (0..3)
         .map(|i| format!("https://localhost:{}/i{i}", r.tls.port))
@@ -670,14 +521,7 @@ fn certificate_rotation_on_sighup(d: Driver) {
     std::fs::copy(r.dir.join("leaf-key.pem"), &key).unwrap();
     let proxy = Proxy::start(
         d,
-        &[
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert.to_str().unwrap(),
-            "--tls-key",
-            key.to_str().unwrap(),
-        ],
+        &tls_listen_args(cert.to_str().unwrap(), key.to_str().unwrap()),
     );
     // A second PKI, with a CA of its own.
     let other = r.dir.join("other");
