@@ -449,16 +449,10 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
     trust_proxy_ca(&r, &home);
     let (code, dom, stderr, took) = chromium(&r, &proxy.url(), &home, "trusting", &r.url("/page"));
     let marker = "<p id=\"marker\">ringway-origin path=/page via=1.1 ringway</p>";
-    assert!(
-        dom.contains(marker),
-        "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
-    );
-    assert_eq!(code, Some(0), "{stderr}");
+    assert_rendered(marker, code, &dom, &stderr, took);
 
     // The page went through the proxy, intercepted.
-    let want = format!(" GET https://localhost:{}/page 200 ", r.origin.port);
-    let line = proxy.wait_line(RUN, |l| l.contains(&want));
-    assert!(line.ends_with(" intercepted=1"), "{line}");
+    assert_intercepted(&mut proxy, r.origin.port, "/page");
 
     // Nothing for another host got through: each was refused by the domain rule.
     let (code, out) = {
@@ -479,16 +473,23 @@ fn chromium_through_interception_with_only_the_test_host_reachable(d: Driver) {
         refused.contains(" 403 ") && refused.ends_with(" 0.000ms reason=dest_not_allowed"),
         "{refused}"
     );
-    let lines = proxy.lines_so_far(Duration::from_millis(200));
-    assert!(
-        !lines.iter().any(|l| l.contains("/untrusted")),
-        "a request went through the tunnel whose certificate Chromium refused: {lines:#?}"
-    );
-    let others = refused_unless_loopback(&lines);
+    let others = none_through_the_refused(&mut proxy, "/untrusted", "the tunnel");
     eprintln!(
         "chromium ({}): page in {took:?}; {others} requests for other hosts refused",
         d.flag()
     );
+}
+
+/// The access lines so far: none of them is for `path` (the page Chromium asked for through
+/// `refused`, whose certificate it refused), and every one for another host was refused
+/// ([`refused_unless_loopback`]); returns how many of those there were.
+fn none_through_the_refused(proxy: &mut Proxy, path: &str, refused: &str) -> usize {
+    let lines = proxy.lines_so_far(Duration::from_millis(200));
+    assert!(
+        !lines.iter().any(|l| l.contains(path)),
+        "a request went through {refused} whose certificate Chromium refused: {lines:#?}"
+    );
+    refused_unless_loopback(&lines)
 }
 
 /// Asserts that every access line in `lines` for a host other than loopback (the test's
@@ -575,37 +576,40 @@ fn chromium_through_the_https_proxy_listener(d: Driver) {
     trust_proxy_ca(&r, &home);
     let (code, dom, stderr, took) = chromium(&r, &listener, &home, "https", &r.url("/inside"));
     let marker = "<p id=\"marker\">ringway-origin path=/inside via=1.1 ringway</p>";
-    assert!(
-        dom.contains(marker),
-        "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
-    );
-    assert_eq!(code, Some(0), "{stderr}");
-    let want = format!(" GET https://localhost:{}/inside 200 ", r.origin.port);
-    let line = proxy.wait_line(RUN, |l| l.contains(&want));
-    assert!(line.ends_with(" intercepted=1"), "{line}");
+    assert_rendered(marker, code, &dom, &stderr, took);
+    assert_intercepted(&mut proxy, r.origin.port, "/inside");
 
     let (code, dom, stderr, took2) = chromium(&r, &listener, &home, "plain", &plain_url("/plain"));
     let marker = "<p id=\"marker\">ringway-plain path=/plain via=1.1 ringway</p>";
-    assert!(
-        dom.contains(marker),
-        "exit {code:?} after {took2:?}; DOM:\n{dom}\nstderr:\n{stderr}"
-    );
-    assert_eq!(code, Some(0), "{stderr}");
+    assert_rendered(marker, code, &dom, &stderr, took2);
     let want = format!(" GET {} 200 ", plain_url("/plain"));
     let line = proxy.wait_line(RUN, |l| l.contains(&want));
     assert!(!line.contains("intercepted"), "{line}");
 
-    let lines = proxy.lines_so_far(Duration::from_millis(200));
-    assert!(
-        !lines.iter().any(|l| l.contains("/untrusted-proxy")),
-        "a request went through the listener whose certificate Chromium refused: {lines:#?}"
-    );
-    let others = refused_unless_loopback(&lines);
+    let others = none_through_the_refused(&mut proxy, "/untrusted-proxy", "the listener");
     eprintln!(
         "chromium via https listener ({}): https page in {took:?}, http page in {took2:?}; \
          {others} requests for other hosts refused",
         d.flag()
     );
+}
+
+/// Asserts that Chromium (exit `code` after `took`) rendered `marker` in its DOM and exited
+/// 0; a failure shows the whole DOM and Chromium's stderr.
+fn assert_rendered(marker: &str, code: Option<i32>, dom: &str, stderr: &str, took: Duration) {
+    assert!(
+        dom.contains(marker),
+        "exit {code:?} after {took:?}; DOM:\n{dom}\nstderr:\n{stderr}"
+    );
+    assert_eq!(code, Some(0), "{stderr}");
+}
+
+/// Waits for the access line of `GET https://localhost:PORT{path} 200` and asserts it was
+/// intercepted (decrypted and re-sent, not tunnelled).
+fn assert_intercepted(proxy: &mut Proxy, port: u16, path: &str) {
+    let want = format!(" GET https://localhost:{port}{path} 200 ");
+    let line = proxy.wait_line(RUN, |l| l.contains(&want));
+    assert!(line.ends_with(" intercepted=1"), "{line}");
 }
 
 /// The host of an access-log target: `host:port` (CONNECT) or `scheme://host[:port]/...`.
