@@ -7,7 +7,7 @@
 //! Panics when python3 cannot start or the script prints no port; the origin is killed on
 //! drop.
 
-use std::io::{BufRead, BufReader};
+use crate::tls_proxy::spawn_first_line;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
@@ -93,16 +93,7 @@ impl PythonTlsOrigin {
         if let Some(dir) = tls {
             cmd.arg(dir.join("leaf.pem")).arg(dir.join("leaf-key.pem"));
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("python3");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
+        let (child, line) = spawn_first_line(cmd.stderr(Stdio::inherit()));
         let port = line.trim().parse().expect("origin port");
         PythonTlsOrigin { child, port }
     }

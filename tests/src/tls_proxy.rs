@@ -9,9 +9,10 @@
 //! listener a test asked for.
 
 use crate::{Driver, Proxy};
+use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
 
 /// `curl -sS -i --max-time 10 --proxy PROXY_URL ARGS URLS` (ARGS: trust such as `--cacert
 /// CA` or `--proxy-cacert CA`, and anything else); (exit code, stdout then stderr), so a
@@ -59,6 +60,30 @@ pub fn https_listener(proxy: &Proxy) -> SocketAddr {
         proxy.banner
     );
     proxy.addrs[1]
+}
+
+/// Spawns `cmd` (the ringway binary with what [`Proxy::start`] cannot express: an
+/// environment of its own, no plain listener) with stdin and stderr null, and returns it
+/// with the first line of its stdout (the banner naming its listeners). The caller kills
+/// and waits for it.
+pub fn spawn_for_banner(cmd: &mut Command) -> (Child, String) {
+    spawn_first_line(cmd.stderr(Stdio::null()))
+}
+
+/// Spawns `cmd` with stdin null and stdout piped (stderr as the caller set it) and reads
+/// the first line of its stdout: what a server prints once it listens (a banner, a port),
+/// so the test waits for that signal rather than sleeping. The caller ends the child.
+pub fn spawn_first_line(cmd: &mut Command) -> (Child, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {:?}: {e}", cmd.get_program()));
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    (child, line)
 }
 
 /// A proxy (`--connect-ports any`, for the tests' high origin ports) holding the

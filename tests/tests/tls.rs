@@ -7,12 +7,11 @@
 
 use ringway_e2e::tls_origin::{PythonTlsOrigin, ECHO_HANDLER_PY};
 use ringway_e2e::tls_pki::{self, origin_and_proxy_pki};
-use ringway_e2e::tls_proxy::{curl_through, proxy_with_ca};
+use ringway_e2e::tls_proxy::{curl_through, proxy_with_ca, spawn_for_banner};
 use ringway_e2e::*;
-use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const RUN: Duration = Duration::from_secs(20);
@@ -327,33 +326,26 @@ fn interception_flag_errors_exit_2() {
 fn ssl_cert_file_is_the_system_trust_store() {
     let r = rig("ssl-cert-file");
     let (cert, key) = (r.path("proxy/ca.pem"), r.path("proxy/ca-key.pem"));
-    let mut child = Command::new(ringway_bin())
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--threads",
-            "1",
-            "--allow-range",
-            "127.0.0.0/8",
-            "--connect-ports",
-            "any",
-            "--intercept",
-            "localhost",
-            "--ca-cert",
-            &cert,
-            "--ca-key",
-            &key,
-        ])
-        .env("SSL_CERT_FILE", r.path("origin/ca.pem"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ringway");
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
+    let (mut child, banner) = spawn_for_banner(
+        Command::new(ringway_bin())
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--threads",
+                "1",
+                "--allow-range",
+                "127.0.0.0/8",
+                "--connect-ports",
+                "any",
+                "--intercept",
+                "localhost",
+                "--ca-cert",
+                &cert,
+                "--ca-key",
+                &key,
+            ])
+            .env("SSL_CERT_FILE", r.path("origin/ca.pem")),
+    );
     let driver = if banner.contains("(epoll") {
         Driver::Epoll
     } else {

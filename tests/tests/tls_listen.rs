@@ -10,9 +10,9 @@
 
 use ringway_e2e::tls_origin::{PythonTlsOrigin, ECHO_HANDLER_PY};
 use ringway_e2e::tls_pki::{self, ca_init, sign_leaf};
-use ringway_e2e::tls_proxy::{curl_through, tls_listen_args};
+use ringway_e2e::tls_proxy::{curl_through, spawn_for_banner, tls_listen_args};
 use ringway_e2e::*;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -601,25 +601,11 @@ fn key_log_of_tls_listen_clients() {
 fn tls_listen_alone_listens_in_clear_nowhere() {
     let r = rig("alone");
     let (cert, key) = (r.path("leaf.pem"), r.path("leaf-key.pem"));
-    let mut child = Command::new(ringway_bin())
-        .args(["--threads", "1", "--allow-range", "127.0.0.0/8"])
-        .args([
-            "--tls-listen",
-            "127.0.0.1:0",
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn ringway");
-    let mut banner = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut banner)
-        .unwrap();
+    let (mut child, banner) = spawn_for_banner(
+        Command::new(ringway_bin())
+            .args(["--threads", "1", "--allow-range", "127.0.0.0/8"])
+            .args(tls_listen_args(&cert, &key)),
+    );
     let listed = banner
         .strip_prefix("ringway listening on https://")
         .and_then(|rest| rest.split_once(" ("))
