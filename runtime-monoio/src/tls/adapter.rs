@@ -57,9 +57,18 @@ pub const LEAF_REFRESH: Duration = Duration::from_secs(7 * 86_400);
 /// The ring provider: it builds with a C compiler alone (aws-lc-rs needs cmake and more).
 /// rustls 0.23.48 deprecates it for lacking post-quantum key exchange; clients still get
 /// X25519 and P-256, and both legs stay on one provider.
+///
+/// Key exchange prefers X25519, then P-256, then P-384, as browsers and OpenSSL do. ring's
+/// default list puts P-384 first, so every origin handshake sent a P-384 key share, and
+/// ring's generic-bignum P-384 made that ECDH about half of an intercepted connection's CPU
+/// (perf, bench/run tlschurn).
 #[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::{default_provider, kx_group};
+    Arc::new(CryptoProvider {
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..default_provider()
+    })
 }
 
 /// Why a TLS session failed, reduced to what the proxy answers and logs.
