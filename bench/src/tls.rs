@@ -472,6 +472,118 @@ pub fn read_body(path: &str) -> Result<Arc<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::TcpListener;
+
+    /// An HTTPS origin on 127.0.0.1 (rustls, a fresh self-signed P-256 certificate for
+    /// 127.0.0.1) answering every GET with `body`, except that answer number `corrupt_at`
+    /// (if any) has its last body byte flipped. Returns its address and the certificate PEM.
+    fn origin(body: Vec<u8>, corrupt_at: Option<usize>) -> (SocketAddr, String) {
+        let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let pem = cert.cert.pem();
+        let config = Arc::new(
+            rustls::ServerConfig::builder()
+                .with_no_client_auth()
+                .with_single_cert(
+                    vec![cert.cert.der().clone()],
+                    rustls::pki_types::PrivateKeyDer::Pkcs8(
+                        cert.signing_key.serialize_der().into(),
+                    ),
+                )
+                .unwrap(),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        thread::spawn(move || {
+            for tcp in listener.incoming() {
+                let (config, body, answered) = (config.clone(), body.clone(), answered.clone());
+                thread::spawn(move || {
+                    let tcp = tcp.unwrap();
+                    tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                    let conn = rustls::ServerConnection::new(config).unwrap();
+                    let mut tls = BufReader::new(StreamOwned::new(conn, tcp));
+                    loop {
+                        let mut head = Vec::new();
+                        while !head.ends_with(b"\r\n\r\n") {
+                            match tls.read_until(b'\n', &mut head) {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                        }
+                        let n = answered.fetch_add(1, Ordering::SeqCst);
+                        let mut out = body.clone();
+                        if corrupt_at == Some(n) {
+                            *out.last_mut().unwrap() ^= 1;
+                        }
+                        let w = tls.get_mut();
+                        let _ = write!(
+                            w,
+                            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+                            out.len()
+                        );
+                        let _ = w.write_all(&out);
+                        let _ = w.flush();
+                    }
+                });
+            }
+        });
+        (addr, pem)
+    }
+
+    fn target_for(addr: SocketAddr, pem: &str) -> Target {
+        let path = std::env::temp_dir().join(format!(
+            "tunnel-load-ca-{}-{}.pem",
+            std::process::id(),
+            addr.port()
+        ));
+        std::fs::write(&path, pem).unwrap();
+        let config = client_config(path.to_str().unwrap()).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        Target {
+            proxy: None,
+            target: addr,
+            config,
+            io_timeout: Duration::from_secs(10),
+        }
+    }
+
+    #[test]
+    fn keep_alive_and_churn_load_verify_every_body() {
+        let body: Vec<u8> = (0..1024u32).map(|i| (i * 7 % 251) as u8).collect();
+        let (addr, pem) = origin(body.clone(), None);
+        let target = target_for(addr, &pem);
+        let body = Arc::new(body);
+        let r = load(&target, "127.0.0.1", "/1k", body.clone(), 2, 0.3, false).unwrap();
+        assert!(r.requests > 2, "{} requests", r.requests);
+        assert_eq!(r.handshakes, 2, "keep-alive: one handshake per connection");
+        let head = "HTTP/1.1 200 OK\r\nContent-Length: 1024\r\n\r\n".len() as u64;
+        assert_eq!(r.bytes, r.requests * (head + 1024));
+        let r = load(&target, "127.0.0.1", "/1k", body, 2, 0.3, true).unwrap();
+        assert_eq!(r.handshakes, r.requests, "churn: one handshake per request");
+    }
+
+    #[test]
+    fn one_flipped_body_byte_fails_the_load() {
+        let body = vec![b'x'; 64 * 1024];
+        let (addr, pem) = origin(body.clone(), Some(5));
+        let target = target_for(addr, &pem);
+        let err = load(&target, "127.0.0.1", "/64k", Arc::new(body), 1, 10.0, false)
+            .err()
+            .unwrap();
+        assert!(err.contains("after 5 requests"), "{err}");
+        assert!(
+            err.contains("body differs from the file at byte 65535"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_certificate_for_another_name_fails_the_handshake() {
+        let (addr, pem) = origin(b"ok".to_vec(), None);
+        let target = target_for(addr, &pem);
+        let err = target.open("other.test").err().unwrap();
+        assert!(err.contains("TLS handshake (SNI other.test)"), "{err}");
+    }
 
     #[test]
     fn percentiles_are_nearest_rank() {
