@@ -15,8 +15,9 @@ from xml.sax.saxutils import escape
 
 COLORS = {"direct": "#9e9e9e", "ringway": "#d9480f", "squid": "#1c7ed6",
           "tinyproxy": "#2b8a3e", "go": "#00a5c8", "hyper": "#7048e8",
-          "ringway-epoll": "#f08c00"}
-PANEL_W, COLS, BAR_H, GAP, LABEL_W, PAD = 480, 2, 15, 4, 72, 16
+          "ringway-epoll": "#f08c00", "ringway-mitm": "#a61e4d", "squid-bump": "#364fc7",
+          "mitmdump": "#5c940d", "go-mitm": "#0b7285"}
+PANEL_W, COLS, BAR_H, GAP, LABEL_W, PAD = 480, 2, 15, 4, 90, 16
 
 
 def fmt(row, value):

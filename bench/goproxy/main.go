@@ -1,6 +1,13 @@
 // A minimal net/http forward proxy used as a peer in Ringway's benchmark:
 // absolute-form requests go through httputil.ReverseProxy (which strips the
 // hop-by-hop headers), CONNECT is a hijacked byte copy in both directions.
+//
+// With -mitm (and -ca-cert, -ca-key, -upstream-ca) every CONNECT is intercepted
+// instead, as goproxy/hudsucker-style proxies do: a P-256 leaf minted per host
+// with crypto/x509 (cached, minted once), tls.Server on the hijacked connection,
+// keep-alive HTTP/1.1 read inside it, each request sent with a pooled
+// http.Transport (keep-alive upstream) that verifies the origin against
+// -upstream-ca. Standard library only.
 package main
 
 import (
@@ -38,7 +45,18 @@ func tunnel(w http.ResponseWriter, r *http.Request) {
 
 func main() {
 	listen := flag.String("listen", "127.0.0.1:0", "address to listen on")
+	mitmOn := flag.Bool("mitm", false, "intercept every CONNECT (needs -ca-cert, -ca-key, -upstream-ca)")
+	caCert := flag.String("ca-cert", "", "interception CA certificate (PEM)")
+	caKey := flag.String("ca-key", "", "interception CA key (PEM, EC or PKCS#8)")
+	upstreamCA := flag.String("upstream-ca", "", "trust anchors for the origins (PEM)")
 	flag.Parse()
+	var interceptor *mitm
+	if *mitmOn {
+		var err error
+		if interceptor, err = newMitm(*caCert, *caKey, *upstreamCA); err != nil {
+			log.Fatal(err)
+		}
+	}
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		log.Fatal(err)
@@ -49,7 +67,9 @@ func main() {
 	forward := &httputil.ReverseProxy{Director: func(*http.Request) {}, Transport: transport,
 		ErrorLog: log.New(io.Discard, "", 0)}
 	log.Fatal(http.Serve(ln, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Method == http.MethodConnect {
+		if r.Method == http.MethodConnect && interceptor != nil {
+			interceptor.serve(w, r)
+		} else if r.Method == http.MethodConnect {
 			tunnel(w, r)
 		} else {
 			forward.ServeHTTP(w, r)

@@ -18,6 +18,9 @@
 //!   client connections, each does one absolute-form GET (2xx, full body read)
 //!   and then stays idle, open.
 //!
+//! - `tls-load`, `tls-hold`, `tls-leaf`: HTTPS through the proxy (CONNECT, then a rustls
+//!   client trusting `--ca`), for the TLS interception phases (see the `tls` module).
+//!
 //! - `soak --proxy ADDR --origin ADDR --files DIR [--requests 1000000] [--connections 64]`:
 //!   the mixed, fully checked load of `bench/soak` (see the `soak` module).
 //!
@@ -28,6 +31,7 @@
 //! stream, timeout) is printed on stderr and the process exits non-zero.
 
 mod soak;
+mod tls;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -608,6 +612,9 @@ const USAGE: &str = "usage:
   tunnel-load hold-sink [--listen 127.0.0.1:0] [--timeout 600]
   tunnel-load hold-tunnels --proxy ADDR --target ADDR --count N [--timeout 600]
   tunnel-load hold-http --proxy ADDR --url http://HOST:PORT/PATH --count N [--timeout 600]
+  tunnel-load tls-load --proxy ADDR|direct --target ADDR --ca PEM --path /1k --body FILE [--sni NAME] [--connections 32] [--seconds 5] [--churn 0|1]
+  tunnel-load tls-hold --proxy ADDR --target ADDR --ca PEM --path /1k --body FILE --count N [--sni NAME] [--timeout 600]
+  tunnel-load tls-leaf --proxy ADDR --target ADDR --ca PEM --path /1k --body FILE --hosts N [--suffix bench.test]
   tunnel-load soak --proxy ADDR --origin ADDR --files DIR [--requests 1000000] [--connections 64] [--timeout 600]";
 
 fn parse_flags(args: &[String]) -> Result<HashMap<String, String>, String> {
@@ -686,6 +693,49 @@ fn run(args: &[String]) -> Result<(), String> {
                 .unwrap_or("");
             loopback(authority, "url")?;
             hold_http(proxy, &url, flag(&flags, "count", None)?, timeout)
+        }
+        "tls-load" | "tls-hold" | "tls-leaf" => {
+            let proxy = match flag::<String>(&flags, "proxy", None)?.as_str() {
+                "direct" => None,
+                addr => Some(loopback(addr, "proxy")?),
+            };
+            let target_addr = loopback(&flag::<String>(&flags, "target", None)?, "target")?;
+            let target = tls::Target {
+                proxy,
+                target: target_addr,
+                config: tls::client_config(&flag::<String>(&flags, "ca", None)?)?,
+                io_timeout: Duration::from_secs(20).min(timeout),
+            };
+            let sni = flag(&flags, "sni", Some(target_addr.ip().to_string()))?;
+            let path = flag::<String>(&flags, "path", None)?;
+            let body = tls::read_body(&flag::<String>(&flags, "body", None)?)?;
+            match command.as_str() {
+                "tls-load" => {
+                    let mut report = tls::load(
+                        &target,
+                        &sni,
+                        &path,
+                        body,
+                        flag(&flags, "connections", Some(32usize))?,
+                        flag(&flags, "seconds", Some(5.0f64))?,
+                        flag(&flags, "churn", Some(0u8))? != 0,
+                    )?;
+                    println!("{}", report.json());
+                    Ok(())
+                }
+                "tls-hold" => {
+                    let held = tls::hold(&target, &sni, &path, body, flag(&flags, "count", None)?)?;
+                    println!("ready {}", held.len());
+                    std::io::stdout().flush().ok();
+                    hold_until_released(timeout, held)
+                }
+                _ => {
+                    let suffix = flag(&flags, "suffix", Some("bench.test".to_string()))?;
+                    let mut report = tls::leaf(&target, flag(&flags, "hosts", None)?, &suffix)?;
+                    println!("{}", report.json());
+                    Ok(())
+                }
+            }
         }
         "soak" => {
             let dir = flag::<String>(&flags, "files", None)?;

@@ -38,7 +38,7 @@ use rustls::pki_types::{
     ServerName, UnixTime,
 };
 use rustls::server::{ClientHello, ResolvesServerCert};
-use rustls::sign::CertifiedKey;
+use rustls::sign::{CertifiedKey, Signer, SigningKey};
 use rustls::{
     ClientConfig, ClientConnection, Connection, DigitallySignedStruct, Error, KeyLog,
     RootCertStore, ServerConfig, ServerConnection, SignatureScheme,
@@ -57,9 +57,18 @@ pub const LEAF_REFRESH: Duration = Duration::from_secs(7 * 86_400);
 /// The ring provider: it builds with a C compiler alone (aws-lc-rs needs cmake and more).
 /// rustls 0.23.48 deprecates it for lacking post-quantum key exchange; clients still get
 /// X25519 and P-256, and both legs stay on one provider.
+///
+/// Key exchange prefers X25519, then P-256, then P-384, as browsers and OpenSSL do. ring's
+/// default list puts P-384 first, so every origin handshake sent a P-384 key share, and
+/// ring's generic-bignum P-384 made that ECDH about half of an intercepted connection's CPU
+/// (perf, bench/run tlschurn).
 #[allow(deprecated)]
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::{default_provider, kx_group};
+    Arc::new(CryptoProvider {
+        kx_groups: vec![kx_group::X25519, kx_group::SECP256R1, kx_group::SECP384R1],
+        ..default_provider()
+    })
 }
 
 /// Why a TLS session failed, reduced to what the proxy answers and logs.
@@ -377,6 +386,51 @@ impl ResolvesServerCert for OneLeaf {
     }
 }
 
+/// A minted leaf's key as rustls signs with it: rcgen's P-256 key pair itself. Loading the
+/// PKCS#8 through the provider instead would parse and check the new key a second time (a
+/// P-256 scalar multiplication, about a fifth of a mint, on the first visit's handshake).
+/// `Debug` names the algorithm only.
+struct MintedKey(Arc<rcgen::KeyPair>);
+
+impl fmt::Debug for MintedKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MintedKey(ECDSA P-256)")
+    }
+}
+
+impl SigningKey for MintedKey {
+    fn choose_scheme(&self, offered: &[SignatureScheme]) -> Option<Box<dyn Signer>> {
+        offered
+            .contains(&SignatureScheme::ECDSA_NISTP256_SHA256)
+            .then(|| Box::new(MintedSigner(self.0.clone())) as Box<dyn Signer>)
+    }
+
+    fn algorithm(&self) -> rustls::SignatureAlgorithm {
+        rustls::SignatureAlgorithm::ECDSA
+    }
+}
+
+/// One handshake's signer for a [`MintedKey`]: ECDSA P-256 with SHA-256, ASN.1 DER signature
+/// (what TLS carries), via ring as rustls' own signer does.
+struct MintedSigner(Arc<rcgen::KeyPair>);
+
+impl fmt::Debug for MintedSigner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MintedSigner(ECDSA P-256)")
+    }
+}
+
+impl Signer for MintedSigner {
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, Error> {
+        rcgen::SigningKey::sign(&*self.0, message)
+            .map_err(|e| Error::General(format!("signing with a minted leaf: {e}")))
+    }
+
+    fn scheme(&self) -> SignatureScheme {
+        SignatureScheme::ECDSA_NISTP256_SHA256
+    }
+}
+
 /// A minted leaf as rustls holds it (certificate chain + signing key), with its minting time
 /// for the cache's refresh. `Debug` comes from rustls, which prints no key material.
 #[derive(Debug)]
@@ -387,7 +441,6 @@ pub struct ServedLeaf {
 
 /// Everything interception needs, built once at start-up and shared by every worker.
 pub struct Interceptor {
-    provider: Arc<CryptoProvider>,
     ca: Ca,
     cache: LeafCache<ServedLeaf, MintError>,
     /// The client-facing template: each connection clones it with its own leaf.
@@ -444,7 +497,6 @@ impl Interceptor {
             server.key_log = log;
         }
         Ok(Interceptor {
-            provider,
             ca,
             cache: LeafCache::new(cache_size),
             server,
@@ -482,11 +534,7 @@ impl Interceptor {
             },
             || {
                 let leaf = leaf::mint(&self.ca, &host, now)?;
-                let key = self
-                    .provider
-                    .key_provider
-                    .load_private_key(PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf.key_der)))
-                    .map_err(|e| MintError::Rcgen(e.to_string()))?;
+                let key: Arc<dyn SigningKey> = Arc::new(MintedKey(Arc::new(leaf.key)));
                 Ok(ServedLeaf {
                     certified: Arc::new(CertifiedKey::new(
                         vec![CertificateDer::from(leaf.cert_der)],

@@ -42,7 +42,7 @@ pub(crate) fn origin(dir: &std::path::Path, host: &str) -> (ListenerTls, PathBuf
     let cert_path = dir.join("origin.pem");
     let key_path = dir.join("origin-key.pem");
     std::fs::write(&cert_path, to_pem("CERTIFICATE", &leaf.cert_der)).unwrap();
-    std::fs::write(&key_path, to_pem("PRIVATE KEY", &leaf.key_der)).unwrap();
+    std::fs::write(&key_path, to_pem("PRIVATE KEY", &leaf.key_der())).unwrap();
     (
         ListenerTls::from_files(&cert_path, &key_path, None).unwrap(),
         ca_path,
@@ -271,7 +271,7 @@ fn leaf_properties() {
     let shown = format!("{leaf:?} {ca:?}");
     assert!(shown.contains("elided"), "{shown}");
     assert!(
-        !shown.contains(&format!("{:?}", &leaf.key_der[..8])),
+        !shown.contains(&format!("{:?}", &leaf.key_der()[..8])),
         "{shown}"
     );
 }
@@ -411,12 +411,12 @@ fn ca_files_modes_overwrite_and_mismatch() {
     // A leaf is no CA.
     let (_, leaf_pem_key) = (
         0,
-        ca::pem_block(&to_pem("PRIVATE KEY", &leaf.key_der), "PRIVATE KEY"),
+        ca::pem_block(&to_pem("PRIVATE KEY", &leaf.key_der()), "PRIVATE KEY"),
     );
-    assert_eq!(leaf_pem_key.unwrap(), leaf.key_der);
+    assert_eq!(leaf_pem_key.unwrap(), leaf.key_der());
     let err = Ca::from_pem(
         &to_pem("CERTIFICATE", &leaf.cert_der),
-        &to_pem("PRIVATE KEY", &leaf.key_der),
+        &to_pem("PRIVATE KEY", &leaf.key_der()),
     )
     .unwrap_err();
     assert!(err.0.contains("not a CA"), "{err}");
