@@ -1,41 +1,55 @@
 //! The readiness model: edge-triggered epoll, nonblocking `recv` and `send`.
 //!
-//! Both sockets of a pair are registered once (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`) and
-//! never re-armed. On readability the relay makes one `recv` into a shared scratch buffer and
-//! sends what it got straight to the other socket; a short `recv` means the socket is drained
-//! (tokio clears readiness the same way), so a request costs one `recv` and one `send` per side
-//! plus a share of `epoll_wait`. Only bytes the other socket would not take are copied, into
-//! that direction's pending buffer; reading from the source stops until they are sent (the
-//! `EPOLLOUT` edge), so an idle pair holds no buffer at all.
+//! Every socket is registered once (`EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET`) and never
+//! re-armed. On readability the relay makes one `recv` into a shared scratch buffer and sends
+//! what it got straight to the peer socket; a short `recv` means the socket is drained (tokio
+//! clears readiness the same way), so a request costs one `recv` and one `send` per side plus
+//! a share of `epoll_wait`. Only bytes the peer would not take are copied, into the peer's
+//! pending buffer; reading stops until they are sent (the `EPOLLOUT` edge), so an idle
+//! connection holds no buffer at all.
 //!
-//! An end of stream or an error on either socket closes both (the loads relayed here never
-//! half-close and go on).
+//! Upstream connections are pooled as [`crate::pooling`] describes. An end of stream or an
+//! error on either socket of a pair closes both (the loads relayed here never half-close).
 
 use std::io;
 use std::os::fd::RawFd;
 
+use crate::pooling;
 use crate::sys::{self, check};
 use crate::Settings;
 
-/// The listener's token in `epoll_event.u64`; pairs use `index << 1 | side`.
+/// The listener's token in `epoll_event.u64`; sockets use their slot index.
 const LISTENER: u64 = u64::MAX;
+const NONE: u32 = u32::MAX;
 
-/// One client connection and its upstream connection.
-struct Pair {
-    /// `[client, upstream]`.
-    fd: [RawFd; 2],
-    /// Bytes waiting to be sent *to* side `i` (copied only when a `send` came up short).
-    pending: [Vec<u8>; 2],
+/// One socket, client or upstream.
+struct Sock {
+    fd: RawFd,
+    /// The other socket of the pair; NONE for a pooled upstream connection.
+    peer: u32,
+    /// Bytes waiting to be sent *to* this socket (copied only when a `send` came up short).
+    pending: Vec<u8>,
     open: bool,
+    /// An upstream connection (not a client's).
+    upstream: bool,
+    /// An upstream connection in the pool.
+    pooled: bool,
+    /// Upstream: the client asked to close after this response; `left` counts its bytes still
+    /// to relay once its head was seen.
+    tracking: bool,
+    left: Option<u64>,
+    /// Client: close once `pending` is sent (its response is complete).
+    close_when_flushed: bool,
 }
 
 struct Relay {
     epfd: RawFd,
-    pairs: Vec<Pair>,
+    socks: Vec<Sock>,
     free: Vec<u32>,
     /// Slots closed during the current batch of events: freed after it, so that a later event
-    /// of the same batch for a closed pair cannot reach a new pair in the reused slot.
+    /// of the same batch for a closed socket cannot reach a new socket in the reused slot.
     closed: Vec<u32>,
+    pool: Vec<u32>,
     scratch: Vec<u8>,
     upstream: libc::sockaddr_in,
 }
@@ -47,9 +61,10 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     let epfd = check(unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) })?;
     let mut relay = Relay {
         epfd,
-        pairs: Vec::new(),
+        socks: Vec::new(),
         free: Vec::new(),
         closed: Vec::new(),
+        pool: Vec::new(),
         scratch: vec![0; settings.buf_size],
         upstream: sys::sockaddr(settings.upstream),
     };
@@ -75,7 +90,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
             if token == LISTENER {
                 relay.accept_all(listen_fd);
             } else {
-                relay.on_event((token >> 1) as u32, (token & 1) as usize, flags);
+                relay.on_event(token as u32, flags);
             }
         }
         let Relay { closed, free, .. } = &mut relay;
@@ -90,7 +105,39 @@ impl Relay {
         check(unsafe { libc::epoll_ctl(self.epfd, libc::EPOLL_CTL_ADD, fd, &mut ev) }).map(drop)
     }
 
-    /// Accepts until `EAGAIN` (edge-triggered), dialing the upstream for each client.
+    /// A slot for a new socket, registered with epoll; closes `fd` on failure.
+    fn add_sock(&mut self, fd: RawFd, upstream: bool) -> Option<u32> {
+        let sock = Sock {
+            fd,
+            peer: NONE,
+            pending: Vec::new(),
+            open: true,
+            upstream,
+            pooled: false,
+            tracking: false,
+            left: None,
+            close_when_flushed: false,
+        };
+        let index = match self.free.pop() {
+            Some(i) => {
+                self.socks[i as usize] = sock;
+                i
+            }
+            None => {
+                self.socks.push(sock);
+                (self.socks.len() - 1) as u32
+            }
+        };
+        let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
+        if self.register(fd, index as u64, events).is_err() {
+            self.close(index);
+            return None;
+        }
+        Some(index)
+    }
+
+    /// Accepts until `EAGAIN` (edge-triggered), pairing each client with a pooled upstream
+    /// connection or a new one.
     fn accept_all(&mut self, listen_fd: RawFd) {
         loop {
             // SAFETY: no address is asked for.
@@ -105,87 +152,78 @@ impl Relay {
             if fd < 0 {
                 return; // EAGAIN, or out of descriptors: the next edge retries
             }
-            if self.open_pair(fd).is_err() {
-                sys::close(fd);
-            }
+            let Some(client) = self.add_sock(fd, false) else {
+                continue;
+            };
+            let Some(up) = self.take_upstream() else {
+                self.close(client);
+                continue;
+            };
+            self.socks[client as usize].peer = up;
+            self.socks[up as usize].peer = client;
         }
     }
 
-    fn open_pair(&mut self, client: RawFd) -> io::Result<()> {
-        let up = sys::tcp_socket(true)?;
+    fn take_upstream(&mut self) -> Option<u32> {
+        while let Some(up) = self.pool.pop() {
+            let sock = &mut self.socks[up as usize];
+            if sock.open && sock.pooled {
+                sock.pooled = false;
+                return Some(up);
+            }
+        }
+        let fd = sys::tcp_socket(true).ok()?;
         // SAFETY: the address is live for the call, with its length.
         let r = unsafe {
             libc::connect(
-                up,
+                fd,
                 (&self.upstream as *const libc::sockaddr_in).cast(),
                 sys::SOCKADDR_LEN,
             )
         };
         if r < 0 && io::Error::last_os_error().raw_os_error() != Some(libc::EINPROGRESS) {
-            sys::close(up);
-            return Err(io::Error::last_os_error());
+            sys::close(fd);
+            return None;
         }
-        let pair = Pair {
-            fd: [client, up],
-            pending: [Vec::new(), Vec::new()],
-            open: true,
-        };
-        let index = match self.free.pop() {
-            Some(i) => {
-                self.pairs[i as usize] = pair;
-                i
-            }
-            None => {
-                self.pairs.push(pair);
-                (self.pairs.len() - 1) as u32
-            }
-        };
-        let events = (libc::EPOLLIN | libc::EPOLLOUT | libc::EPOLLRDHUP | libc::EPOLLET) as u32;
-        for side in 0..2 {
-            let fd = self.pairs[index as usize].fd[side];
-            if self
-                .register(fd, (index as u64) << 1 | side as u64, events)
-                .is_err()
-            {
-                self.close_pair(index); // closes both: the caller must not close the client
-                return Ok(());
-            }
-        }
-        Ok(())
+        self.add_sock(fd, true)
     }
 
-    fn on_event(&mut self, index: u32, side: usize, flags: u32) {
-        if !self.pairs[index as usize].open {
+    fn on_event(&mut self, index: u32, flags: u32) {
+        if !self.socks[index as usize].open {
             return;
         }
-        if flags & libc::EPOLLOUT as u32 != 0
-            && !self.pairs[index as usize].pending[side].is_empty()
-        {
-            if !self.flush(index, side) {
+        if flags & libc::EPOLLOUT as u32 != 0 && !self.socks[index as usize].pending.is_empty() {
+            if !self.flush(index) {
                 return;
             }
-            // the other side's reading stopped while these bytes waited: resume it
-            if !self.relay_from(index, 1 - side, false) {
-                return;
+            let sock = &self.socks[index as usize];
+            if sock.pending.is_empty() {
+                if sock.close_when_flushed {
+                    return self.close(index);
+                }
+                // the peer's reading stopped while these bytes waited: resume it
+                let peer = sock.peer;
+                if peer != NONE && !self.relay_from(peer, false) {
+                    return;
+                }
             }
         }
         let hup = (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32;
-        if flags & (libc::EPOLLIN as u32 | hup) != 0 {
-            self.relay_from(index, side, flags & hup != 0);
+        if flags & (libc::EPOLLIN as u32 | hup) != 0 && self.socks[index as usize].open {
+            self.relay_from(index, flags & hup != 0);
         }
     }
 
-    /// Sends side `to`'s pending bytes; false when the pair was closed. Leaves the rest pending
-    /// on `EAGAIN`.
-    fn flush(&mut self, index: u32, to: usize) -> bool {
-        let pair = &mut self.pairs[index as usize];
-        let buf = &pair.pending[to];
-        // SAFETY: `buf` is live for the call, with its length.
+    /// Sends the socket's pending bytes; false when it was closed. Leaves the rest pending on
+    /// `EAGAIN`.
+    fn flush(&mut self, index: u32) -> bool {
+        let sock = &mut self.socks[index as usize];
+        // SAFETY: `pending` is live for the call, with its length.
         let n = unsafe {
             libc::send(
-                pair.fd[to],
-                buf.as_ptr().cast(),
-                buf.len(),
+                sock.fd,
+                sock.pending.as_ptr().cast(),
+                sock.pending.len(),
                 libc::MSG_NOSIGNAL,
             )
         };
@@ -193,38 +231,42 @@ impl Relay {
             if io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
                 return true;
             }
-            self.close_pair(index);
+            self.close(index);
             return false;
         }
-        pair.pending[to].drain(..n as usize);
+        sock.pending.drain(..n as usize);
         true
     }
 
-    /// Receives from `from` and sends to the other side until the source is drained, the
-    /// other side is full, or the stream ends; false when the pair was closed. `hup`: the event
-    /// said the peer closed, so read on to the end of stream even after a short read.
-    fn relay_from(&mut self, index: u32, from: usize, hup: bool) -> bool {
-        let to = 1 - from;
+    /// Receives from `from` and sends to its peer until the source is drained, the peer is
+    /// full, or the stream ends; false when `from` was closed. `hup`: the event said the peer
+    /// closed, so read on to the end of stream even after a short read.
+    fn relay_from(&mut self, from: u32, hup: bool) -> bool {
         let size = self.scratch.len();
         loop {
-            let pair = &mut self.pairs[index as usize];
-            if !pair.pending[to].is_empty() {
+            let sock = &self.socks[from as usize];
+            let to = sock.peer;
+            if to != NONE && !self.socks[to as usize].pending.is_empty() {
                 return true; // wait for the EPOLLOUT edge of `to`
             }
             // SAFETY: `scratch` is live for the call, with its length.
-            let n = unsafe { libc::recv(pair.fd[from], self.scratch.as_mut_ptr().cast(), size, 0) };
+            let n = unsafe { libc::recv(sock.fd, self.scratch.as_mut_ptr().cast(), size, 0) };
             if n <= 0 {
                 if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EAGAIN) {
                     return true;
                 }
-                self.close_pair(index); // end of stream or error
+                self.close(from); // end of stream or error
                 return false;
             }
             let n = n as usize;
+            if to == NONE {
+                continue; // a pooled connection has nothing to say: drop it
+            }
+            let response_done = self.http_edits(from, to, n);
             // SAFETY: the first `n` scratch bytes are live for the call.
             let sent = unsafe {
                 libc::send(
-                    pair.fd[to],
+                    self.socks[to as usize].fd,
                     self.scratch.as_ptr().cast(),
                     n,
                     libc::MSG_NOSIGNAL,
@@ -232,7 +274,7 @@ impl Relay {
             };
             let sent = if sent < 0 {
                 if io::Error::last_os_error().raw_os_error() != Some(libc::EAGAIN) {
-                    self.close_pair(index);
+                    self.close(to);
                     return false;
                 }
                 0
@@ -240,7 +282,24 @@ impl Relay {
                 sent as usize
             };
             if sent < n {
-                pair.pending[to].extend_from_slice(&self.scratch[sent..n]);
+                let Relay { socks, scratch, .. } = self;
+                socks[to as usize]
+                    .pending
+                    .extend_from_slice(&scratch[sent..n]);
+            }
+            if response_done {
+                // `from` (upstream) goes back to the pool; the client closes once flushed
+                self.socks[from as usize].peer = NONE;
+                self.socks[from as usize].pooled = true;
+                self.pool.push(from);
+                let client = &mut self.socks[to as usize];
+                client.peer = NONE;
+                if client.pending.is_empty() {
+                    self.close(to);
+                } else {
+                    client.close_when_flushed = true;
+                }
+                return true;
             }
             if n < size && !hup {
                 return true; // a short read drained the socket; the next arrival is a new edge
@@ -248,16 +307,58 @@ impl Relay {
         }
     }
 
-    fn close_pair(&mut self, index: u32) {
-        let pair = &mut self.pairs[index as usize];
-        if !pair.open {
+    /// [`pooling`]'s edits on the `n` scratch bytes going from `from` to `to`; true when they
+    /// end the response the client asked to be the last.
+    fn http_edits(&mut self, from: u32, to: u32, n: usize) -> bool {
+        let Relay { socks, scratch, .. } = self;
+        let chunk = &mut scratch[..n];
+        if !socks[from as usize].upstream {
+            let up = &mut socks[to as usize];
+            if !up.tracking && pooling::strip_close(chunk) {
+                up.tracking = true;
+                up.left = None;
+            }
+            return false;
+        }
+        let up = &mut socks[from as usize];
+        if !up.tracking {
+            return false;
+        }
+        let left = match up.left {
+            Some(left) => left,
+            None => match pooling::mark_close(chunk) {
+                Some(total) => total,
+                None => {
+                    up.tracking = false; // relay as it is; the pair ends with the client
+                    return false;
+                }
+            },
+        };
+        let left = left.saturating_sub(n as u64);
+        up.left = Some(left);
+        if left == 0 {
+            up.tracking = false;
+            up.left = None;
+            return true;
+        }
+        false
+    }
+
+    /// Closes a socket and, if it is paired, its peer.
+    fn close(&mut self, index: u32) {
+        let sock = &mut self.socks[index as usize];
+        if !sock.open {
             return;
         }
-        pair.open = false;
-        for fd in pair.fd {
-            sys::close(fd); // also removes it from the epoll set
-        }
-        pair.pending = [Vec::new(), Vec::new()];
+        sock.open = false;
+        sock.pooled = false;
+        sys::close(sock.fd); // also removes it from the epoll set
+        sock.pending = Vec::new();
+        let peer = std::mem::replace(&mut sock.peer, NONE);
         self.closed.push(index);
+        if peer != NONE {
+            self.socks[peer as usize].peer = NONE;
+            self.close(peer);
+        }
     }
 }

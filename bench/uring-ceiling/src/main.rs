@@ -1,12 +1,17 @@
 //! The ceiling relay: how fast could *any* forward proxy be on this kernel, per IO model?
 //!
-//! A proxy that does no HTTP work at all: every accepted client connection gets one upstream
-//! TCP connection to a fixed address (the benchmark's nginx), and bytes are relayed both ways
-//! unchanged. wrk's absolute-form requests (`GET http://127.0.0.1:PORT/1k HTTP/1.1`) reach
+//! A proxy that does (next to) no HTTP work: every accepted client connection is paired with
+//! one upstream TCP connection to a fixed address (the benchmark's nginx), and bytes are
+//! relayed both ways unchanged. wrk's absolute-form requests (`GET http://127.0.0.1:PORT/1k HTTP/1.1`) reach
 //! nginx as they are, and nginx answers absolute-form requests (RFC 9112 §3.2.2 makes servers
 //! accept them), so this relay runs bench/run's keep-alive and new-connection-per-request
 //! loads exactly like a proxy does, minus the proxy's user-space work. CONNECT is not served
 //! (there is nothing to parse it with).
+//!
+//! Upstream connections are pooled, as every proxy measured pools them (without it the
+//! new-connection-per-request load would cost the relay a second TCP handshake per request
+//! that no proxy pays); [`pooling`] holds the few in-place byte edits that takes for
+//! `Connection: close` requests.
 //!
 //! Two IO models in one binary, one thread each, so they can be compared side by side:
 //! - `--mode uring` ([`uring`]): io_uring-native — multishot accept, multishot receive into a
@@ -21,6 +26,7 @@
 //! product: no timeouts, no access control — it listens on loopback in the benchmark.
 
 mod epoll;
+mod pooling;
 mod sys;
 mod uring;
 

@@ -1,23 +1,25 @@
 //! The io_uring-native model: completions, not readiness.
 //!
 //! - One multishot `ACCEPT` on the listener posts a CQE per new client.
-//! - Each pair's upstream socket connects with a `CONNECT` SQE; then each of its two sockets
-//!   gets one multishot `RECV` with buffer selection from a provided-buffer ring
-//!   (`IORING_REGISTER_PBUF_RING`): the kernel picks a buffer only when bytes arrive, so an idle
-//!   pair holds none, and no receive is ever re-armed while data keeps coming.
+//! - A client is paired with a pooled upstream connection ([`crate::pooling`]) or a new one,
+//!   connected by a `CONNECT` SQE; each socket gets one multishot `RECV` with buffer selection
+//!   from a provided-buffer ring (`IORING_REGISTER_PBUF_RING`): the kernel picks a buffer only
+//!   when bytes arrive, so an idle connection holds none, and no receive is ever re-armed while
+//!   data keeps coming (a pooled connection keeps its receive armed).
 //! - Received bytes are sent to the other socket by a `SEND` SQE straight from the provided
 //!   buffer (no copy); the buffer goes back to the ring when the send completes. At most one
-//!   send is in flight per direction (later chunks queue behind it) so bytes stay in order.
+//!   send is in flight per socket (later chunks queue behind it) so bytes stay in order.
 //! - Every SQE a loop turn produced is submitted by the one `io_uring_enter` that also waits
 //!   for the next completions (`submit_and_wait(1)`): one syscall per turn, for all pairs.
-//! - End of stream or an error on either socket: the queued sends drain, then `SHUTDOWN` SQEs
-//!   end both multishot receives, and once no operation of the pair is in flight `CLOSE` SQEs
-//!   release the descriptors.
+//! - End of stream or an error on either socket of a pair ends both: what is queued for each is
+//!   sent, then a `SHUTDOWN` SQE ends its multishot receive, and once no operation on it is in
+//!   flight a `CLOSE` SQE releases the descriptor. A client whose last response was relayed
+//!   ends the same way, alone.
 //!
 //! Ring set-up: `--taskrun defer` (default) is `IORING_SETUP_SINGLE_ISSUER |
 //! IORING_SETUP_DEFER_TASKRUN` (completion work runs only inside our `io_uring_enter`, never as
-//! an interruption); `coop` is `IORING_SETUP_COOP_TASKRUN`; `plain` none of them (monoio 0.2.4's
-//! set-up).
+//! an interruption); `coop` is `IORING_SETUP_COOP_TASKRUN` (what ringway gives monoio);
+//! `plain` none of them (monoio 0.2.4's default).
 //!
 //! When the buffer ring runs dry a multishot receive ends with `ENOBUFS`; it is re-armed once
 //! a send has returned a buffer.
@@ -30,6 +32,7 @@ use std::sync::atomic::{AtomicU16, Ordering};
 use io_uring::types::{BufRingEntry, Fd};
 use io_uring::{cqueue, opcode, squeue, IoUring};
 
+use crate::pooling;
 use crate::sys;
 use crate::Settings;
 
@@ -51,13 +54,13 @@ const OP_SEND: u64 = 4;
 const OP_SHUTDOWN: u64 = 5;
 const OP_CLOSE: u64 = 6;
 
-/// `user_data`: the operation, the pair's slot and the socket's side (0 client, 1 upstream).
-fn token(op: u64, index: u32, side: usize) -> u64 {
-    op << 56 | (side as u64) << 48 | index as u64
+/// `user_data`: the operation and the socket's slot.
+fn token(op: u64, index: u32) -> u64 {
+    op << 56 | index as u64
 }
 
-fn untoken(t: u64) -> (u64, u32, usize) {
-    (t >> 56, t as u32, ((t >> 48) & 0xff) as usize)
+fn untoken(t: u64) -> (u64, u32) {
+    (t >> 56, t as u32)
 }
 
 /// A received provided buffer waiting to be (fully) sent.
@@ -67,23 +70,34 @@ struct Chunk {
     len: u32,
 }
 
-/// The bytes going *to* one socket of a pair.
+const NONE: u32 = u32::MAX;
+
+/// One socket, client or upstream.
 #[derive(Default)]
-struct Outbox {
+struct Sock {
+    fd: RawFd,
+    /// The other socket of the pair; NONE for a pooled upstream connection.
+    peer: u32,
+    /// An upstream connection (not a client's).
+    upstream: bool,
+    /// An upstream connection in the pool.
+    pooled: bool,
+    /// Upstream: its `CONNECT` completed (a client is connected from the start).
+    connected: bool,
+    /// Chunks to send *to* this socket, in order; the first is in flight when `sending`.
     queue: VecDeque<Chunk>,
     sending: bool,
-}
-
-#[derive(Default)]
-struct Pair {
-    /// `[client, upstream]`.
-    fd: [RawFd; 2],
-    out: [Outbox; 2],
-    /// Operations of this pair in flight (their CQEs still to come).
+    /// Operations on this socket in flight (their CQEs still to come).
     ops: u32,
     closing: bool,
     shut: bool,
     in_use: bool,
+    /// Upstream: the client asked to close after this response; `left` counts its bytes still
+    /// to relay once its head was seen.
+    tracking: bool,
+    left: Option<u64>,
+    /// Client: close once the queue is sent (its response is complete).
+    close_when_flushed: bool,
 }
 
 /// The provided-buffer ring: `count` buffers of `size` bytes and the ring of their
@@ -162,12 +176,13 @@ fn mmap(len: usize) -> io::Result<*mut u8> {
 struct Relay {
     ring: IoUring,
     bufs: Buffers,
-    pairs: Vec<Pair>,
+    socks: Vec<Sock>,
     free: Vec<u32>,
+    pool: Vec<u32>,
     /// SQEs produced in this loop turn, pushed to the ring together before the next enter.
     sqes: Vec<squeue::Entry>,
     /// Receives that ended with `ENOBUFS`, to re-arm once buffers are back.
-    starved: Vec<(u32, usize)>,
+    starved: Vec<u32>,
     listen_fd: RawFd,
     upstream: Box<libc::sockaddr_in>,
 }
@@ -195,8 +210,9 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     let mut relay = Relay {
         ring,
         bufs,
-        pairs: Vec::new(),
+        socks: Vec::new(),
         free: Vec::new(),
+        pool: Vec::new(),
         sqes: Vec::with_capacity(1024),
         starved: Vec::new(),
         listen_fd,
@@ -261,188 +277,267 @@ impl Relay {
         let sqe = opcode::AcceptMulti::new(Fd(self.listen_fd))
             .flags(libc::SOCK_CLOEXEC)
             .build()
-            .user_data(token(OP_ACCEPT, 0, 0));
+            .user_data(token(OP_ACCEPT, 0));
         self.sqes.push(sqe);
     }
 
     fn on_completion(&mut self, t: u64, res: i32, flags: u32) {
-        let (op, index, side) = untoken(t);
+        let (op, index) = untoken(t);
         match op {
             OP_ACCEPT => {
                 if !cqueue::more(flags) {
                     self.arm_accept();
                 }
                 if res >= 0 {
-                    self.open_pair(res);
+                    self.accepted(res);
                 }
             }
             OP_CONNECT => {
-                let pair = &mut self.pairs[index as usize];
-                pair.ops -= 1;
-                if res < 0 || pair.closing {
+                let sock = &mut self.socks[index as usize];
+                sock.ops -= 1;
+                if res < 0 || sock.closing {
                     self.begin_close(index);
                 } else {
-                    self.arm_recv(index, 0);
-                    self.arm_recv(index, 1);
+                    sock.connected = true;
+                    let peer = sock.peer;
+                    self.arm_recv(index);
+                    if peer != NONE {
+                        self.arm_recv(peer);
+                    }
                 }
             }
-            OP_RECV => self.on_recv(index, side, res, flags),
-            OP_SEND => self.on_send(index, side, res),
+            OP_RECV => self.on_recv(index, res, flags),
+            OP_SEND => self.on_send(index, res),
             OP_SHUTDOWN => {
-                self.pairs[index as usize].ops -= 1;
+                self.socks[index as usize].ops -= 1;
                 self.maybe_finish(index);
             }
             _ => {} // OP_CLOSE: nothing waits for it
         }
     }
 
-    fn open_pair(&mut self, client: RawFd) {
-        let up = match sys::tcp_socket(false) {
-            Ok(fd) => fd,
-            Err(_) => return sys::close(client),
-        };
+    fn new_sock(&mut self, fd: RawFd, upstream: bool) -> u32 {
         let index = self.free.pop().unwrap_or_else(|| {
-            self.pairs.push(Pair::default());
-            (self.pairs.len() - 1) as u32
+            self.socks.push(Sock::default());
+            (self.socks.len() - 1) as u32
         });
-        let pair = &mut self.pairs[index as usize];
-        pair.fd = [client, up];
-        pair.ops = 1;
-        pair.closing = false;
-        pair.shut = false;
-        pair.in_use = true;
-        let sqe = opcode::Connect::new(
-            Fd(up),
-            (&*self.upstream as *const libc::sockaddr_in).cast(),
-            sys::SOCKADDR_LEN,
-        )
-        .build()
-        .user_data(token(OP_CONNECT, index, 1));
-        self.sqes.push(sqe);
+        let sock = &mut self.socks[index as usize];
+        debug_assert!(!sock.in_use && sock.queue.is_empty());
+        let queue = std::mem::take(&mut sock.queue); // keep its capacity
+        *sock = Sock {
+            fd,
+            peer: NONE,
+            upstream,
+            connected: !upstream,
+            queue,
+            in_use: true,
+            ..Sock::default()
+        };
+        index
     }
 
-    fn arm_recv(&mut self, index: u32, side: usize) {
-        let pair = &mut self.pairs[index as usize];
-        pair.ops += 1;
-        let sqe = opcode::RecvMulti::new(Fd(pair.fd[side]), BGID)
+    /// A new client: paired with a pooled upstream connection or a new one.
+    fn accepted(&mut self, fd: RawFd) {
+        let client = self.new_sock(fd, false);
+        let up = loop {
+            match self.pool.pop() {
+                Some(up) if self.socks[up as usize].pooled => {
+                    self.socks[up as usize].pooled = false;
+                    break up;
+                }
+                Some(_) => continue, // closed while pooled
+                None => {}
+            }
+            let Ok(up_fd) = sys::tcp_socket(false) else {
+                return self.begin_close(client);
+            };
+            let up = self.new_sock(up_fd, true);
+            self.socks[up as usize].ops = 1;
+            let addr = (&*self.upstream as *const libc::sockaddr_in).cast();
+            let sqe = opcode::Connect::new(Fd(up_fd), addr, sys::SOCKADDR_LEN)
+                .build()
+                .user_data(token(OP_CONNECT, up));
+            self.sqes.push(sqe);
+            break up;
+        };
+        self.socks[client as usize].peer = up;
+        self.socks[up as usize].peer = client;
+        if self.socks[up as usize].connected {
+            self.arm_recv(client); // the pooled connection's receive is armed already
+        }
+    }
+
+    fn arm_recv(&mut self, index: u32) {
+        let sock = &mut self.socks[index as usize];
+        sock.ops += 1;
+        let sqe = opcode::RecvMulti::new(Fd(sock.fd), BGID)
             .build()
-            .user_data(token(OP_RECV, index, side));
+            .user_data(token(OP_RECV, index));
         self.sqes.push(sqe);
     }
 
-    fn on_recv(&mut self, index: u32, side: usize, res: i32, flags: u32) {
+    fn on_recv(&mut self, index: u32, res: i32, flags: u32) {
         let more = cqueue::more(flags);
         if !more {
-            self.pairs[index as usize].ops -= 1;
+            self.socks[index as usize].ops -= 1;
         }
         if let Some(bid) = cqueue::buffer_select(flags) {
             self.bufs.held += 1;
-            if res > 0 && !self.pairs[index as usize].closing {
-                self.pairs[index as usize].out[1 - side]
-                    .queue
-                    .push_back(Chunk {
-                        bid,
-                        sent: 0,
-                        len: res as u32,
-                    });
-                self.send_next(index, 1 - side);
+            let sock = &self.socks[index as usize];
+            let peer = sock.peer;
+            if res > 0 && !sock.closing && peer != NONE && !self.socks[peer as usize].closing {
+                self.forward(index, peer, bid, res as u32);
             } else {
-                self.bufs.give_back(bid);
+                self.bufs.give_back(bid); // nobody to send it to
             }
         }
-        let closing = self.pairs[index as usize].closing;
+        let closing = self.socks[index as usize].closing;
         if res == 0 || (res < 0 && res != -libc::ENOBUFS) {
             self.begin_close(index);
         } else if res == -libc::ENOBUFS {
             if !closing {
-                self.starved.push((index, side));
+                self.starved.push(index);
             }
         } else if !more && !closing {
-            self.arm_recv(index, side); // a multishot receive may end early (CQ overflow)
+            self.arm_recv(index); // a multishot receive may end early (CQ overflow)
         }
         self.maybe_finish(index);
     }
 
-    /// Starts the send of `to`'s first queued chunk unless one is in flight.
-    fn send_next(&mut self, index: u32, to: usize) {
-        let pair = &mut self.pairs[index as usize];
-        let out = &mut pair.out[to];
-        let Some(chunk) = out.queue.front() else {
+    /// Queues buffer `bid` (`len` bytes from `from`) for `to`, with [`pooling`]'s edits.
+    fn forward(&mut self, from: u32, to: u32, bid: u16, len: u32) {
+        // SAFETY: the kernel filled `len` bytes of buffer `bid` and gave it to us; nothing
+        // else touches it until it is given back.
+        let chunk = unsafe { std::slice::from_raw_parts_mut(self.bufs.addr(bid), len as usize) };
+        let mut response_done = false;
+        if !self.socks[from as usize].upstream {
+            let up = &mut self.socks[to as usize];
+            if !up.tracking && pooling::strip_close(chunk) {
+                up.tracking = true;
+                up.left = None;
+            }
+        } else if self.socks[from as usize].tracking {
+            let up = &mut self.socks[from as usize];
+            let left = match up.left {
+                Some(left) => Some(left),
+                None => pooling::mark_close(chunk),
+            };
+            match left {
+                None => up.tracking = false, // relay as it is; the pair ends with the client
+                Some(left) => {
+                    let left = left.saturating_sub(len as u64);
+                    up.left = Some(left);
+                    if left == 0 {
+                        up.tracking = false;
+                        up.left = None;
+                        response_done = true;
+                    }
+                }
+            }
+        }
+        self.socks[to as usize]
+            .queue
+            .push_back(Chunk { bid, sent: 0, len });
+        self.send_next(to);
+        if response_done {
+            // the upstream connection goes back to the pool; the client closes once flushed
+            self.socks[from as usize].peer = NONE;
+            self.socks[from as usize].pooled = true;
+            self.pool.push(from);
+            let client = &mut self.socks[to as usize];
+            client.peer = NONE;
+            client.close_when_flushed = true;
+        }
+    }
+
+    /// Starts the send of the socket's first queued chunk unless one is in flight.
+    fn send_next(&mut self, index: u32) {
+        let sock = &mut self.socks[index as usize];
+        let Some(chunk) = sock.queue.front() else {
             return;
         };
-        if out.sending {
+        if sock.sending {
             return;
         }
-        out.sending = true;
-        pair.ops += 1;
+        sock.sending = true;
+        sock.ops += 1;
         // SAFETY: `sent < len <= size`, inside buffer `bid`.
         let ptr = unsafe { self.bufs.addr(chunk.bid).add(chunk.sent as usize) };
-        let sqe = opcode::Send::new(Fd(pair.fd[to]), ptr, chunk.len - chunk.sent)
+        let sqe = opcode::Send::new(Fd(sock.fd), ptr, chunk.len - chunk.sent)
             .flags(libc::MSG_NOSIGNAL)
             .build()
-            .user_data(token(OP_SEND, index, to));
+            .user_data(token(OP_SEND, index));
         self.sqes.push(sqe);
     }
 
-    fn on_send(&mut self, index: u32, to: usize, res: i32) {
-        let pair = &mut self.pairs[index as usize];
-        pair.ops -= 1;
-        pair.out[to].sending = false;
+    fn on_send(&mut self, index: u32, res: i32) {
+        let sock = &mut self.socks[index as usize];
+        sock.ops -= 1;
+        sock.sending = false;
         if res < 0 {
             // the destination is gone: drop what was queued for it, end the pair
-            while let Some(chunk) = self.pairs[index as usize].out[to].queue.pop_front() {
+            while let Some(chunk) = self.socks[index as usize].queue.pop_front() {
                 self.bufs.give_back(chunk.bid);
             }
             self.begin_close(index);
         } else {
-            let chunk = pair.out[to]
+            let chunk = sock
                 .queue
                 .front_mut()
                 .expect("a send completed for a queued chunk");
             chunk.sent += res as u32;
             if chunk.sent >= chunk.len {
                 let bid = chunk.bid;
-                pair.out[to].queue.pop_front();
+                sock.queue.pop_front();
                 self.bufs.give_back(bid);
             }
-            self.send_next(index, to);
+            self.send_next(index);
+            let sock = &self.socks[index as usize];
+            if sock.queue.is_empty() && sock.close_when_flushed {
+                self.begin_close(index);
+            }
         }
         self.maybe_finish(index);
     }
 
+    /// Ends a socket and, if it is paired, its peer: what is queued for each is still sent.
     fn begin_close(&mut self, index: u32) {
-        self.pairs[index as usize].closing = true;
+        let sock = &mut self.socks[index as usize];
+        if sock.closing || !sock.in_use {
+            return;
+        }
+        sock.closing = true;
+        sock.pooled = false;
+        let peer = std::mem::replace(&mut sock.peer, NONE);
+        if peer != NONE {
+            self.socks[peer as usize].peer = NONE;
+            self.begin_close(peer);
+        }
+        self.maybe_finish(index);
     }
 
-    /// A closing pair: once nothing is left to send, shut both sockets down (which ends their
-    /// multishot receives); once no operation is in flight, close both and free the slot.
+    /// A closing socket: once nothing is left to send to it, shut it down (which ends its
+    /// multishot receive); once no operation is in flight, close it and free the slot.
     fn maybe_finish(&mut self, index: u32) {
-        let pair = &mut self.pairs[index as usize];
-        if !pair.closing || !pair.in_use {
+        let sock = &mut self.socks[index as usize];
+        if !sock.closing || !sock.in_use || sock.sending || !sock.queue.is_empty() {
             return;
         }
-        if pair.out.iter().any(|o| o.sending || !o.queue.is_empty()) {
+        if !sock.shut {
+            sock.shut = true;
+            sock.ops += 1;
+            let sqe = opcode::Shutdown::new(Fd(sock.fd), libc::SHUT_RDWR)
+                .build()
+                .user_data(token(OP_SHUTDOWN, index));
+            self.sqes.push(sqe);
             return;
         }
-        if !pair.shut {
-            pair.shut = true;
-            for side in 0..2 {
-                pair.ops += 1;
-                let sqe = opcode::Shutdown::new(Fd(pair.fd[side]), libc::SHUT_RDWR)
-                    .build()
-                    .user_data(token(OP_SHUTDOWN, index, side));
-                self.sqes.push(sqe);
-            }
-            return;
-        }
-        if pair.ops == 0 {
-            for side in 0..2 {
-                let sqe = opcode::Close::new(Fd(pair.fd[side]))
-                    .build()
-                    .user_data(token(OP_CLOSE, index, side));
-                self.sqes.push(sqe);
-            }
-            pair.in_use = false;
+        if sock.ops == 0 {
+            let sqe = opcode::Close::new(Fd(sock.fd))
+                .build()
+                .user_data(token(OP_CLOSE, index));
+            self.sqes.push(sqe);
+            sock.in_use = false;
             self.free.push(index);
         }
     }
@@ -451,14 +546,14 @@ impl Relay {
         if self.starved.is_empty() || self.bufs.held >= self.bufs.count {
             return;
         }
-        let starved = std::mem::take(&mut self.starved);
-        for &(index, side) in &starved {
-            let pair = &self.pairs[index as usize];
-            if pair.in_use && !pair.closing {
-                self.arm_recv(index, side);
+        let mut starved = std::mem::take(&mut self.starved);
+        for &index in &starved {
+            let sock = &self.socks[index as usize];
+            if sock.in_use && !sock.closing {
+                self.arm_recv(index);
             }
         }
+        starved.clear();
         self.starved = starved;
-        self.starved.clear();
     }
 }
