@@ -12,8 +12,8 @@
 //! - Every SQE a loop turn produced is submitted by the one `io_uring_enter` that also waits
 //!   for the next completions (`submit_and_wait(1)`): one syscall per turn, for all pairs.
 //! - End of stream or an error on either socket of a pair ends both: what is queued for each is
-//!   sent, then a `SHUTDOWN` SQE ends its multishot receive, and once no operation on it is in
-//!   flight a `CLOSE` SQE releases the descriptor. A client whose last response was relayed
+//!   sent, then an `ASYNC_CANCEL` SQE ends its multishot receive, and once no operation on it
+//!   is in flight a `CLOSE` SQE releases the descriptor. A client whose last response was relayed
 //!   ends the same way, alone.
 //!
 //! Ring set-up: `--taskrun defer` (default) is `IORING_SETUP_SINGLE_ISSUER |
@@ -51,7 +51,7 @@ const OP_ACCEPT: u64 = 1;
 const OP_CONNECT: u64 = 2;
 const OP_RECV: u64 = 3;
 const OP_SEND: u64 = 4;
-const OP_SHUTDOWN: u64 = 5;
+const OP_CANCEL: u64 = 5;
 const OP_CLOSE: u64 = 6;
 
 /// `user_data`: the operation and the socket's slot.
@@ -89,6 +89,8 @@ struct Sock {
     sending: bool,
     /// Operations on this socket in flight (their CQEs still to come).
     ops: u32,
+    /// Its multishot receive is armed (its last CQE, without `IORING_CQE_F_MORE`, to come).
+    receiving: bool,
     closing: bool,
     shut: bool,
     in_use: bool,
@@ -308,11 +310,7 @@ impl Relay {
             }
             OP_RECV => self.on_recv(index, res, flags),
             OP_SEND => self.on_send(index, res),
-            OP_SHUTDOWN => {
-                self.socks[index as usize].ops -= 1;
-                self.maybe_finish(index);
-            }
-            _ => {} // OP_CLOSE: nothing waits for it
+            _ => {} // OP_CANCEL, OP_CLOSE: the cancelled receive's own CQE is what counts
         }
     }
 
@@ -370,6 +368,7 @@ impl Relay {
     fn arm_recv(&mut self, index: u32) {
         let sock = &mut self.socks[index as usize];
         sock.ops += 1;
+        sock.receiving = true;
         let sqe = opcode::RecvMulti::new(Fd(sock.fd), BGID)
             .build()
             .user_data(token(OP_RECV, index));
@@ -380,6 +379,7 @@ impl Relay {
         let more = cqueue::more(flags);
         if !more {
             self.socks[index as usize].ops -= 1;
+            self.socks[index as usize].receiving = false;
         }
         if let Some(bid) = cqueue::buffer_select(flags) {
             self.bufs.held += 1;
@@ -516,8 +516,10 @@ impl Relay {
         self.maybe_finish(index);
     }
 
-    /// A closing socket: once nothing is left to send to it, shut it down (which ends its
-    /// multishot receive); once no operation is in flight, close it and free the slot.
+    /// A closing socket: once nothing is left to send to it, cancel its multishot receive
+    /// (`ASYNC_CANCEL` completes inline; a `SHUTDOWN` SQE would be punted to an io-wq worker
+    /// thread every time, as the kernel never issues it nonblocking); once no operation is in
+    /// flight, close it and free the slot.
     fn maybe_finish(&mut self, index: u32) {
         let sock = &mut self.socks[index as usize];
         if !sock.closing || !sock.in_use || sock.sending || !sock.queue.is_empty() {
@@ -525,12 +527,12 @@ impl Relay {
         }
         if !sock.shut {
             sock.shut = true;
-            sock.ops += 1;
-            let sqe = opcode::Shutdown::new(Fd(sock.fd), libc::SHUT_RDWR)
-                .build()
-                .user_data(token(OP_SHUTDOWN, index));
-            self.sqes.push(sqe);
-            return;
+            if sock.receiving {
+                let sqe = opcode::AsyncCancel::new(token(OP_RECV, index))
+                    .build()
+                    .user_data(token(OP_CANCEL, index));
+                self.sqes.push(sqe);
+            }
         }
         if sock.ops == 0 {
             let sqe = opcode::Close::new(Fd(sock.fd))
