@@ -28,6 +28,8 @@
 mod epoll;
 mod pooling;
 mod sys;
+#[cfg(test)]
+mod tests;
 mod uring;
 
 use std::net::SocketAddrV4;
