@@ -20,6 +20,10 @@
 //! - `--mode epoll` ([`epoll`]): edge-triggered epoll with nonblocking `recv`/`send`, one
 //!   `recv` per readiness event (tokio's model, and ringway's epoll driver's).
 //!
+//! A third mode is the same idea for CONNECT tunnels: `--mode splice` ([`splice`]) serves only
+//! `CONNECT` to loopback addresses and moves the bytes with `splice(2)` alone (`--upstream` is
+//! unused there).
+//!
 //! It prints `uring-ceiling (MODE) listening on ADDR` on stdout once bound (bench/run reads the
 //! port from it) and runs until killed. Errors on one connection close that connection pair;
 //! errors setting up the listener or the ring exit with a message. A measurement tool, not a
@@ -27,6 +31,7 @@
 
 mod epoll;
 mod pooling;
+mod splice;
 mod sys;
 #[cfg(test)]
 mod tests;
@@ -52,7 +57,7 @@ pub struct Settings {
 }
 
 const USAGE: &str =
-    "usage: uring-ceiling --mode uring|epoll --upstream IP:PORT [--listen IP:PORT] \
+    "usage: uring-ceiling --mode uring|epoll|splice --upstream IP:PORT [--listen IP:PORT] \
 [--buf-size BYTES] [--bufs N] [--taskrun defer|coop|plain]";
 
 fn parse() -> Result<(String, Settings), String> {
@@ -115,6 +120,7 @@ fn main() -> ExitCode {
     let result = match mode.as_str() {
         "uring" => uring::run(&settings),
         "epoll" => epoll::run(&settings),
+        "splice" => splice::run(&settings),
         other => Err(std::io::Error::other(format!("unknown --mode {other:?}"))),
     };
     match result {

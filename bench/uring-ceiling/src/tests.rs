@@ -1,5 +1,6 @@
-//! Both relays end to end on loopback: exact bytes both ways, keep-alive untouched, the
-//! `Connection: close` edits, and the upstream pool (counted at a fake origin).
+//! The relays end to end on loopback: exact bytes both ways, keep-alive untouched, the
+//! `Connection: close` edits, the upstream pool (counted at a fake origin), and the splice
+//! tunnel (both directions at once, ends passed on, loopback targets only).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddrV4, TcpListener, TcpStream};
@@ -99,6 +100,7 @@ fn relay(mode: &'static str, upstream: SocketAddrV4) -> SocketAddrV4 {
     };
     thread::spawn(move || match mode {
         "uring" => crate::uring::run(&settings).unwrap(),
+        "splice" => crate::splice::run(&settings).unwrap(),
         _ => crate::epoll::run(&settings).unwrap(),
     });
     for _ in 0..200 {
@@ -233,4 +235,72 @@ fn uring_relays_and_pools() {
 #[test]
 fn epoll_relays_and_pools() {
     conversation("epoll");
+}
+
+/// A loopback target that echoes every byte back until the client's end of stream.
+fn echo_target() -> SocketAddrV4 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = match listener.local_addr().unwrap() {
+        std::net::SocketAddr::V4(a) => a,
+        other => panic!("not IPv4: {other}"),
+    };
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let mut conn = conn.unwrap();
+            thread::spawn(move || {
+                let mut back = conn.try_clone().unwrap();
+                std::io::copy(&mut conn, &mut back).unwrap();
+                back.shutdown(std::net::Shutdown::Write).unwrap();
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn splice_tunnels_to_loopback_only() {
+    let target = echo_target();
+    let addr = relay("splice", target);
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    client
+        .write_all(format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n\r\n").as_bytes())
+        .unwrap();
+    let mut answer = [0u8; 39];
+    client.read_exact(&mut answer).unwrap();
+    assert_eq!(&answer, b"HTTP/1.1 200 Connection established\r\n\r\n");
+    // 4 MiB up while reading the echo down: both directions at once, then the end passed on
+    let want = big_body();
+    let mut writer = client.try_clone().unwrap();
+    let up = want.clone();
+    let sender = thread::spawn(move || {
+        writer.write_all(&up).unwrap();
+        writer.shutdown(std::net::Shutdown::Write).unwrap();
+    });
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    sender.join().unwrap();
+    assert!(
+        got == want,
+        "the echo came back changed ({} of {} bytes)",
+        got.len(),
+        want.len()
+    );
+
+    // not loopback: refused before any dial
+    let mut client = TcpStream::connect(addr).unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    client
+        .write_all(b"CONNECT 10.1.2.3:443 HTTP/1.1\r\nHost: 10.1.2.3:443\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    client.read_to_end(&mut got).unwrap();
+    assert_eq!(
+        got,
+        b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
 }
