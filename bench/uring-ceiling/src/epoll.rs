@@ -20,6 +20,7 @@ use crate::Settings;
 
 /// The listener's token in `epoll_event.u64`; sockets use their slot index.
 const LISTENER: u64 = u64::MAX;
+/// "No peer": a pooled upstream connection's `peer`.
 const NONE: u32 = u32::MAX;
 
 /// One socket, client or upstream.
@@ -42,6 +43,7 @@ struct Sock {
     close_when_flushed: bool,
 }
 
+/// The whole relay: the epoll set, every socket's state, the upstream pool.
 struct Relay {
     epfd: RawFd,
     socks: Vec<Sock>,

@@ -19,7 +19,9 @@ use std::os::fd::RawFd;
 use crate::sys::{self, check};
 use crate::Settings;
 
+/// The listener's token in `epoll_event.u64`; tunnels use `index << 1 | side`.
 const LISTENER: u64 = u64::MAX;
+/// Each direction's pipe, as ringway's tunnels size theirs (`F_SETPIPE_SZ`).
 const PIPE_SIZE: usize = 1 << 20;
 const SPLICE_FLAGS: libc::c_uint = libc::SPLICE_F_MOVE | libc::SPLICE_F_NONBLOCK;
 
@@ -34,6 +36,7 @@ struct Direction {
     passed_on: bool,
 }
 
+/// Where a tunnel is in its short life before the bytes flow.
 enum Stage {
     /// Reading the client's CONNECT head.
     Head(Vec<u8>),
@@ -42,6 +45,7 @@ enum Stage {
     Open,
 }
 
+/// One CONNECT tunnel: the client, the target and a pipe each way.
 struct Tunnel {
     /// `[client, target]`; the target is -1 until dialed.
     fd: [RawFd; 2],
@@ -50,6 +54,7 @@ struct Tunnel {
     open: bool,
 }
 
+/// The whole relay: the epoll set and every tunnel.
 struct Relay {
     epfd: RawFd,
     tunnels: Vec<Tunnel>,
@@ -98,6 +103,7 @@ pub fn run(settings: &Settings) -> io::Result<()> {
     }
 }
 
+/// A nonblocking pipe of `PIPE_SIZE` (or the system's limit).
 fn pipe() -> io::Result<[RawFd; 2]> {
     let mut fds = [0; 2];
     // SAFETY: `fds` has room for the two descriptors.
@@ -107,6 +113,7 @@ fn pipe() -> io::Result<[RawFd; 2]> {
     Ok(fds)
 }
 
+/// The thread's errno after a failed call.
 fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }

@@ -39,14 +39,18 @@ use crate::Settings;
 /// How the ring runs completion work (see the module docs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Taskrun {
+    /// `IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN`.
     Defer,
+    /// `IORING_SETUP_COOP_TASKRUN`, as ringway sets up monoio's ring.
     Coop,
+    /// No set-up flags, monoio's default.
     Plain,
 }
 
 /// The provided-buffer group every receive selects from.
 const BGID: u16 = 0;
 
+// The operation kinds in a `user_data`'s top byte.
 const OP_ACCEPT: u64 = 1;
 const OP_CONNECT: u64 = 2;
 const OP_RECV: u64 = 3;
@@ -157,6 +161,7 @@ impl Buffers {
     }
 }
 
+/// Page-aligned, zeroed, populated memory (the buffer ring must be page-aligned), never unmapped.
 fn mmap(len: usize) -> io::Result<*mut u8> {
     // SAFETY: an anonymous private mapping, owned for the life of the process.
     let p = unsafe {
@@ -175,6 +180,7 @@ fn mmap(len: usize) -> io::Result<*mut u8> {
     Ok(p.cast())
 }
 
+/// The whole relay: the ring, the buffers, every socket's state, the upstream pool.
 struct Relay {
     ring: IoUring,
     bufs: Buffers,
