@@ -17,6 +17,8 @@ COLORS = {"direct": "#9e9e9e", "ringway": "#d9480f", "squid": "#1c7ed6",
           "tinyproxy": "#2b8a3e", "go": "#00a5c8", "hyper": "#7048e8",
           "ringway-epoll": "#f08c00", "ringway-mitm": "#a61e4d", "squid-bump": "#364fc7",
           "mitmdump": "#5c940d", "go-mitm": "#0b7285"}
+# the zero-work ceiling relays (bench/uring-ceiling): greys, as they are references, not peers
+COLORS.update({"ceiling-uring": "#343a40", "ceiling-epoll": "#adb5bd"})
 PANEL_W, COLS, BAR_H, GAP, LABEL_W, PAD = 480, 2, 15, 4, 90, 16
 
 
