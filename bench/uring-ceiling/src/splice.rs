@@ -404,3 +404,35 @@ impl Relay {
         self.closed.push(index);
     }
 }
+
+#[cfg(test)]
+mod guard_tests {
+    use super::connect_target;
+
+    /// The guard that keeps this tool on the machine, proven without a socket: only a
+    /// loopback IPv4 literal is a target.
+    #[test]
+    fn splice_refuses_every_target_but_a_loopback_literal() {
+        let target = |line: &str| connect_target(format!("{line}\r\n\r\n").as_bytes());
+        assert_eq!(
+            target("CONNECT 127.0.0.1:443 HTTP/1.1"),
+            Some("127.0.0.1:443".parse().unwrap())
+        );
+        assert_eq!(
+            target("CONNECT 127.9.9.9:8443 HTTP/1.1"),
+            Some("127.9.9.9:8443".parse().unwrap())
+        );
+        for refused in [
+            "CONNECT 10.1.2.3:443 HTTP/1.1",
+            "CONNECT 192.168.1.1:443 HTTP/1.1",
+            "CONNECT 0.0.0.0:443 HTTP/1.1",
+            "CONNECT origin.invalid:443 HTTP/1.1",
+            "CONNECT localhost:443 HTTP/1.1",
+            "CONNECT [::1]:443 HTTP/1.1",
+            "GET http://127.0.0.1/ HTTP/1.1",
+            "CONNECT 127.0.0.1 HTTP/1.1",
+        ] {
+            assert_eq!(target(refused), None, "{refused}");
+        }
+    }
+}

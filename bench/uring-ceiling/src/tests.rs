@@ -289,13 +289,15 @@ fn splice_tunnels_to_loopback_only() {
         want.len()
     );
 
-    // not loopback: refused before any dial
+    // not a loopback address literal: refused before any dial. A name, so that even a broken
+    // guard could not send a byte off the machine (the non-loopback literals are proven in
+    // `splice_refuses_every_target_but_a_loopback_literal`, without a socket).
     let mut client = TcpStream::connect(addr).unwrap();
     client
         .set_read_timeout(Some(Duration::from_secs(5)))
         .unwrap();
     client
-        .write_all(b"CONNECT 10.1.2.3:443 HTTP/1.1\r\nHost: 10.1.2.3:443\r\n\r\n")
+        .write_all(b"CONNECT origin.invalid:443 HTTP/1.1\r\nHost: origin.invalid:443\r\n\r\n")
         .unwrap();
     let mut got = Vec::new();
     client.read_to_end(&mut got).unwrap();
