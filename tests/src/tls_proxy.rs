@@ -103,3 +103,30 @@ pub fn proxy_with_ca(d: Driver, ca_dir: &Path, extra: &[&str]) -> Proxy {
     args.extend_from_slice(extra);
     Proxy::start(d, &args)
 }
+
+/// The access log of one intercepted tunnel: waits for its `CONNECT` line (written when the
+/// client hung up), then asserts the lines are exactly one `GET https://localhost:PORT/PATH
+/// 200 ... intercepted=1` per path, in order, followed by that `CONNECT localhost:PORT 200`
+/// line, which is returned (without `intercepted`, checked by the caller where it matters).
+pub fn assert_intercepted_then_connect(proxy: &mut Proxy, port: u16, paths: &[String]) -> String {
+    proxy.wait_line(std::time::Duration::from_secs(20), |l| {
+        l.contains(" CONNECT ")
+    });
+    let lines: Vec<String> = proxy
+        .lines_so_far(std::time::Duration::from_millis(200))
+        .into_iter()
+        .filter(|l| l.contains(" GET ") || l.contains(" CONNECT "))
+        .collect();
+    assert_eq!(lines.len(), paths.len() + 1, "{lines:#?}");
+    for (path, line) in paths.iter().zip(&lines) {
+        let want = format!(" GET https://localhost:{port}{path} 200 ");
+        assert!(line.contains(&want), "{line} lacks {want:?}");
+        assert!(line.ends_with(" intercepted=1"), "{line}");
+    }
+    let connect = lines[paths.len()].clone();
+    assert!(
+        connect.contains(&format!(" CONNECT localhost:{port} 200 ")),
+        "{connect}"
+    );
+    connect
+}

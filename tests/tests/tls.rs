@@ -7,7 +7,9 @@
 
 use ringway_e2e::tls_origin::{PythonTlsOrigin, ECHO_HANDLER_PY};
 use ringway_e2e::tls_pki::{self, origin_and_proxy_pki};
-use ringway_e2e::tls_proxy::{curl_through, proxy_with_ca, spawn_for_banner};
+use ringway_e2e::tls_proxy::{
+    assert_intercepted_then_connect, curl_through, proxy_with_ca, spawn_for_banner,
+};
 use ringway_e2e::*;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -135,23 +137,8 @@ fn curl_through_interception_keep_alive_via_and_log(d: Driver) {
     assert_eq!(out.matches("Via: 1.1 ringway\n").count(), 20, "{out}");
     assert_eq!(out.matches("HTTP/1.1 200 OK").count(), 20, "{out}");
     // One access line per request inside, then the tunnel's line (written when curl hung up).
-    proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
-    let lines: Vec<String> = proxy
-        .lines_so_far(Duration::from_millis(200))
-        .into_iter()
-        .filter(|l| l.contains(" GET ") || l.contains(" CONNECT "))
-        .collect();
-    assert_eq!(lines.len(), 21, "{lines:#?}");
-    for (i, line) in lines[..20].iter().enumerate() {
-        let want = format!(" GET https://localhost:{}/r{i} 200 ", r.origin.port);
-        assert!(line.contains(&want), "{line} lacks {want:?}");
-        assert!(line.ends_with(" intercepted=1"), "{line}");
-    }
-    let connect = &lines[20];
-    assert!(
-        connect.contains(&format!(" CONNECT localhost:{} 200 ", r.origin.port)),
-        "{connect}"
-    );
+    let paths: Vec<String> = (0..20).map(|i| format!("/r{i}")).collect();
+    let connect = assert_intercepted_then_connect(&mut proxy, r.origin.port, &paths);
     assert!(!connect.contains("intercepted"), "{connect}");
 }
 

@@ -10,7 +10,9 @@
 
 use ringway_e2e::tls_origin::{PythonTlsOrigin, ECHO_HANDLER_PY};
 use ringway_e2e::tls_pki::{self, ca_init, sign_leaf};
-use ringway_e2e::tls_proxy::{curl_through, spawn_for_banner, tls_listen_args};
+use ringway_e2e::tls_proxy::{
+    assert_intercepted_then_connect, curl_through, spawn_for_banner, tls_listen_args,
+};
 use ringway_e2e::*;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -335,23 +337,8 @@ fn interception_through_the_tls_listener(d: Driver) {
         "decrypted and forwarded: {out}"
     );
     // One line per request inside, then the tunnel's (written when curl hung up).
-    proxy.wait_line(RUN, |l| l.contains(" CONNECT "));
-    let lines: Vec<String> = proxy
-        .lines_so_far(Duration::from_millis(200))
-        .into_iter()
-        .filter(|l| l.contains(" GET ") || l.contains(" CONNECT "))
-        .collect();
-    assert_eq!(lines.len(), 4, "{lines:#?}");
-    for (i, line) in lines[..3].iter().enumerate() {
-        let want = format!(" GET https://localhost:{}/i{i} 200 ", r.tls.port);
-        assert!(line.contains(&want), "{line} lacks {want:?}");
-        assert!(line.ends_with(" intercepted=1"), "{line}");
-    }
-    assert!(
-        lines[3].contains(&format!(" CONNECT localhost:{} 200 ", r.tls.port)),
-        "{}",
-        lines[3]
-    );
+    let paths: Vec<String> = (0..3).map(|i| format!("/i{i}")).collect();
+    assert_intercepted_then_connect(&mut proxy, r.tls.port, &paths);
 }
 
 /// (d) With `--auth-file`, credentials sent over the TLS listener are accepted; none get 407.
