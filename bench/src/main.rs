@@ -32,6 +32,7 @@
 
 mod soak;
 mod tls;
+mod tls_load;
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -711,7 +712,7 @@ fn run(args: &[String]) -> Result<(), String> {
             let body = tls::read_body(&flag::<String>(&flags, "body", None)?)?;
             match command.as_str() {
                 "tls-load" => {
-                    let mut report = tls::load(
+                    let mut report = tls_load::load(
                         &target,
                         &sni,
                         &path,

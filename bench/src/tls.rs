@@ -8,8 +8,9 @@
 //! are checked against `--body`. Session resumption is off: each new connection is a full
 //! handshake, so "new TLS connection per request" measures what it says.
 //!
-//! - `tls-load`: `--connections` threads, keep-alive GETs until `--seconds` pass, or with
-//!   `--churn 1` a new connection (CONNECT + handshake + one GET + close) per request.
+//! - `tls-load`: `--connections` connections on one event loop (the `tls_load` module),
+//!   keep-alive GETs until `--seconds` pass, or with `--churn 1` a new connection (CONNECT +
+//!   handshake + one GET + close) per request.
 //! - `tls-hold`: `--count` connections, each with one GET done, then held idle.
 //! - `tls-leaf`: for each of `--hosts` names `h{i}.{suffix}`: a handshake with that SNI (first
 //!   visit: the proxy mints a leaf), then another with the same SNI (cached), one at a time,
@@ -21,7 +22,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -228,104 +229,6 @@ impl LoadReport {
     }
 }
 
-/// Keep-alive (or, with `churn`, one request per connection) GETs of `path` on `connections`
-/// threads for `seconds`. Latency per request (per connection + request with `churn`),
-/// sampled every 16th request to keep the vectors small.
-#[allow(clippy::too_many_arguments)]
-pub fn load(
-    target: &Target,
-    sni: &str,
-    path: &str,
-    body: Arc<Vec<u8>>,
-    connections: usize,
-    seconds: f64,
-    churn: bool,
-) -> Result<LoadReport, String> {
-    let host = target.target.to_string();
-    let stop = Arc::new(AtomicBool::new(false));
-    let failed = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let deadline = start + Duration::from_secs_f64(seconds);
-    let threads: Vec<_> = (0..connections)
-        .map(|id| {
-            let (target, sni, path, body, host) = (
-                target.clone(),
-                sni.to_string(),
-                path.to_string(),
-                body.clone(),
-                host.clone(),
-            );
-            let (stop, failed) = (stop.clone(), failed.clone());
-            thread::spawn(move || -> Result<(u64, u64, u64, Vec<u64>), String> {
-                let (mut requests, mut bytes, mut handshakes) = (0u64, 0u64, 0u64);
-                let mut lat = Vec::new();
-                let mut conn: Option<Conn> = None;
-                let result = (|| -> Result<(), String> {
-                    while Instant::now() < deadline && !stop.load(Ordering::Relaxed) {
-                        let t0 = Instant::now();
-                        if conn.is_none() {
-                            conn = Some(target.open(&sni)?);
-                            handshakes += 1;
-                        }
-                        let tls = conn.as_mut().unwrap();
-                        bytes += get(tls, &host, &path, &body, churn)?;
-                        requests += 1;
-                        if requests % 16 == 1 {
-                            lat.push(t0.elapsed().as_micros() as u64);
-                        }
-                        if churn {
-                            close(conn.take().unwrap());
-                        }
-                    }
-                    Ok(())
-                })();
-                if let Some(c) = conn.take() {
-                    close(c);
-                }
-                match result {
-                    Ok(()) => Ok((requests, bytes, handshakes, lat)),
-                    Err(e) => {
-                        failed.store(true, Ordering::Relaxed);
-                        stop.store(true, Ordering::Relaxed);
-                        Err(format!(
-                            "connection thread {id} after {requests} requests: {e}"
-                        ))
-                    }
-                }
-            })
-        })
-        .collect();
-    let mut report = LoadReport {
-        requests: 0,
-        bytes: 0,
-        handshakes: 0,
-        seconds: 0.0,
-        latencies_us: Vec::new(),
-    };
-    let mut first_error = None;
-    for t in threads {
-        match t.join().map_err(|_| "a load thread panicked".to_string())? {
-            Ok((r, b, h, l)) => {
-                report.requests += r;
-                report.bytes += b;
-                report.handshakes += h;
-                report.latencies_us.extend(l);
-            }
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    report.seconds = start.elapsed().as_secs_f64();
-    if let Some(e) = first_error {
-        return Err(e);
-    }
-    if report.requests == 0 {
-        return Err("no request completed".into());
-    }
-    Ok(report)
-}
-
 /// `tls-hold`: `count` connections, each with one checked GET, then idle, opened in
 /// `batch`-sized groups whose handshakes run in parallel threads.
 pub fn hold(
@@ -472,7 +375,9 @@ pub fn read_body(path: &str) -> Result<Arc<Vec<u8>>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tls_load::load;
     use std::net::TcpListener;
+    use std::sync::atomic::Ordering;
 
     /// An HTTPS origin on 127.0.0.1 (rustls, a fresh self-signed P-256 certificate for
     /// 127.0.0.1) answering every GET with `body`, except that answer number `corrupt_at`
