@@ -25,12 +25,13 @@
 
 use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+use bytes::BufMut;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::pki_types::{
@@ -166,28 +167,23 @@ impl TlsSession {
         Ok(())
     }
 
-    /// Appends decrypted bytes to `out`.
-    pub fn read_plaintext(&mut self, out: &mut Vec<u8>) -> Plain {
-        let start = out.len();
-        let mut chunk = [0u8; 4096];
+    /// Appends decrypted bytes to `out` (a `Vec<u8>` or a `BytesMut`), copied once, straight
+    /// from rustls' buffer.
+    pub fn read_plaintext<B: BufMut>(&mut self, out: &mut B) -> Plain {
+        let mut taken = 0;
         loop {
-            match self.conn.reader().read(&mut chunk) {
-                Ok(0) => {
-                    return if out.len() > start {
-                        Plain::Data(out.len() - start)
-                    } else {
-                        Plain::Closed
-                    }
+            let mut reader = self.conn.reader();
+            let n = match reader.fill_buf() {
+                Ok([]) if taken == 0 => return Plain::Closed,
+                Ok(chunk) if !chunk.is_empty() => {
+                    out.put_slice(chunk);
+                    chunk.len()
                 }
-                Ok(n) => out.extend_from_slice(&chunk[..n]),
-                Err(_) => {
-                    return if out.len() > start {
-                        Plain::Data(out.len() - start)
-                    } else {
-                        Plain::Empty
-                    }
-                }
-            }
+                _ if taken > 0 => return Plain::Data(taken),
+                _ => return Plain::Empty,
+            };
+            reader.consume(n);
+            taken += n;
         }
     }
 
@@ -197,10 +193,12 @@ impl TlsSession {
         self.conn.writer().write(data).unwrap_or(0)
     }
 
-    /// Appends the ciphertext to send to `out` (handshake and application records).
-    pub fn take_ciphertext(&mut self, out: &mut Vec<u8>) {
+    /// Appends the ciphertext to send to `out` (handshake and application records; a
+    /// `Vec<u8>` or a `BytesMut`).
+    pub fn take_ciphertext<B: BufMut>(&mut self, out: &mut B) {
+        let mut out = out.writer();
         while self.conn.wants_write() {
-            match self.conn.write_tls(out) {
+            match self.conn.write_tls(&mut out) {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }

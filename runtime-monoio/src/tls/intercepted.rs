@@ -50,7 +50,7 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use monoio::net::TcpStream;
 use ringway_core::client_hello;
 use ringway_core::egress::HostPatterns;
@@ -60,7 +60,6 @@ use ringway_core::tunnel::Direction;
 use ringway_core::{AttemptId, Config, Connection, DialError, Dialed, Instant, Output};
 
 use super::adapter::{Interceptor, Plain, TlsFailure, TlsSession};
-use crate::clock;
 use crate::socket::{ReadEvent, Socket, WriteOp};
 use crate::worker::Env;
 
@@ -158,6 +157,28 @@ pub enum Step {
 
 type DialFuture = Pin<Box<dyn Future<Output = Result<TcpStream, DialError>>>>;
 
+/// Ciphertext is written into this thread's buffer and split off as `Bytes` for the socket:
+/// one allocation per [`CIPHER_CHUNK`] instead of one (or two) per flush. A piece lives until
+/// the socket has sent it, so a chunk is not held long by any one tunnel.
+const CIPHER_CHUNK: usize = 64 * 1024;
+/// Below this much room a fresh chunk is started (a flush is at most a few records).
+const CIPHER_MIN_ROOM: usize = 20 * 1024;
+
+thread_local! {
+    static CIPHER_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+}
+
+/// Runs `f` with this thread's (empty) ciphertext buffer, with room for a flush.
+fn with_cipher_buf<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
+    CIPHER_BUF.with(|cell| {
+        let mut buf = cell.borrow_mut();
+        if buf.capacity() - buf.len() < CIPHER_MIN_ROOM {
+            *buf = BytesMut::with_capacity(CIPHER_CHUNK);
+        }
+        f(&mut buf)
+    })
+}
+
 struct Inside {
     setup: Arc<Setup>,
     pinned: Authority,
@@ -189,6 +210,8 @@ struct Inside {
     /// The client gave up during its handshake (refused our leaf).
     aborted: bool,
     done: bool,
+    /// The clock reading of the current step (the connection reads it once per wake-up).
+    now: Instant,
 }
 
 enum State {
@@ -276,7 +299,7 @@ impl Intercepted {
     /// Polls a re-dial of the origin. `Ready(Some(socket))`: it connected; the caller
     /// replaces the tunnel's upstream socket with it (the origin session's handshake starts
     /// on the next step). `Ready(None)`: it failed (the inner connection has its answer).
-    pub fn poll_dial(&mut self, cx: &mut Context<'_>) -> Poll<Option<Socket>> {
+    pub fn poll_dial(&mut self, cx: &mut Context<'_>, now: Instant) -> Poll<Option<Socket>> {
         let State::Inside(inside) = &mut self.state else {
             return Poll::Pending;
         };
@@ -287,7 +310,7 @@ impl Intercepted {
             return Poll::Pending;
         };
         inside.dialing = None;
-        let now = clock::now();
+        inside.now = now;
         let session = result.and_then(|stream| {
             let session = inside
                 .setup
@@ -314,8 +337,15 @@ impl Intercepted {
         }
     }
 
-    /// Does what can be done now with the two sockets.
-    pub fn step(&mut self, client: &mut Socket, upstream: &mut Socket, env: &Env) -> Step {
+    /// Does what can be done now with the two sockets (`now`: the caller's clock reading
+    /// for this wake-up).
+    pub fn step(
+        &mut self,
+        client: &mut Socket,
+        upstream: &mut Socket,
+        env: &Env,
+        now: Instant,
+    ) -> Step {
         let Some(setup) = &self.setup else {
             return Step::Done(None);
         };
@@ -366,7 +396,7 @@ impl Intercepted {
                     Arc::clone(&self.config),
                     self.client_addr,
                     self.pinned.clone(),
-                    clock::now(),
+                    now,
                 );
                 let mut inside = Box::new(Inside {
                     setup: Arc::clone(setup),
@@ -386,6 +416,7 @@ impl Intercepted {
                     back_failed: None,
                     aborted: false,
                     done: false,
+                    now,
                 });
                 let fed = inside.feed_front(&hello_bytes, env);
                 self.state = State::Inside(inside);
@@ -395,7 +426,7 @@ impl Intercepted {
                 Step::Progress
             }
             State::Inside(inside) => {
-                let progress = inside.step(client, upstream, env);
+                let progress = inside.step(client, upstream, env, now);
                 if inside.done {
                     let _ = inside.flush(client, upstream);
                     return Step::Done(inside.aborted.then_some(CLIENT_TLS_ABORT));
@@ -423,7 +454,7 @@ impl Inside {
 
     /// Hands plaintext to the inner connection, or (after an upgrade) to the other session.
     fn deliver(&mut self, direction: Direction, plain: Vec<u8>, env: &Env) {
-        let now = clock::now();
+        let now = self.now;
         if !self.inner.is_tunnel() {
             match direction {
                 Direction::ClientToUpstream => {
@@ -460,7 +491,7 @@ impl Inside {
 
     /// One side's clean close (close_notify) or EOF, as the inner connection sees it.
     fn end(&mut self, direction: Direction) {
-        let now = clock::now();
+        let now = self.now;
         if self
             .inner
             .tunnel()
@@ -505,7 +536,7 @@ impl Inside {
 
     /// Feeds origin ciphertext; reports the dial once the handshake is done.
     fn feed_back(&mut self, mut data: &[u8], env: &Env) {
-        let now = clock::now();
+        let now = self.now;
         // rustls takes ciphertext only while its plaintext buffer has room: feed, drain the
         // plaintext to the inner connection, and feed the rest.
         loop {
@@ -571,31 +602,41 @@ impl Inside {
     /// Queues the sessions' ciphertext on the sockets, as tunnel payload; returns whether
     /// there was any.
     fn flush(&mut self, client: &mut Socket, upstream: &mut Socket) -> bool {
-        let mut out = Vec::new();
-        self.front.take_ciphertext(&mut out);
-        let mut queued = !out.is_empty();
-        if !out.is_empty() {
-            client.push(WriteOp::Data {
-                bytes: Bytes::from(out),
-                relayed: true,
-            });
-        }
-        let mut out = std::mem::take(&mut self.back_tail);
-        if let Some(back) = &mut self.back {
-            back.take_ciphertext(&mut out);
-        }
-        if !out.is_empty() {
-            queued = true;
-            upstream.push(WriteOp::Data {
-                bytes: Bytes::from(out),
-                relayed: true,
-            });
-        }
-        queued
+        with_cipher_buf(|buf| {
+            self.front.take_ciphertext(buf);
+            let mut queued = !buf.is_empty();
+            if queued {
+                client.push(WriteOp::Data {
+                    bytes: buf.split().freeze(),
+                    relayed: true,
+                });
+            }
+            if !self.back_tail.is_empty() {
+                buf.extend_from_slice(&self.back_tail);
+                self.back_tail.clear();
+            }
+            if let Some(back) = &mut self.back {
+                back.take_ciphertext(buf);
+            }
+            if !buf.is_empty() {
+                queued = true;
+                upstream.push(WriteOp::Data {
+                    bytes: buf.split().freeze(),
+                    relayed: true,
+                });
+            }
+            queued
+        })
     }
 
-    fn step(&mut self, client: &mut Socket, upstream: &mut Socket, env: &Env) -> bool {
-        let now = clock::now();
+    fn step(
+        &mut self,
+        client: &mut Socket,
+        upstream: &mut Socket,
+        env: &Env,
+        now: Instant,
+    ) -> bool {
+        self.now = now;
         let mut progress = false;
         // Backpressure as in the relay: a side is read only while the socket its bytes go to
         // has nothing queued, so at most one read's worth sits in the sessions per direction.
@@ -666,7 +707,7 @@ impl Inside {
     }
 
     fn carry_out(&mut self, out: Output, env: &Env) {
-        let now = clock::now();
+        let now = self.now;
         match out {
             // The sessions' send buffers are unbounded (see `TlsSession::new`): all is taken.
             Output::ToClient(b) => {
@@ -749,7 +790,7 @@ impl Inside {
     /// The inner connection's dial: the current origin session if it can take a request,
     /// else a new TCP connection to the same address and a new session.
     fn connect(&mut self, attempt: AttemptId, addr: SocketAddr, env: &Env) {
-        let now = clock::now();
+        let now = self.now;
         self.attempt = attempt;
         if let Some(err) = self.back_failed.take() {
             self.inner.handle_dial(now, attempt, Err(err));
