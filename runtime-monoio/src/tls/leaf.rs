@@ -20,7 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rcgen::{
     CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, KeyPair,
-    KeyUsagePurpose, SanType, PKCS_ECDSA_P256_SHA256,
+    KeyUsagePurpose, SanType,
 };
 use ringway_core::egress::{canonical, parse_host, HostKind};
 use time::OffsetDateTime;
@@ -101,8 +101,8 @@ pub fn mint(ca: &Ca, host: &str, now: SystemTime) -> Result<Leaf, MintError> {
         ),
         _ => return Err(MintError::BadHost),
     };
-    let key = KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256)
-        .map_err(|e| MintError::Rcgen(e.to_string()))?;
+    // Made ahead of time when the pool has one (see `keys`): fresh, and this leaf's alone.
+    let key = super::keys::take().map_err(|e| MintError::Rcgen(e.to_string()))?;
     let mut params = CertificateParams::default();
     let mut dn = DistinguishedName::new();
     // CN is limited to 64 characters (RFC 5280 ub-common-name); clients use the SAN anyway.

@@ -4,6 +4,7 @@
 //! ## Key components
 //! - [`ca`]: `ringway ca-init`, loading `--ca-cert`/`--ca-key` (rcgen, x509-parser).
 //! - [`leaf`]: minting the certificate the client sees (rcgen).
+//! - [`keys`]: fresh leaf keys made ahead of time by an idle-priority thread.
 //! - [`cache`]: the bounded LRU of leaves, one mint per host however many ask at once.
 //! - [`front`]: the HTTPS proxy listener (`--tls-listen`): its certificate (reloaded on
 //!   SIGHUP) and the TLS state of a client socket, which reads and writes plaintext above.
@@ -23,6 +24,7 @@ pub mod ca;
 pub mod cache;
 pub mod front;
 pub mod intercepted;
+pub mod keys;
 pub mod leaf;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -46,6 +48,8 @@ pub fn start(flags: &crate::cli::InterceptFlags) -> Result<intercepted::Setup, S
     let key_log = adapter::FileKeyLog::from_settings(flags.tls_key_log.as_deref())?;
     let logging_keys = key_log.is_some();
     let interceptor = adapter::Interceptor::new(ca, flags.cert_cache, &trust, key_log)?;
+    // Interception is on: first visits take their leaf key from the pool from now on.
+    keys::start_pool();
     if flags.insecure_upstream {
         eprintln!(
             "ringway: WARNING: --insecure-upstream: intercepted origins are NOT verified; anyone on the path to them can read and change the traffic"

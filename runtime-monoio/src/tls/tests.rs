@@ -584,3 +584,34 @@ fn reload_keeps_an_unchanged_setup_and_swaps_a_changed_one() {
     assert!(super::reload_setup(None).unwrap().is_none());
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// The key pool: its thread makes keys ahead of time, every key is different, each is handed
+/// out once (by move), and leaves minted while it runs still get a fresh key each.
+#[test]
+fn the_key_pool_hands_out_fresh_distinct_keys() {
+    use super::keys;
+    use std::collections::HashSet;
+    use std::time::Duration;
+
+    keys::start_pool();
+    keys::start_pool(); // once per process: the second call does nothing
+    let mut seen = HashSet::new();
+    for _ in 0..keys::POOL_SIZE + 4 {
+        let key = keys::wait_pooled(Duration::from_secs(10)).expect("the pool makes keys");
+        assert_eq!(key.algorithm(), &rcgen::PKCS_ECDSA_P256_SHA256);
+        assert!(
+            seen.insert(key.public_key_raw().to_vec()),
+            "a key handed out twice"
+        );
+    }
+    let now = fixed_now();
+    let (ca, _) = Ca::generate("poolhost", now).unwrap();
+    for _ in 0..8 {
+        let leaf = leaf::mint(&ca, "pool.example.test", now).unwrap();
+        let (_, cert) = X509Certificate::from_der(&leaf.cert_der).unwrap();
+        assert!(
+            seen.insert(cert.public_key().subject_public_key.data.to_vec()),
+            "a leaf reused a key"
+        );
+    }
+}
