@@ -166,7 +166,18 @@ const CIPHER_MIN_ROOM: usize = 20 * 1024;
 
 thread_local! {
     static CIPHER_BUF: RefCell<BytesMut> = RefCell::new(BytesMut::new());
+    /// Plaintext gathered over one drain of the inner connection, per direction (index 0:
+    /// to the origin, 1: to the client), empty between drains. The core hands a response
+    /// over as its head and then its body; written as they come they would be two TLS
+    /// records (two seals, two allocations in rustls, two opens at the client); gathered,
+    /// a small response is one. Per thread, not per connection, so an idle tunnel holds none.
+    static GATHER: RefCell<[Vec<u8>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
 }
+
+/// The most plaintext gathered before writing: one TLS record's worth. A larger piece is
+/// written straight into the session (copying it once more would cost more than the
+/// record saved).
+const GATHER_MAX: usize = 16 * 1024;
 
 /// Runs `f` with this thread's (empty) ciphertext buffer, with room for a flush.
 fn with_cipher_buf<R>(f: impl FnOnce(&mut BytesMut) -> R) -> R {
@@ -449,7 +460,55 @@ impl Inside {
             any = true;
             self.carry_out(out, env);
         }
+        self.write_gathered();
         any
+    }
+
+    /// Plaintext the inner connection sends one way (`to_client` or to the origin): small
+    /// pieces are gathered over the drain and written together (see [`GATHER`]), a large one
+    /// goes straight into the session.
+    fn send_plain(&mut self, to_client: bool, piece: &[u8]) {
+        let fits = GATHER.with(|g| {
+            let mut g = g.borrow_mut();
+            let buf = &mut g[usize::from(to_client)];
+            let fits = buf.len() + piece.len() <= GATHER_MAX;
+            if fits {
+                buf.extend_from_slice(piece);
+            }
+            fits
+        });
+        if !fits {
+            self.write_gathered();
+            self.write_plain(to_client, piece);
+        }
+    }
+
+    /// Writes what [`send_plain`](Self::send_plain) gathered, upstream first.
+    fn write_gathered(&mut self) {
+        GATHER.with(|g| {
+            let mut g = g.borrow_mut();
+            for to_client in [false, true] {
+                let buf = &mut g[usize::from(to_client)];
+                if !buf.is_empty() {
+                    self.write_plain(to_client, buf);
+                    buf.clear();
+                }
+            }
+        });
+    }
+
+    /// Into the session: the sessions' send buffers are unbounded (see `TlsSession::new`),
+    /// so all is taken. Without an origin session the bytes have nowhere to go.
+    fn write_plain(&mut self, to_client: bool, data: &[u8]) {
+        let session = if to_client {
+            Some(&mut self.front)
+        } else {
+            self.back.as_mut()
+        };
+        if let Some(session) = session {
+            let taken = session.write_plaintext(data);
+            debug_assert_eq!(taken, data.len());
+        }
     }
 
     /// Hands plaintext to the inner connection, or (after an upgrade) to the other session.
@@ -708,18 +767,14 @@ impl Inside {
 
     fn carry_out(&mut self, out: Output, env: &Env) {
         let now = self.now;
+        if !matches!(out, Output::ToClient(_) | Output::ToUpstream(_)) {
+            // Every other output (a close, a shutdown, an upgrade, a dial) comes after the
+            // bytes before it.
+            self.write_gathered();
+        }
         match out {
-            // The sessions' send buffers are unbounded (see `TlsSession::new`): all is taken.
-            Output::ToClient(b) => {
-                let taken = self.front.write_plaintext(&b);
-                debug_assert_eq!(taken, b.len());
-            }
-            Output::ToUpstream(b) => {
-                if let Some(back) = &mut self.back {
-                    let taken = back.write_plaintext(&b);
-                    debug_assert_eq!(taken, b.len());
-                }
-            }
+            Output::ToClient(b) => self.send_plain(true, &b),
+            Output::ToUpstream(b) => self.send_plain(false, &b),
             // The pinned authority was resolved and judged for the CONNECT: answer with the
             // address that dial reached (the core judges it again).
             Output::Resolve(_) => {
