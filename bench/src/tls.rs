@@ -159,7 +159,21 @@ fn read_checked(conn: &mut Conn, body: &[u8]) -> Result<u64, String> {
             Err(e) => return Err(format!("reading the response head: {}", io_error(&e))),
         }
     }
-    let text = String::from_utf8_lossy(&head);
+    check_head(&head, body)?;
+    let length = body.len();
+    let mut got = vec![0u8; length];
+    conn.read_exact(&mut got)
+        .map_err(|e| format!("reading the body: {}", io_error(&e)))?;
+    if got != body {
+        let at = got.iter().zip(body).position(|(a, b)| a != b).unwrap_or(0);
+        return Err(format!("body differs from the file at byte {at}"));
+    }
+    Ok((head.len() + length) as u64)
+}
+
+/// Checks a whole response head: status 200 and a `Content-Length` equal to `body`'s.
+pub fn check_head(head: &[u8], body: &[u8]) -> Result<(), String> {
+    let text = String::from_utf8_lossy(head);
     let status = crate::status_of(&text)?;
     if status != 200 {
         return Err(format!("answer {status}: {:?}", text.lines().next()));
@@ -176,14 +190,7 @@ fn read_checked(conn: &mut Conn, body: &[u8]) -> Result<u64, String> {
             body.len()
         ));
     }
-    let mut got = vec![0u8; length];
-    conn.read_exact(&mut got)
-        .map_err(|e| format!("reading the body: {}", io_error(&e)))?;
-    if got != body {
-        let at = got.iter().zip(body).position(|(a, b)| a != b).unwrap_or(0);
-        return Err(format!("body differs from the file at byte {at}"));
-    }
-    Ok((head.len() + length) as u64)
+    Ok(())
 }
 
 /// Closes `conn` politely (close_notify, then FIN), ignoring errors: the peer may be gone.

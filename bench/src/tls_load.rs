@@ -29,7 +29,7 @@ use mio::{Events, Interest, Poll, Token};
 use rustls::pki_types::ServerName;
 use rustls::ClientConnection;
 
-use crate::tls::{LoadReport, Target};
+use crate::tls::{check_head, LoadReport, Target};
 use crate::{connect_request, status_of};
 
 /// Largest response head accepted.
@@ -399,23 +399,7 @@ impl Load<'_> {
             };
             chunk = &chunk[end - had..];
             resp.head.truncate(end);
-            let text = String::from_utf8_lossy(&resp.head);
-            let status = status_of(&text)?;
-            if status != 200 {
-                return Err(format!("answer {status}: {:?}", text.lines().next()));
-            }
-            let length: usize = text
-                .lines()
-                .filter_map(|l| l.split_once(':'))
-                .find(|(n, _)| n.trim().eq_ignore_ascii_case("content-length"))
-                .and_then(|(_, v)| v.trim().parse().ok())
-                .ok_or("the response has no Content-Length")?;
-            if length != body.len() {
-                return Err(format!(
-                    "Content-Length {length}, the file has {} bytes",
-                    body.len()
-                ));
-            }
+            check_head(&resp.head, body)?;
             resp.body_at = Some(0);
         }
         let at = resp.body_at.as_mut().expect("set above");
