@@ -85,8 +85,9 @@ pub fn client_config(ca: &str) -> Result<Arc<ClientConfig>, String> {
 }
 
 impl Target {
-    /// TCP to the proxy, CONNECT (answered 200), then the TLS handshake for `sni`, completed.
-    pub fn open(&self, sni: &str) -> Result<Conn, String> {
+    /// TCP to the proxy (IO timeouts set, Nagle off) and `CONNECT target` answered 200, or
+    /// TCP straight to the target for "direct": the stream the TLS client speaks over.
+    fn tunnel(&self) -> Result<TcpStream, String> {
         let first_hop = self.proxy.unwrap_or(self.target);
         let mut tcp = TcpStream::connect_timeout(&first_hop, self.io_timeout)
             .map_err(|e| format!("connect to {first_hop}: {e}"))?;
@@ -106,6 +107,12 @@ impl Target {
                 ));
             }
         }
+        Ok(tcp)
+    }
+
+    /// [`tunnel`](Self::tunnel), then the TLS handshake for `sni`, completed.
+    pub fn open(&self, sni: &str) -> Result<Conn, String> {
+        let tcp = self.tunnel()?;
         let name =
             ServerName::try_from(sni.to_string()).map_err(|e| format!("--sni {sni:?}: {e}"))?;
         let conn = ClientConnection::new(self.config.clone(), name)
@@ -317,23 +324,7 @@ impl LeafReport {
 /// sent to handshake complete (the certificate verified for `sni`), then close. No request:
 /// the leaf is what is measured, and 20,000 upstream handshakes would only add noise.
 fn timed_handshake(target: &Target, sni: &str) -> Result<u64, String> {
-    let first_hop = target.proxy.unwrap_or(target.target);
-    let mut tcp = TcpStream::connect_timeout(&first_hop, target.io_timeout)
-        .map_err(|e| format!("connect to {first_hop}: {e}"))?;
-    tcp.set_read_timeout(Some(target.io_timeout))
-        .map_err(|e| e.to_string())?;
-    let _ = tcp.set_nodelay(true);
-    if target.proxy.is_some() {
-        tcp.write_all(connect_request(&target.target.to_string()).as_bytes())
-            .map_err(|e| format!("sending CONNECT: {e}"))?;
-        let (status, head) = read_head_exact(&mut tcp)?;
-        if status != 200 {
-            return Err(format!(
-                "CONNECT answered {status}: {:?}",
-                head.lines().next()
-            ));
-        }
-    }
+    let tcp = target.tunnel()?;
     let name = ServerName::try_from(sni.to_string()).map_err(|e| format!("{sni:?}: {e}"))?;
     let conn = ClientConnection::new(target.config.clone(), name).map_err(|e| e.to_string())?;
     let mut tls = StreamOwned::new(conn, tcp);
