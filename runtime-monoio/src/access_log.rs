@@ -199,7 +199,13 @@ pub fn start(destination: Destination, format: Format) -> io::Result<(AccessLog,
         batches: QUEUE_BATCHES,
         bytes: QUEUE_BYTES,
     };
-    let (log, writer) = spawn_writer(sink, path, Box::new(io::stderr()), limits, format)?;
+    let (log, writer) = spawn_writer(
+        sink,
+        path,
+        Box::new(crate::diag::stderr_lines()),
+        limits,
+        format,
+    )?;
     Ok((log, Some(writer)))
 }
 

@@ -58,7 +58,7 @@ pub fn choose(choice: DriverChoice) -> anyhow::Result<Driver> {
         }
         DriverChoice::Auto if available => Ok(Driver::Uring),
         DriverChoice::Auto => {
-            eprintln!("ringway: io_uring is not available here; using epoll");
+            say!("ringway: io_uring is not available here; using epoll");
             Ok(Driver::Epoll)
         }
     }
@@ -259,6 +259,6 @@ fn run_worker(
     };
     if let Err(e) = built {
         // `main` was never run, so `ready` was dropped unsent: say why here.
-        eprintln!("ringway: cannot start the {} runtime: {e}", driver.name());
+        say!("ringway: cannot start the {} runtime: {e}", driver.name());
     }
 }

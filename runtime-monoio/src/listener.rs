@@ -87,7 +87,7 @@ pub async fn accept_loop(env: Rc<Env>, listener: TcpListener, tls: bool) {
                 if is_exhaustion(&e) {
                     let now = Instant::now();
                     if last_warning.map_or(true, |t| now.duration_since(t) >= WARN_EVERY) {
-                        eprintln!("ringway: accept: {e}; backing off");
+                        say!("ringway: accept: {e}; backing off");
                         last_warning = Some(now);
                     }
                     monoio::time::sleep(BACKOFF).await;

@@ -13,6 +13,9 @@
 //! start-up failures (address in use, no io_uring when forced) exit 1; after start-up
 //! nothing a peer does ends the process, and SIGINT/SIGTERM exit 0 after draining.
 
+#[macro_use]
+mod diag;
+
 mod access_log;
 mod cli;
 mod clock;
@@ -56,7 +59,7 @@ fn main() -> ExitCode {
                 ExitCode::SUCCESS
             }
             Err(e) => {
-                eprintln!("ringway: {e}");
+                say!("ringway: {e}");
                 ExitCode::from(2)
             }
         };
@@ -68,7 +71,7 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Parsed::Error(line) => {
-            eprintln!("ringway: {line}");
+            say!("ringway: {line}");
             return ExitCode::from(2);
         }
     };
@@ -80,7 +83,7 @@ fn main() -> ExitCode {
                 tls::intercepted::publish(Some(Arc::new(setup)));
             }
             Err(e) => {
-                eprintln!("ringway: {e}");
+                say!("ringway: {e}");
                 return ExitCode::from(2);
             }
         }
@@ -90,7 +93,7 @@ fn main() -> ExitCode {
         if let Err(e) =
             tls::front::start(flags.cert.clone(), flags.key.clone(), flags.key_log.clone())
         {
-            eprintln!("ringway: {e}");
+            say!("ringway: {e}");
             return ExitCode::from(2);
         }
     }
@@ -98,14 +101,14 @@ fn main() -> ExitCode {
     let log = match access_log::Destination::open(&settings.access_log) {
         Ok(log) => log,
         Err(e) => {
-            eprintln!("ringway: {e:#}");
+            say!("ringway: {e:#}");
             return ExitCode::from(2);
         }
     };
     match run(*settings, log) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("ringway: {e:#}");
+            say!("ringway: {e:#}");
             ExitCode::FAILURE
         }
     }
@@ -132,7 +135,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
                 .with_context(|| format!("--metrics-listen {addr}: cannot listen"))?;
             let bound = listener.local_addr().unwrap_or(addr);
             own.services.push(bound);
-            eprintln!("ringway: metrics and health checks on http://{bound}/metrics");
+            say!("ringway: metrics and health checks on http://{bound}/metrics");
             let dropped = log.clone();
             let registry = Arc::new(metrics::Registry::new(Box::new(move || {
                 dropped.dropped_lines()
@@ -188,7 +191,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
             Signal::Hangup => {
                 match &log_writer {
                     Some(writer) => writer.reopen(),
-                    None => eprintln!("ringway: SIGHUP: the access log is off; nothing to reopen"),
+                    None => say!("ringway: SIGHUP: the access log is off; nothing to reopen"),
                 }
                 reload::reload(&settings, &slot, metrics.as_deref(), &own);
                 tls::front::reload();
@@ -197,7 +200,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
         }
     };
     let signalled = Instant::now();
-    eprintln!(
+    say!(
         "ringway: {}: no longer accepting; draining for up to {:?}",
         signal.name(),
         settings.shutdown_grace
@@ -207,7 +210,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
         // While draining, SIGHUP is ignored; a second SIGINT/SIGTERM exits at once.
         let again = shutdown::wait_for_signal();
         if again != Signal::Hangup {
-            eprintln!("ringway: {} again: exiting now", again.name());
+            say!("ringway: {} again: exiting now", again.name());
             std::process::exit(130);
         }
     });
@@ -220,7 +223,7 @@ fn run(settings: Settings, log: access_log::Destination) -> anyhow::Result<()> {
         let deadline =
             (signalled + settings.shutdown_grace).max(Instant::now() + access_log::EXIT_FLUSH_MIN);
         if let Some(lost) = writer.finish(deadline) {
-            eprintln!("ringway: access log stalled at exit; up to {lost} lines lost");
+            say!("ringway: access log stalled at exit; up to {lost} lines lost");
         }
     }
     Ok(())

@@ -108,7 +108,7 @@ pub fn reload(running: &Settings, slot: &ConfigSlot, metrics: Option<&Registry>,
     let mut new = match cli::parse(&args) {
         Parsed::Run(s) => s,
         Parsed::Error(e) => {
-            eprintln!("ringway: SIGHUP: reload failed, keeping the running settings: {e}");
+            say!("ringway: SIGHUP: reload failed, keeping the running settings: {e}");
             count(Reload::Failure);
             return;
         }
@@ -119,7 +119,7 @@ pub fn reload(running: &Settings, slot: &ConfigSlot, metrics: Option<&Registry>,
         }
     };
     for name in restart_only_changes(running, &new) {
-        eprintln!("ringway: SIGHUP: {name} changed; ignored until restart");
+        say!("ringway: SIGHUP: {name} changed; ignored until restart");
     }
     // Whether records are made follows the log and metrics set up at start, not the file.
     new.config.access_records = running.config.access_records;
@@ -133,7 +133,7 @@ pub fn reload(running: &Settings, slot: &ConfigSlot, metrics: Option<&Registry>,
     let intercept = match crate::tls::reload_setup(new.intercept.as_ref()) {
         Ok(setup) => setup,
         Err(e) => {
-            eprintln!("ringway: SIGHUP: reload failed, keeping the running settings: {e}");
+            say!("ringway: SIGHUP: reload failed, keeping the running settings: {e}");
             count(Reload::Failure);
             return;
         }
@@ -146,12 +146,12 @@ pub fn reload(running: &Settings, slot: &ConfigSlot, metrics: Option<&Registry>,
     if let Some(setup) = intercept {
         // Open tunnels keep their sessions; new tunnels (and new leaves) use this.
         crate::tls::intercepted::publish(setup);
-        eprintln!("ringway: SIGHUP: interception setup reloaded; new tunnels use it");
+        say!("ringway: SIGHUP: interception setup reloaded; new tunnels use it");
     }
     if config_changed {
-        eprintln!("ringway: SIGHUP: settings reloaded; new requests use them");
+        say!("ringway: SIGHUP: settings reloaded; new requests use them");
     } else {
-        eprintln!("ringway: SIGHUP: settings unchanged");
+        say!("ringway: SIGHUP: settings unchanged");
     }
     count(Reload::Success);
 }

@@ -201,7 +201,7 @@ impl<F: Future<Output = ()>> Future for Isolated<F> {
         match catch_unwind(AssertUnwindSafe(|| inner.poll(cx))) {
             Ok(p) => p,
             Err(_) => {
-                eprintln!("ringway: a connection task panicked; that connection was closed");
+                say!("ringway: a connection task panicked; that connection was closed");
                 Poll::Ready(())
             }
         }

@@ -43,7 +43,7 @@ pub fn start(cert: PathBuf, key: PathBuf, key_log: Option<PathBuf>) -> Result<()
     let key_log = FileKeyLog::from_settings(key_log.as_deref())?;
     let tls = ListenerTls::from_files(&cert, &key, key_log.clone())?;
     if key_log.is_some() {
-        eprintln!("ringway: writing TLS key log (secrets of --tls-listen clients)");
+        say!("ringway: writing TLS key log (secrets of --tls-listen clients)");
     }
     let _ = LISTENER.set(Listener {
         cert,
@@ -62,12 +62,12 @@ pub fn reload() {
     match ListenerTls::from_files(&l.cert, &l.key, l.key_log.clone()) {
         Ok(tls) => {
             *l.tls.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(tls);
-            eprintln!(
+            say!(
                 "ringway: SIGHUP: --tls-cert {} reloaded; new TLS clients get it",
                 l.cert.display()
             );
         }
-        Err(e) => eprintln!("ringway: SIGHUP: keeping the running --tls-cert: {e}"),
+        Err(e) => say!("ringway: SIGHUP: keeping the running --tls-cert: {e}"),
     }
 }
 

@@ -398,7 +398,7 @@ impl Intercepted {
                 let front = match setup.interceptor.accept(&leaf_host, SystemTime::now()) {
                     Ok(f) => f,
                     Err(e) => {
-                        eprintln!("ringway: intercepting {}: {e}", self.pinned);
+                        say!("ringway: intercepting {}: {e}", self.pinned);
                         return Step::Done(None);
                     }
                 };

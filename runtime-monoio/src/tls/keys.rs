@@ -44,7 +44,7 @@ pub fn start_pool() {
                 }
             });
         if let Err(e) = spawned {
-            eprintln!("ringway: leaf key pool not started ({e}); keys are made on demand");
+            say!("ringway: leaf key pool not started ({e}); keys are made on demand");
         }
         Mutex::new(rx)
     });
@@ -76,7 +76,7 @@ fn lowest_priority() {
     // SAFETY: plain system call on the calling thread (pid 0) with a valid parameter block.
     let rc = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
     if rc != 0 {
-        eprintln!(
+        say!(
             "ringway: leaf key pool keeps the default priority ({})",
             std::io::Error::last_os_error()
         );

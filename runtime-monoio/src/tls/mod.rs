@@ -51,16 +51,16 @@ pub fn start(flags: &crate::cli::InterceptFlags) -> Result<intercepted::Setup, S
     // Interception is on: first visits take their leaf key from the pool from now on.
     keys::start_pool();
     if flags.insecure_upstream {
-        eprintln!(
+        say!(
             "ringway: WARNING: --insecure-upstream: intercepted origins are NOT verified; anyone on the path to them can read and change the traffic"
         );
     } else if interceptor.system_roots() == 0 && flags.upstream_ca.is_empty() {
-        eprintln!("ringway: warning: no system trust anchors found (SSL_CERT_FILE?) and no --upstream-ca: every intercepted origin will fail verification");
+        say!("ringway: warning: no system trust anchors found (SSL_CERT_FILE?) and no --upstream-ca: every intercepted origin will fail verification");
     }
     if logging_keys {
-        eprintln!("ringway: writing TLS key log (secrets of intercepted connections)");
+        say!("ringway: writing TLS key log (secrets of intercepted connections)");
     }
-    eprintln!(
+    say!(
         "ringway: intercepting {} pattern{} with {}",
         flags.patterns.len(),
         if flags.patterns.len() == 1 { "" } else { "s" },
