@@ -580,6 +580,20 @@ impl Proxy {
         wait_child(&mut self.child, timeout)
     }
 
+    /// The `--metrics-listen` address, from the proxy's "metrics and health checks on" line
+    /// (the flag may ask for port 0); waits up to `timeout` for it.
+    pub fn metrics_addr(&self, timeout: Duration) -> SocketAddr {
+        let prefix = "ringway: metrics and health checks on http://";
+        self.wait_stderr("/metrics\n", timeout);
+        let err = self.stderr();
+        err.lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|l| l.strip_suffix("/metrics"))
+            .unwrap_or_else(|| panic!("no metrics line: {err}"))
+            .parse()
+            .unwrap()
+    }
+
     /// Everything the proxy wrote to stderr so far.
     pub fn stderr(&self) -> String {
         String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()

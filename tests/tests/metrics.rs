@@ -21,14 +21,7 @@ fn start(d: Driver, args: &[&str]) -> (Proxy, SocketAddr) {
     let mut all = vec!["--metrics-listen", "127.0.0.1:0"];
     all.extend_from_slice(args);
     let p = Proxy::start(d, &all);
-    let prefix = "ringway: metrics and health checks on http://";
-    p.wait_stderr("/metrics\n", WAIT);
-    let err = p.stderr();
-    let line = err
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no metrics line: {err}"));
-    let addr = line.strip_suffix("/metrics").unwrap().parse().unwrap();
+    let addr = p.metrics_addr(WAIT);
     (p, addr)
 }
 

@@ -45,18 +45,6 @@ fn echo_round(c: &mut Conn, bytes: &[u8]) {
     assert_eq!(c.read_exact(bytes.len()), bytes);
 }
 
-/// Metrics address from the proxy's stderr.
-fn metrics_addr(p: &Proxy) -> SocketAddr {
-    p.wait_stderr("/metrics\n", WAIT);
-    let err = p.stderr();
-    err.lines()
-        .find_map(|l| l.strip_prefix("ringway: metrics and health checks on http://"))
-        .and_then(|l| l.strip_suffix("/metrics"))
-        .unwrap()
-        .parse()
-        .unwrap()
-}
-
 /// The value of one exact sample line prefix, e.g. `ringway_config_reloads_total{result="failure"}`.
 fn sample(addr: SocketAddr, name: &str) -> String {
     let mut s = TcpStream::connect(addr).unwrap();
@@ -86,7 +74,7 @@ fn changed_rule_refuses_new_tunnels_and_keeps_the_open_one(d: Driver) {
             "127.0.0.1:0",
         ],
     );
-    let m = metrics_addr(&p);
+    let m = p.metrics_addr(WAIT);
     let mut open = open_tunnel(&p, echo.addr);
     echo_round(&mut open, b"before");
     std::fs::write(&file, "connect_ports = \"1\"\nmax_connections = 10\n").unwrap();
@@ -132,7 +120,7 @@ fn invalid_file_keeps_the_running_rules(d: Driver) {
             "127.0.0.1:0",
         ],
     );
-    let m = metrics_addr(&p);
+    let m = p.metrics_addr(WAIT);
     std::fs::write(&file, "\nconnect_ports = \"https\"\n").unwrap();
     p.sighup();
     p.wait_stderr(

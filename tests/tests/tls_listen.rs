@@ -471,7 +471,7 @@ fn silent_and_stalled_clients_are_closed_at_the_header_deadline(d: Driver) {
         !String::from_utf8_lossy(&got).contains("HTTP/1.1"),
         "{got:?}"
     );
-    let metrics = metrics_addr(&proxy);
+    let metrics = proxy.metrics_addr(RUN);
     let mut m = TcpStream::connect(metrics).unwrap();
     m.set_read_timeout(Some(RUN)).unwrap();
     m.write_all(b"GET /metrics HTTP/1.1\r\nHost: m\r\n\r\n")
@@ -484,18 +484,6 @@ fn silent_and_stalled_clients_are_closed_at_the_header_deadline(d: Driver) {
             .any(|l| l == "ringway_client_tls_errors_total 1"),
         "{scrape}"
     );
-}
-
-/// The `--metrics-listen` address, from the proxy's stderr line.
-fn metrics_addr(proxy: &Proxy) -> SocketAddr {
-    let prefix = "ringway: metrics and health checks on http://";
-    proxy.wait_stderr("/metrics\n", RUN);
-    let err = proxy.stderr();
-    let line = err
-        .lines()
-        .find_map(|l| l.strip_prefix(prefix))
-        .unwrap_or_else(|| panic!("no metrics line: {err}"));
-    line.strip_suffix("/metrics").unwrap().parse().unwrap()
 }
 
 /// SIGHUP reads `--tls-cert`/`--tls-key` again: new handshakes get the new certificate;
