@@ -257,6 +257,10 @@ pub struct Connection {
     pinned: Option<Authority>,
     /// The runtime's word for the open tunnel's log line ([`Connection::note_tunnel`]).
     tunnel_note: Option<&'static str>,
+    /// The upstream cannot be replaced once gone ([`Connection::set_single_upstream`]).
+    single_upstream: bool,
+    /// That single upstream was connected (a dial succeeded): its end ends the connection.
+    single_upstream_served: bool,
 }
 
 impl Connection {
@@ -304,6 +308,8 @@ impl Connection {
             refusal: None,
             pinned: None,
             tunnel_note: None,
+            single_upstream: false,
+            single_upstream_served: false,
         }
     }
 
@@ -344,6 +350,19 @@ impl Connection {
         if self.tunnel_authority().is_some() {
             self.tunnel_note = Some(word);
         }
+    }
+
+    /// The runtime has one path to the upstream and cannot make another once it is gone: an
+    /// intercepted tunnel through a parent proxy, whose one path to the origin is the
+    /// parent's `CONNECT`. The connection then mirrors the origin's close to the client,
+    /// so the client's next request goes on a new connection (a new `CONNECT`) instead of
+    /// meeting a `502`: a response whose connection the origin closes after it goes out
+    /// with `Connection: close`, and once the upstream it was connected to ends (EOF or an
+    /// error, even while idle) the connection takes no further requests, as in
+    /// [`Connection::drain`]. An upstream that fails before any dial succeeded (its TLS
+    /// handshake, say) is left to the dial's answer.
+    pub fn set_single_upstream(&mut self) {
+        self.single_upstream = true;
     }
 
     /// The CONNECT authority of an intercepted tunnel ([`Connection::new_intercepted`]).
@@ -688,6 +707,7 @@ impl Connection {
             .schedule
             .won(attempt, |loser| out.push_back(Output::CancelConnect(loser)));
         self.upstream_connected = true;
+        self.single_upstream_served |= self.single_upstream;
         let Some(e) = &mut self.exchange else {
             return self.fail(now, Problem::DialFailed);
         };
@@ -738,18 +758,28 @@ impl Connection {
     /// The upstream shut down its write side (read returned 0).
     pub fn handle_upstream_eof(&mut self, now: Instant) {
         match self.phase {
-            Phase::Tunnel(_) => self.tunnel_end(now, Direction::UpstreamToClient),
+            Phase::Tunnel(_) => return self.tunnel_end(now, Direction::UpstreamToClient),
             Phase::Forwarding => self.upstream_gone(now, true),
             _ => {}
         }
+        self.single_upstream_ended();
     }
 
     /// Reading from or writing to the upstream failed (reset, broken pipe).
     pub fn handle_upstream_error(&mut self, now: Instant) {
         match self.phase {
-            Phase::Tunnel(_) => self.abort(now, "upstream_error"),
+            Phase::Tunnel(_) => return self.abort(now, "upstream_error"),
             Phase::Forwarding => self.upstream_gone(now, false),
             _ => {}
+        }
+        self.single_upstream_ended();
+    }
+
+    /// A single upstream ([`Connection::set_single_upstream`]) that served ended: no
+    /// further requests (an idle connection closes now, a busy one after its answer).
+    fn single_upstream_ended(&mut self) {
+        if self.single_upstream_served && !matches!(self.phase, Phase::Closed) {
+            self.drain();
         }
     }
 
@@ -1322,6 +1352,7 @@ impl Connection {
         let close_after = !e.keep_alive
             || self.client_eof
             || self.draining
+            || (self.single_upstream && !res.reusable)
             || res.body == BodyKind::CloseDelimited
             || framing == ClientFraming::Dechunk;
         let connection = if close_after {
@@ -1362,7 +1393,9 @@ impl Connection {
     fn upstream_gone(&mut self, now: Instant, clean: bool) {
         let Some(e) = &mut self.exchange else { return };
         match &e.response {
-            ResponseState::AwaitingHead if !e.upstream_seen && e.reused && e.retry_ok => {
+            ResponseState::AwaitingHead
+                if !e.upstream_seen && e.reused && e.retry_ok && !self.single_upstream =>
+            {
                 // A stale pooled connection: send the request again on a fresh one.
                 e.retry_ok = false;
                 self.upstream_connected = false;

@@ -1225,26 +1225,35 @@ pub fn parent_chain(data: &[u8]) {
 /// ([`Connection::new_intercepted`]): origin-form requests pinned to that authority (421
 /// otherwise), the same framing, smuggling defences and access records. Its dial is the
 /// tunnel's own upstream, judged at the CONNECT, so the egress invariant does not apply to it.
+/// Every input runs twice: as is, and with a single upstream
+/// ([`Connection::set_single_upstream`], a tunnel through a parent proxy).
 pub fn intercepted(data: &[u8]) {
-    run_connection_as(data, Arc::new(config()), true);
+    for single_upstream in [false, true] {
+        run_connection_as(data, Arc::new(config()), Some(single_upstream));
+    }
 }
 
 fn run_connection(data: &[u8], config: Arc<Config>) {
-    run_connection_as(data, config, false);
+    run_connection_as(data, config, None);
 }
 
-fn run_connection_as(data: &[u8], config: Arc<Config>, pinned: bool) {
+/// `pinned`: `None` for a plain connection, `Some(single_upstream)` for an intercepted one.
+fn run_connection_as(data: &[u8], config: Arc<Config>, pinned: Option<bool>) {
     let mut r = Reader::new(data);
     let mut now = Instant::from_elapsed(fuzz_duration(r.u8()));
-    let mut conn = if pinned {
+    let mut conn = if let Some(single_upstream) = pinned {
         let authority = Authority::new("example.com", 443);
-        Connection::new_intercepted(Arc::clone(&config), client_addr(), authority, now)
+        let mut c = Connection::new_intercepted(Arc::clone(&config), client_addr(), authority, now);
+        if single_upstream {
+            c.set_single_upstream();
+        }
+        c
     } else {
         Connection::new(Arc::clone(&config), client_addr(), now)
     };
     let mut m = Model {
         config,
-        pinned,
+        pinned: pinned.is_some(),
         ..Model::default()
     };
     m.drain(&mut conn, now);

@@ -387,3 +387,104 @@ fn a_head_stalled_inside_gets_408_with_its_https_url_on_the_line() {
     s.wait(Duration::from_secs(3600));
     assert_eq!(s.take_events(), [Event::Close]);
 }
+
+/// Through a parent proxy the runtime has one path to the origin and cannot dial it again
+/// (`set_single_upstream`). An origin's `Connection: close` then goes on to the client, and
+/// the client's connection closes after the response: its next request goes on a new
+/// CONNECT instead of meeting a 502.
+#[test]
+fn a_single_upstream_closing_after_its_response_closes_the_client_after_it_too() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.conn.set_single_upstream();
+    let close5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello";
+    s.client(GET);
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_ok(false);
+    assert_eq!(s.take_upstream(), GET_UP);
+    s.relays(
+        close5,
+        "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello",
+    );
+    assert_eq!(
+        s.take_events(),
+        [
+            Event::CloseUpstream,
+            log(&line(
+                "GET https://origin.test:443/a?b=1",
+                200,
+                GET.len(),
+                OK5_DOWN.len() + "Connection: close\r\n".len(),
+                "0.000ms intercepted=1",
+            )),
+            Event::Close,
+        ]
+    );
+    assert!(s.is_closed());
+}
+
+/// A single upstream that served ends while the client is idle (the origin closed its
+/// keep-alive connection): the client's connection is closed at once, silently.
+#[test]
+fn a_single_upstream_ending_between_requests_closes_the_idle_client() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.conn.set_single_upstream();
+    s.client(GET).dial_ok(false);
+    assert_eq!(s.take_upstream(), GET_UP);
+    s.relays(OK5, OK5_DOWN);
+    let _ = s.take_events();
+    assert!(s.conn.wants_client_read());
+    s.upstream_eof();
+    assert_eq!(s.take_events(), [Event::Close]);
+    assert!(s.is_closed());
+    assert_eq!(s.take_client(), "");
+}
+
+/// A single upstream that never served (its TLS handshake failed before the client asked)
+/// is left to the dial's answer: the client's request gets the 502 that says why.
+#[test]
+fn a_single_upstream_that_never_served_leaves_the_answer_to_the_dial() {
+    use ringway_core::DialError;
+    let mut s = Script::intercepted("origin.test:443");
+    s.conn.set_single_upstream();
+    s.upstream_eof();
+    assert_eq!(s.take_events(), []);
+    assert!(!s.is_closed());
+    s.client(GET);
+    assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
+    s.dial_err(DialError::TlsProtocol);
+    let answer = s.take_client();
+    assert!(
+        answer.starts_with(
+            "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=tls_protocol_error\r\n"
+        ),
+        "{answer}"
+    );
+    assert!(s.is_closed());
+}
+
+/// A single upstream that ends before answering a request it was handed again: no retry on
+/// a fresh connection (the runtime has none to give), a 502 saying the upstream closed.
+#[test]
+fn a_single_upstream_gone_before_answering_is_a_502_not_a_retry() {
+    let mut s = Script::intercepted("origin.test:443");
+    s.conn.set_single_upstream();
+    s.client(GET).dial_ok(false).upstream(OK5);
+    let _ = s.take_client();
+    let _ = s.take_events();
+    s.client(GET).dial_ok(true);
+    assert_eq!(s.take_upstream(), GET_UP.repeat(2));
+    s.upstream_eof();
+    let answer = s.take_client();
+    assert!(
+        answer.starts_with(
+            "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=connection_terminated\r\n"
+        ),
+        "{answer}"
+    );
+    let events = s.take_events();
+    assert!(
+        !events.iter().any(|e| matches!(e, Event::Dial(..))),
+        "{events:?}"
+    );
+    assert_eq!(events.last(), Some(&Event::Close));
+}
