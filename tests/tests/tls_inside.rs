@@ -330,7 +330,7 @@ both_drivers!(
     a_client_stalled_mid_head_inside_gets_the_header_timeout,
     sighup_changes_which_tunnels_are_intercepted,
     shutdown_closes_an_idle_intercepted_connection_at_once,
-    through_a_parent_a_request_after_the_origin_closed_is_a_502,
+    through_a_parent_the_origins_close_ends_the_clients_connection,
     websocket_inside_through_the_https_listener,
     curl_through_the_https_listener_to_an_origin_closing_each_time,
 );
@@ -695,40 +695,58 @@ fn shutdown_closes_an_idle_intercepted_connection_at_once(d: Driver) {
     origin.join();
 }
 
-/// The documented limit: through a parent proxy the tunnel's one path to the origin is the
-/// parent's CONNECT, so once the origin closed it the next request is answered 502 (inside
-/// the client's TLS, with its Proxy-Status), never hung and never sent elsewhere.
-fn through_a_parent_a_request_after_the_origin_closed_is_a_502(d: Driver) {
+/// Through a parent proxy the tunnel's one path to the origin is the parent's CONNECT, so
+/// the proxy does not dial the origin again: it mirrors the origin's close instead. An
+/// origin answering `Connection: close` → the client's response says so and its connection
+/// closes after it; an origin closing its idle keep-alive connection → the client's idle
+/// connection is closed (close_notify). Either way the client's next request goes on a new
+/// CONNECT, through the parent again, and never meets a 502.
+fn through_a_parent_the_origins_close_ends_the_clients_connection(d: Driver) {
+    for mode in [Mode::CloseEach, Mode::CloseSilently] {
+        parent_close(d, mode);
+    }
+}
+
+fn parent_close(d: Driver, mode: Mode) {
     let r = rig(&format!("parent-{}", d.flag()));
-    let mut origin = Origin::start(&r.dir.join("origin"), Mode::CloseEach, 1);
-    let parent = Proxy::start(d, &["--connect-ports", "any", "--via-name", "parent"]);
+    let mut origin = Origin::start(&r.dir.join("origin"), mode, 2);
+    let mut parent = Proxy::start(d, &["--connect-ports", "any", "--via-name", "parent"]);
     let upstream = format!("http://{}", parent.addr());
     let mut proxy = r.proxy(
         d,
         &["--intercept", "localhost", "--upstream-proxy", &upstream],
     );
     let port = origin.port;
-    let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
-    let get = |path: &str| format!("GET {path} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
-    c.tls.write_all(get("/1").as_bytes()).unwrap();
-    let (head, body) = c.response();
-    assert_eq!(
-        head,
-        "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nVia: 1.1 ringway\r\n\r\n"
-    );
-    assert_eq!(body, b"connection 1\n");
-    c.tls.write_all(get("/2").as_bytes()).unwrap();
-    let (head, body) = c.response();
-    assert_eq!(
-        head,
-        "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=connection_refused\r\nContent-Type: text/plain\r\nContent-Length: 42\r\nConnection: close\r\n\r\n"
-    );
-    assert_eq!(body, b"The upstream server could not be reached.\n");
-    assert_eq!(c.read_to_close(), b"");
-    let target = format!(" GET https://localhost:{port}/2 502 ");
-    let line = proxy.wait_line(RUN, |l| l.contains(&target));
-    assert!(line.contains(" intercepted=1"), "{line}");
-    drop(c);
+    let close = match mode {
+        Mode::CloseEach => "Connection: close\r\n",
+        _ => "",
+    };
+    for n in 1..=2 {
+        let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
+        let request = format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+        c.tls.write_all(request.as_bytes()).unwrap();
+        assert_eq!(
+            origin.head(),
+            format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\nVia: 1.1 ringway\r\n\r\n")
+        );
+        let (head, body) = c.response();
+        assert_eq!(
+            head,
+            format!("HTTP/1.1 200 OK\r\nContent-Length: 13\r\n{close}Via: 1.1 ringway\r\n\r\n"),
+            "request {n}"
+        );
+        assert_eq!(body, format!("connection {n}\n").as_bytes());
+        // The origin's side ended: the client's does too, cleanly, with nothing more sent.
+        assert_eq!(c.read_to_close(), b"", "request {n}");
+        let target = format!(" GET https://localhost:{port}/r{n} 200 ");
+        let line = proxy.wait_line(RUN, |l| l.contains(&target));
+        assert!(line.ends_with(" intercepted=1"), "{line}");
+    }
     origin.join();
-    assert_eq!(origin.accepted.load(Ordering::SeqCst), 1);
+    assert_eq!(origin.accepted.load(Ordering::SeqCst), 2);
+    // One CONNECT through the parent per client connection.
+    for n in 1..=2 {
+        let line = parent.wait_line(RUN, |l| l.contains(" CONNECT localhost:"));
+        assert!(line.contains(" 200 "), "CONNECT {n}: {line}");
+    }
 }

@@ -32,9 +32,13 @@
 //!    graceful shutdown passed on with [`Intercepted::drain`]); the caller ends the outer
 //!    tunnel.
 //!
-//! Limits (each answered, never hung): through a parent proxy (`--upstream-proxy`) the
-//! tunnel's one path to the origin is the parent's CONNECT, and a request after the origin
-//! closed it gets `502` (re-dialing would need a new CONNECT through the parent).
+//! Through a parent proxy (`--upstream-proxy`) the tunnel's one path to the origin is the
+//! parent's CONNECT: it is not re-dialed (that would need a new CONNECT through the parent
+//! on a new socket). The inner connection is told so (`set_single_upstream`) and mirrors the
+//! origin's close: a response the origin closes after goes out with `Connection: close`,
+//! and once the origin's side ends the client's connection closes when idle, so its next
+//! request goes on a new CONNECT. Only a request racing the origin's close gets `502`
+//! (answered, never hung).
 //!
 //! Failure: a client that aborts the handshake (a pinned app refusing our leaf) ends the
 //! tunnel, whose log line says `reason=client_tls_abort`; a tunnel passed through says why
@@ -403,12 +407,16 @@ impl Intercepted {
                     }
                 };
                 let back = setup.interceptor.connect(self.pinned.host()).ok();
-                let inner = Connection::new_intercepted(
+                let mut inner = Connection::new_intercepted(
                     Arc::clone(&self.config),
                     self.client_addr,
                     self.pinned.clone(),
                     now,
                 );
+                if self.via_parent {
+                    // No re-dial through the parent: the origin's close ends the client's.
+                    inner.set_single_upstream();
+                }
                 let mut inside = Box::new(Inside {
                     setup: Arc::clone(setup),
                     pinned: self.pinned.clone(),
@@ -867,7 +875,8 @@ impl Inside {
         }
         if self.back.is_none() {
             if self.via_parent {
-                // Documented limit: a new CONNECT through the parent is not made.
+                // Through the parent: no re-dial (module docs); only a request racing the
+                // origin's close gets here.
                 self.inner
                     .handle_dial(now, attempt, Err(DialError::Refused));
                 return;
