@@ -16,6 +16,17 @@ const GET_UP: &str = "GET /a?b=1 HTTP/1.1\r\nHost: origin.test:443\r\nUser-Agent
 const OK5: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
 const OK5_DOWN: &str = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nVia: 1.1 ringway\r\n\r\nhello";
 
+/// The access-log line of one `GET` answered `200` with `tx` bytes to the client.
+fn get_line(tx: usize) -> String {
+    line(
+        "GET https://origin.test:443/a?b=1",
+        200,
+        GET.len(),
+        tx,
+        "0.000ms intercepted=1",
+    )
+}
+
 #[test]
 fn origin_form_request_goes_to_the_pinned_authority_and_logs_its_https_url() {
     let mut s = Script::intercepted("origin.test:443");
@@ -24,13 +35,7 @@ fn origin_form_request_goes_to_the_pinned_authority_and_logs_its_https_url() {
     s.dial_ok(false);
     assert_eq!(s.take_upstream(), GET_UP);
     s.relays(OK5, OK5_DOWN);
-    s.expect_released(line(
-        "GET https://origin.test:443/a?b=1",
-        200,
-        GET.len(),
-        OK5_DOWN.len(),
-        "0.000ms intercepted=1",
-    ));
+    s.expect_released(get_line(OK5_DOWN.len()));
     // Keep-alive: the next request on the same tunnel.
     assert!(s.conn.wants_client_read());
     s.client(GET);
@@ -339,16 +344,7 @@ fn an_origin_closing_its_connection_means_a_new_dial_for_the_next_request() {
         s.relays(close5, OK5_DOWN);
         assert_eq!(
             s.take_events(),
-            [
-                Event::CloseUpstream,
-                log(&line(
-                    "GET https://origin.test:443/a?b=1",
-                    200,
-                    GET.len(),
-                    OK5_DOWN.len(),
-                    "0.000ms intercepted=1",
-                )),
-            ]
+            [Event::CloseUpstream, log(&get_line(OK5_DOWN.len())),]
         );
         assert!(s.conn.wants_client_read());
     }
@@ -409,13 +405,7 @@ fn a_single_upstream_closing_after_its_response_closes_the_client_after_it_too()
         s.take_events(),
         [
             Event::CloseUpstream,
-            log(&line(
-                "GET https://origin.test:443/a?b=1",
-                200,
-                GET.len(),
-                OK5_DOWN.len() + "Connection: close\r\n".len(),
-                "0.000ms intercepted=1",
-            )),
+            log(&get_line(OK5_DOWN.len() + "Connection: close\r\n".len())),
             Event::Close,
         ]
     );

@@ -270,6 +270,19 @@ impl Client {
         (head, body)
     }
 
+    /// `GET /r{n}` to the test origin: it must arrive there as exactly that request plus
+    /// the proxy's `Via`; returns the response.
+    fn get_r(&mut self, n: usize, origin: &Origin) -> (String, Vec<u8>) {
+        let port = origin.port;
+        let request = format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
+        self.tls.write_all(request.as_bytes()).unwrap();
+        assert_eq!(
+            origin.head(),
+            format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\nVia: 1.1 ringway\r\n\r\n")
+        );
+        self.response()
+    }
+
     /// Reads until the peer's close_notify (a clean TLS end), returning what came.
     fn read_to_close(&mut self) -> Vec<u8> {
         let mut all = Vec::new();
@@ -436,13 +449,7 @@ fn redial(d: Driver, mode: Mode) {
     let port = origin.port;
     let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
     for n in 1..=3 {
-        let request = format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
-        c.tls.write_all(request.as_bytes()).unwrap();
-        assert_eq!(
-            origin.head(),
-            format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\nVia: 1.1 ringway\r\n\r\n")
-        );
-        let (head, body) = c.response();
+        let (head, body) = c.get_r(n, &origin);
         assert_eq!(
             head, "HTTP/1.1 200 OK\r\nContent-Length: 13\r\nVia: 1.1 ringway\r\n\r\n",
             "request {n}"
@@ -723,13 +730,7 @@ fn parent_close(d: Driver, mode: Mode) {
     };
     for n in 1..=2 {
         let mut c = tls_client(proxy.addr(), port, &r.proxy_ca());
-        let request = format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\n\r\n");
-        c.tls.write_all(request.as_bytes()).unwrap();
-        assert_eq!(
-            origin.head(),
-            format!("GET /r{n} HTTP/1.1\r\nHost: localhost:{port}\r\nVia: 1.1 ringway\r\n\r\n")
-        );
-        let (head, body) = c.response();
+        let (head, body) = c.get_r(n, &origin);
         assert_eq!(
             head,
             format!("HTTP/1.1 200 OK\r\nContent-Length: 13\r\n{close}Via: 1.1 ringway\r\n\r\n"),
