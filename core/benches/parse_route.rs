@@ -71,7 +71,7 @@ fn keep_alive_exchange(conn: &mut Connection, now: Instant, head: &Bytes, respon
                 black_box(bytes);
                 conn.handle_upstream_data(now, response.clone());
             }
-            Output::Close => panic!("keep-alive exchange closed"),
+            Output::Close { .. } => panic!("keep-alive exchange closed"),
             other => {
                 black_box(other);
             }

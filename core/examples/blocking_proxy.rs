@@ -111,7 +111,9 @@ fn handle(client: TcpStream, config: Arc<Config>) -> std::io::Result<()> {
                     (&client).write_all(&to_client)?;
                 }
                 Output::Log(record) => println!("{record}"),
-                Output::Close => {
+                // A blocking example closes at once; a production runtime lingers when
+                // `linger` says the client may still send (see `Output::Close`).
+                Output::Close { .. } => {
                     if let Some(s) = upstream.take() {
                         let _ = s.shutdown(Shutdown::Both);
                     }

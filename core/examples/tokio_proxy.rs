@@ -35,6 +35,8 @@ mod proxy {
 
     /// Bytes asked of the kernel per read.
     const READ_SIZE: usize = 16 * 1024;
+    /// Longest a closing connection reads and discards late client input (`Output::Close`).
+    const LINGER: Duration = Duration::from_secs(2);
 
     /// The proxy's configuration: the one place to set limits, timeouts and policy.
     pub fn config() -> Config {
@@ -167,8 +169,18 @@ mod proxy {
                     }
                     Output::Log(record) => println!("{record}"),
                     // Step 5: done. Dropping the halves closes both sockets.
-                    Output::Close => {
+                    Output::Close { linger } => {
                         let _ = client_wr.shutdown().await;
+                        if linger {
+                            // The client may still send: read and discard for a moment, so
+                            // unread input does not turn the close into a reset that
+                            // destroys the response just written.
+                            let mut sink = [0u8; 4096];
+                            let discard = async {
+                                while matches!(client_rd.read(&mut sink).await, Ok(n) if n > 0) {}
+                            };
+                            let _ = tokio::time::timeout(LINGER, discard).await;
+                        }
                         return Ok(());
                     }
                 }

@@ -783,7 +783,7 @@ impl Exchange {
                     push_event(events, Event::Client(BytesMut::from(&to_client[..])));
                 }
                 Output::Log(record) => push_event(events, Event::Log(*record)),
-                Output::Close => {
+                Output::Close { .. } => {
                     push_event(events, Event::Close);
                     self.closed = true;
                 }
@@ -1137,7 +1137,7 @@ impl Model {
                 self.retried = false;
                 self.reused_answered = false;
             }
-            Output::Close => {
+            Output::Close { .. } => {
                 self.closed = true;
                 self.attempts.clear();
                 self.resolve_outstanding = false;
@@ -1611,7 +1611,7 @@ pub fn tunnel_accounting(data: &[u8]) {
         }
         if let Some(None) = expect_end {
             assert!(
-                matches!(outs.as_slice(), [Output::Log(_), Output::Close]),
+                matches!(outs.as_slice(), [Output::Log(_), Output::Close { .. }]),
                 "second EOF closes: {outs:?}"
             );
         }
@@ -1622,7 +1622,7 @@ pub fn tunnel_accounting(data: &[u8]) {
                     assert_eq!((record.rx, record.tx), (sums[0], sums[1]), "logged counts");
                     assert_eq!(record.status, 200);
                 }
-                Output::Close => closes += 1,
+                Output::Close { .. } => closes += 1,
                 Output::ShutdownClientWrite | Output::ShutdownUpstreamWrite => {}
                 // An error or the idle timeout ends the tunnel by closing everything.
                 Output::CloseUpstream => assert_eq!(closes, 0, "CloseUpstream after Close"),

@@ -270,7 +270,7 @@ fn http10_keep_alive_with_a_length_stays_open() {
     s.client(request).dial_ok(false).upstream(OK5);
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     assert_eq!(s.take_client(), down);
-    s.expect_released_then_closed(line(
+    s.expect_released_then_closed_at_once(line(
         "GET http://h/",
         200,
         request.len(),
@@ -304,7 +304,7 @@ fn client_connection_close_is_honoured() {
     );
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     s.relays(OK5, down);
-    s.expect_released_then_closed(line(
+    s.expect_released_then_closed_at_once(line(
         "GET http://h/",
         200,
         request.len(),
@@ -424,7 +424,7 @@ fn interim_responses_reach_http11_clients_only() {
     s.upstream(b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello");
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     assert_eq!(s.take_client(), down, "no 100 for an HTTP/1.0 client");
-    s.expect_released_then_closed(line(
+    s.expect_released_then_closed_at_once(line(
         "GET http://h/",
         200,
         request.len(),
@@ -1157,13 +1157,70 @@ fn client_vanishing_mid_body_aborts_the_exchange() {
     ));
 }
 
+/// Lingering before a close protects a response from the reset that unread client input
+/// would cause; it is skipped only when nothing more can come. A client that said
+/// `Connection: close` but sent bytes after its request still gets it: the close lingers.
+#[test]
+fn a_close_lingers_unless_the_client_can_send_nothing_more() {
+    // `Connection: close`, and a body read to its end: closed at once.
+    let mut s = Script::new();
+    let request =
+        b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
+    s.client(request).dial_ok(false).upstream(OK5);
+    let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
+    assert_eq!(s.take_client(), down);
+    s.expect_released_then_closed_at_once(line(
+        "POST http://h/",
+        200,
+        request.len(),
+        down.len(),
+        "0.000ms",
+    ));
+    // `Connection: close`, then more bytes anyway: they are not read, so the close lingers.
+    let mut s = Script::new();
+    let request = b"GET http://h/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let mut sent = request.to_vec();
+    sent.extend_from_slice(b"GET http://h/2 HTTP/1.1\r\n\r\n");
+    s.client(&sent).dial_ok(false).upstream(OK5);
+    assert_eq!(s.take_client(), down);
+    s.expect_released_then_closed(line(
+        "GET http://h/",
+        200,
+        request.len(),
+        down.len(),
+        "0.000ms",
+    ));
+    // A keep-alive client whose answer ends the connection (close-delimited) may have sent
+    // its next request already: the close lingers.
+    let mut s = Script::new();
+    let request = b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n";
+    s.client(request).dial_ok(false);
+    s.upstream(b"HTTP/1.1 200 OK\r\n\r\nhello").upstream_eof();
+    let down = "HTTP/1.1 200 OK\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
+    assert_eq!(s.take_client(), down);
+    assert_eq!(
+        s.take_events(),
+        [
+            Event::CloseUpstream,
+            log(&line(
+                "GET http://h/",
+                200,
+                request.len(),
+                down.len(),
+                "0.000ms"
+            )),
+            Event::Close
+        ]
+    );
+}
+
 #[test]
 fn client_half_close_after_a_complete_request_still_gets_the_answer() {
     let mut s = Script::new();
     s.client(GET).client_eof().dial_ok(false).upstream(OK5);
     let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
     assert_eq!(s.take_client(), down);
-    s.expect_released_then_closed(get_line(200, down.len(), "0.000ms"));
+    s.expect_released_then_closed_at_once(get_line(200, down.len(), "0.000ms"));
 }
 
 #[test]
@@ -1324,7 +1381,7 @@ fn client_eof_while_connect_dials_reaches_the_upstream() {
         s.take_events(),
         [
             log("127.0.0.1:50000 CONNECT example.com:443 200 10 7 0.000ms"),
-            Event::Close
+            Event::CloseAtOnce
         ]
     );
 }

@@ -161,7 +161,8 @@ struct Conn {
     draining: bool,
     /// This task's waker is known to the drain notice (a task's waker never changes).
     drain_registered: bool,
-    /// Whether closing should read and discard late client input (see `close_gracefully`).
+    /// Whether closing should read and discard late client input (see `close_gracefully`):
+    /// the core's `Close { linger }`, and never for an idle connection closed by a drain.
     linger: bool,
     /// The clock, read once when the task is polled: every event of one wake-up happened
     /// "now" (a clock read per event was 2-3% of an intercepted request's CPU). Timers wake
@@ -557,7 +558,9 @@ impl Conn {
                 crate::metrics::observe(&record);
                 self.env.log.write(&record);
             }
-            Output::Close => {
+            Output::Close { linger } => {
+                // The core knows whether the client may still send (see `Output::Close`).
+                self.linger &= linger;
                 self.closing = true;
                 self.upstream = None;
                 self.dialing.clear();

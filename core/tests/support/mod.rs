@@ -26,7 +26,10 @@ pub enum Event {
     ShutdownUpstreamWrite,
     StartTunnel(Vec<u8>, Vec<u8>),
     Log(String),
+    /// `Close { linger: true }`: the client may still send; the runtime lingers.
     Close,
+    /// `Close { linger: false }`: nothing more can come from the client; close at once.
+    CloseAtOnce,
 }
 
 pub struct Script {
@@ -186,10 +189,14 @@ impl Script {
                     .events
                     .push(Event::StartTunnel(to_upstream.to_vec(), to_client.to_vec())),
                 Output::Log(r) => self.events.push(Event::Log(r.to_string())),
-                Output::Close => {
+                Output::Close { linger } => {
                     self.closed = true;
                     self.attempts.clear();
-                    self.events.push(Event::Close)
+                    self.events.push(if linger {
+                        Event::Close
+                    } else {
+                        Event::CloseAtOnce
+                    })
                 }
             }
         }
@@ -401,6 +408,19 @@ impl Script {
         assert_eq!(
             self.take_events(),
             [Event::Release, log(log_line.as_ref()), Event::Close]
+        );
+    }
+
+    /// As [`Script::expect_released_then_closed`], but the client said it was done (it
+    /// half-closed, or its request said `Connection: close` and it sent nothing more), so
+    /// nothing more can come: the connection closes without lingering.
+    ///
+    /// Why: the cheap close of a connection per request, checked wherever a client ends it.
+    #[track_caller]
+    pub fn expect_released_then_closed_at_once(&mut self, log_line: impl AsRef<str>) {
+        assert_eq!(
+            self.take_events(),
+            [Event::Release, log(log_line.as_ref()), Event::CloseAtOnce]
         );
     }
 

@@ -843,7 +843,8 @@ impl Inside {
                 crate::metrics::observe(&record);
                 env.log.write(&record);
             }
-            Output::Close => {
+            // The outer connection closes the sockets (and decides its own lingering).
+            Output::Close { .. } => {
                 self.front.close();
                 self.done = true;
             }
