@@ -62,7 +62,7 @@ pub fn serve(
     peer: SocketAddr,
     tls: bool,
 ) -> Serve {
-    let _ = stream.set_nodelay(true);
+    // TCP_NODELAY came from the listener (`listener::bind`).
     let client = if tls {
         match crate::tls::front::session() {
             Some(session) => Socket::new_tls(stream, crate::tls::front::Front::new(session)),

@@ -48,10 +48,28 @@ pub fn reserve_all(groups: &[(&str, &[SocketAddr])]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Binds this thread's socket for `addr`.
+/// Binds this thread's socket for `addr`, with `TCP_NODELAY` set on it: Linux copies the
+/// option to every socket it accepts, which saves a `setsockopt` per connection (the
+/// responses are written whole, so Nagle's algorithm would only delay them).
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use std::os::fd::AsRawFd;
     let opts = ListenerOpts::new().reuse_port(true).backlog(BACKLOG);
-    TcpListener::bind_with_config(addr, &opts)
+    let listener = TcpListener::bind_with_config(addr, &opts)?;
+    let on: libc::c_int = 1;
+    // SAFETY: setsockopt on a socket we own, with a c_int option value of the right size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&on as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(listener)
 }
 
 /// Accepts until shutdown, spawning one task per admitted connection; `tls`: the HTTPS
@@ -117,6 +135,31 @@ fn is_exhaustion(e: &io::Error) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Accepted sockets have `TCP_NODELAY` without a call of their own: it is set on the
+    /// listener and the kernel copies it (the per-connection `setsockopt` was dropped for it).
+    #[monoio::test_all]
+    async fn accepted_sockets_inherit_tcp_nodelay() {
+        use std::os::fd::AsRawFd;
+        let listener = bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = listener.local_addr().unwrap();
+        let _peer = monoio::net::TcpStream::connect_addr(addr).await.unwrap();
+        let (accepted, _) = listener.accept().await.unwrap();
+        let mut value: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt into a c_int we own, with its size.
+        let rc = unsafe {
+            libc::getsockopt(
+                accepted.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_NODELAY,
+                (&mut value as *mut libc::c_int).cast(),
+                &mut len,
+            )
+        };
+        assert_eq!(rc, 0, "{}", io::Error::last_os_error());
+        assert_eq!(value, 1);
+    }
 
     #[test]
     fn reserve_refuses_an_address_in_use_or_given_twice() {

@@ -501,10 +501,12 @@ impl Socket {
         }
     }
 
-    /// Closing: writes what is still queued, shuts down the write side, then, when `linger`,
-    /// reads and discards what the peer still sends (up to `linger_bytes` or its EOF) so
+    /// Closing: writes what is still queued; then, when `linger`, shuts down the write side
+    /// and reads and discards what the peer still sends (up to `linger_bytes` or its EOF) so
     /// that closing with unread input does not turn into a reset that destroys the response
-    /// we just wrote. Callers bound the whole thing with a timeout.
+    /// we just wrote. Without `linger` the close that follows sends the FIN itself (a
+    /// `shutdown` first would only cost a syscall). Callers bound the whole thing with a
+    /// timeout.
     pub async fn close_gracefully(mut self, linger: bool, linger_bytes: usize) {
         if let Some(bytes) = self.tls.as_mut().and_then(|t| t.front.close()) {
             // close_notify before the FIN, so the client knows the response is complete.
@@ -518,11 +520,11 @@ impl Socket {
         if !self.finish_writes().await {
             return;
         }
-        // SAFETY: `fd` belongs to `stream`, which is alive.
-        unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
         if !linger {
             return;
         }
+        // SAFETY: `fd` belongs to `stream`, which is alive.
+        unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
         let mut discarded = 0;
         while discarded < linger_bytes && !self.read_ended {
             match self.try_read() {
