@@ -112,7 +112,7 @@ pub enum Output {
         /// the response just written (RFC 9112 §9.6). `false` when nothing more can come:
         /// the client half-closed, or it said `Connection: close` (it MUST NOT send more)
         /// and everything it sent was read. Then close at once: lingering would cost a
-        /// `shutdown`, a wake-up and a read for nothing (a sixth of the proxy's CPU with a
+        /// `shutdown`, a wake-up and a read for nothing (about 8% of the proxy's CPU with a
         /// new connection per request).
         linger: bool,
     },
