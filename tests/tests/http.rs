@@ -3,6 +3,8 @@
 //! `Expect: 100-continue`, IPv6, curl, and the access log.
 
 use ringway_e2e::*;
+use std::io::{self, Write};
+use std::time::Duration;
 
 /// The header lines curl sends besides Host and `Proxy-Connection` (which the proxy drops), in
 /// curl's order.
@@ -688,7 +690,9 @@ fn hostname_target(d: Driver) {
 }
 
 /// `Connection: close` from the client: the answer says `Connection: close`, then EOF;
-/// the client's Connection header does not reach the origin.
+/// the client's Connection header does not reach the origin. The client said it was done,
+/// so the proxy closed its socket at once rather than lingering to read more: bytes the
+/// client sends anyway meet a closed socket, whose reset fails the client's next write.
 fn client_connection_close(d: Driver) {
     let origin = Origin::fixed(&ok_response(b"ok"));
     let p = Proxy::start(d, &[]);
@@ -719,6 +723,25 @@ fn client_connection_close(d: Driver) {
         0,
         &forwarded("GET", &a, "/bye", &[], b""),
         "request at origin",
+    );
+    // A lingering close would read and discard these for up to 2 s (the runtime's close
+    // limit); a closed socket answers with a reset, which the loopback delivers within the
+    // write. Retries for 1 s in case it is late: well inside the 2 s a lingering proxy
+    // would keep reading, so this fails if the close lingers.
+    let mut refused = None;
+    for _ in 0..100 {
+        if let Err(e) = c.stream.write_all(b"late") {
+            refused = Some(e.kind());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10)); // the reset has no other signal
+    }
+    assert!(
+        matches!(
+            refused,
+            Some(io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset)
+        ),
+        "{refused:?}"
     );
 }
 
