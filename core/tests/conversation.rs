@@ -1162,56 +1162,60 @@ fn client_vanishing_mid_body_aborts_the_exchange() {
 /// `Connection: close` but sent bytes after its request still gets it: the close lingers.
 #[test]
 fn a_close_lingers_unless_the_client_can_send_nothing_more() {
-    // `Connection: close`, and a body read to its end: closed at once.
-    let mut s = Script::new();
-    let request =
+    let post: &[u8] =
         b"POST http://h/ HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nConnection: close\r\n\r\nabc";
-    s.client(request).dial_ok(false).upstream(OK5);
-    let down = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
-    assert_eq!(s.take_client(), down);
-    s.expect_released_then_closed_at_once(line(
-        "POST http://h/",
-        200,
-        request.len(),
-        down.len(),
-        "0.000ms",
-    ));
-    // `Connection: close`, then more bytes anyway: they are not read, so the close lingers.
-    let mut s = Script::new();
-    let request = b"GET http://h/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
-    let mut sent = request.to_vec();
-    sent.extend_from_slice(b"GET http://h/2 HTTP/1.1\r\n\r\n");
-    s.client(&sent).dial_ok(false).upstream(OK5);
-    assert_eq!(s.take_client(), down);
-    s.expect_released_then_closed(line(
-        "GET http://h/",
-        200,
-        request.len(),
-        down.len(),
-        "0.000ms",
-    ));
-    // A keep-alive client whose answer ends the connection (close-delimited) may have sent
-    // its next request already: the close lingers.
-    let mut s = Script::new();
-    let request = b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n";
-    s.client(request).dial_ok(false);
-    s.upstream(b"HTTP/1.1 200 OK\r\n\r\nhello").upstream_eof();
-    let down = "HTTP/1.1 200 OK\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
-    assert_eq!(s.take_client(), down);
-    assert_eq!(
-        s.take_events(),
-        [
+    let get_close: &[u8] = b"GET http://h/ HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n";
+    let get_close_and_more = [get_close, b"GET http://h/2 HTTP/1.1\r\n\r\n"].concat();
+    let get: &[u8] = b"GET http://h/ HTTP/1.1\r\nHost: h\r\n\r\n";
+    let ok_close = "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
+    let eof_close = "HTTP/1.1 200 OK\r\nConnection: close\r\nVia: 1.1 ringway\r\n\r\nhello";
+    let close_delimited: &[u8] = b"HTTP/1.1 200 OK\r\n\r\nhello";
+    // (case, client bytes, the request's bytes, target, answer, upstream EOF after it,
+    // bytes to the client, how the upstream goes, how the client connection closes)
+    for (case, sent, request, target, answer, eof, down, upstream, close) in [
+        (
+            "Connection: close, its body read to the end: at once",
+            post,
+            post,
+            "POST http://h/",
+            OK5,
+            false,
+            ok_close,
+            Event::Release,
+            Event::CloseAtOnce,
+        ),
+        (
+            "Connection: close, then bytes anyway: not read, so it lingers",
+            &get_close_and_more[..],
+            get_close,
+            "GET http://h/",
+            OK5,
+            false,
+            ok_close,
+            Event::Release,
+            Event::Close,
+        ),
+        (
+            "a keep-alive client may have sent its next request already: it lingers",
+            get,
+            get,
+            "GET http://h/",
+            close_delimited,
+            true,
+            eof_close,
             Event::CloseUpstream,
-            log(&line(
-                "GET http://h/",
-                200,
-                request.len(),
-                down.len(),
-                "0.000ms"
-            )),
-            Event::Close
-        ]
-    );
+            Event::Close,
+        ),
+    ] {
+        let mut s = Script::new();
+        s.client(sent).dial_ok(false).upstream(answer);
+        if eof {
+            s.upstream_eof();
+        }
+        assert_eq!(s.take_client(), down, "{case}");
+        let logged = line(target, 200, request.len(), down.len(), "0.000ms");
+        assert_eq!(s.take_events(), [upstream, log(&logged), close], "{case}");
+    }
 }
 
 #[test]
