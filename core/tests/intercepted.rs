@@ -442,12 +442,24 @@ fn a_single_upstream_that_never_served_leaves_the_answer_to_the_dial() {
     s.client(GET);
     assert_eq!(s.take_events(), [dial("origin.test:443", true)]);
     s.dial_err(DialError::TlsProtocol);
-    let answer = s.take_client();
-    assert!(
-        answer.starts_with(
-            "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=tls_protocol_error\r\n"
-        ),
-        "{answer}"
+    let message = "The TLS handshake with the upstream server failed.\n";
+    let answer = format!(
+        "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=tls_protocol_error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{message}",
+        message.len()
+    );
+    assert_eq!(s.take_client(), answer);
+    assert_eq!(
+        s.take_events(),
+        [
+            log(&line(
+                "GET https://origin.test:443/a?b=1",
+                502,
+                GET.len(),
+                answer.len(),
+                "0.000ms intercepted=1 reason=tls_protocol_error",
+            )),
+            Event::Close
+        ]
     );
     assert!(s.is_closed());
 }
@@ -464,17 +476,21 @@ fn a_single_upstream_gone_before_answering_is_a_502_not_a_retry() {
     s.client(GET).dial_ok(true);
     assert_eq!(s.take_upstream(), GET_UP.repeat(2));
     s.upstream_eof();
-    let answer = s.take_client();
-    assert!(
-        answer.starts_with(
-            "HTTP/1.1 502 Bad Gateway\r\nProxy-Status: ringway; error=connection_terminated\r\n"
-        ),
-        "{answer}"
+    let message = "The upstream server closed the connection without a response.";
+    // No dial: the 502, its line, and the close.
+    s.expect_canned_then_close(
+        "502 Bad Gateway",
+        message,
+        &[
+            Event::CloseUpstream,
+            log(&line(
+                "GET https://origin.test:443/a?b=1",
+                502,
+                GET.len(),
+                canned("502 Bad Gateway", message).len(),
+                "0.000ms intercepted=1 reason=upstream_closed",
+            )),
+            Event::Close,
+        ],
     );
-    let events = s.take_events();
-    assert!(
-        !events.iter().any(|e| matches!(e, Event::Dial(..))),
-        "{events:?}"
-    );
-    assert_eq!(events.last(), Some(&Event::Close));
 }
